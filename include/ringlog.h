@@ -1,0 +1,201 @@
+/*
+ * ringlog: a durable, segmented append-only log for Linux, written through io_uring.
+ *
+ * Model
+ *   A log is a directory of segment files.  Each call to ringlog_append() adds one
+ *   *batch* of records atomically: after a crash a batch is either wholly present or
+ *   wholly absent.  Every record gets a log sequence number (LSN); LSNs start at 1,
+ *   are dense, follow log order and continue across reopens.
+ *
+ *   Appends only queue the batch (the data is copied into the log's ring).  A single
+ *   consumer thread writes every queued batch in one write followed by a linked
+ *   fdatasync ("group commit").  A record is *durable* once that fdatasync has
+ *   completed; ringlog_wait(), ringlog_durable_lsn() and ringlog_event_fd() report it.
+ *
+ * Errors
+ *   Every function that can fail returns a negative errno value (-EINVAL, -EIO, ...)
+ *   and never sets errno.  ringlog_strerror() describes any code; ringlog_last_error()
+ *   gives the detail of the last failure in the calling thread (file, offset, cause).
+ *   When a call fails, nothing was queued and nothing will complete for it later.
+ *
+ * Fail-stop
+ *   If a write or fdatasync fails, the log enters a failed state for good: every
+ *   waiter and every later append gets that error and nothing more is acknowledged.
+ *   Close it and reopen it; recovery decides what reached the disk.
+ *
+ * Threads
+ *   ringlog_append(), ringlog_try_append(), ringlog_wait(), ringlog_durable_lsn()
+ *   and ringlog_event_fd() may be called from any number of threads at once.
+ *   ringlog_close() must not race with any other call on the same handle.
+ *   A reader is used by one thread at a time.
+ */
+#ifndef RINGLOG_H
+#define RINGLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RINGLOG_BUILDING) && defined(__GNUC__)
+#define RINGLOG_API __attribute__((visibility("default")))
+#else
+#define RINGLOG_API
+#endif
+
+#define RINGLOG_VERSION_MAJOR 0
+#define RINGLOG_VERSION_MINOR 1
+
+/* Hard ceiling for options.max_batch_bytes (a frame's length field and a registered
+ * buffer are both bounded by this). */
+#define RINGLOG_MAX_BATCH_BYTES_LIMIT (256u << 20)
+
+/* Bytes a batch of `nrecs` records holding `data_bytes` bytes in all takes in the
+ * log: a 32-byte frame header, a 4-byte length per record, the data, rounded up to
+ * a multiple of 8 (see docs/format.md).  A batch fits if this is at most
+ * options.max_batch_bytes. */
+#define RINGLOG_FRAME_HEADER_BYTES 32u
+#define RINGLOG_FRAME_BYTES(nrecs, data_bytes)                                             \
+	((RINGLOG_FRAME_HEADER_BYTES + 4ull * (nrecs) + (uint64_t)(data_bytes) + 7) & ~7ull)
+
+struct ringlog;        /* a log opened for appending (one writer per directory) */
+struct ringlog_reader; /* a cursor over a log's records */
+
+/*
+ * Options.  Always fill with ringlog_options_init() first, then change fields.
+ * The struct's size never changes: new fields take space from `reserved`, which
+ * must stay zero (ringlog_open() returns -EINVAL otherwise).
+ */
+struct ringlog_options {
+	/* Soft size cap of a segment file, in bytes.  A segment is closed once a group
+	 * commit leaves it at or past this size, so it may overshoot by at most one
+	 * group.  Default 64 MiB; minimum 4096. */
+	uint64_t segment_bytes;
+	/* Capacity of the submission ring, in bytes (rounded up to a power of two).
+	 * Queued batches wait here until they are written; appends block (or
+	 * try_append returns -EAGAIN) while it is full.  Default 16 MiB. */
+	uint32_t ring_bytes;
+	/* Largest batch accepted, as RINGLOG_FRAME_BYTES(); larger ones fail with
+	 * -EMSGSIZE.  Default 1 MiB; at most ring_bytes / 2 and
+	 * RINGLOG_MAX_BATCH_BYTES_LIMIT. */
+	uint32_t max_batch_bytes;
+	/* Non-zero: create the directory if it does not exist.  Default 1. */
+	uint32_t create_if_missing;
+	/* Non-zero: do not register the ring with io_uring (plain write SQEs instead
+	 * of write_fixed).  Registration falls back to this on its own when the
+	 * kernel refuses it (e.g. RLIMIT_MEMLOCK).  Default 0. */
+	uint32_t no_registered_buffer;
+	uint64_t reserved[12];
+};
+
+/* One record, as returned by a reader. */
+struct ringlog_record {
+	uint64_t lsn;      /* the record's log sequence number */
+	const void *data;  /* its bytes: valid until the next call on the reader */
+	uint32_t len;      /* its length in bytes */
+	uint32_t batch_nrecs; /* records in the batch it belongs to */
+	uint64_t batch_first_lsn; /* LSN of the first record of that batch */
+};
+
+/* Fill *opts with the defaults above. */
+RINGLOG_API void ringlog_options_init(struct ringlog_options *opts);
+
+/*
+ * Open (creating if needed) the log in directory `dir` for appending, after
+ * recovering it: sealed segments are verified, a torn tail in the last segment is
+ * cut off and the cut made durable.  `opts` may be NULL for the defaults.
+ * Starts the consumer thread.  On success stores the handle in *out and returns 0.
+ *
+ * Errors: -EINVAL bad options; -ENOENT dir missing and create_if_missing is 0;
+ * -ENOTDIR dir is not a directory; -EBUSY another writer has the log open;
+ * -EBADMSG corruption that recovery may not repair (ringlog_last_error() names the
+ * file and offset); -ENOSYS or -EPERM io_uring is unavailable; -ENOMEM; or the
+ * error of the failing system call.
+ */
+RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts,
+			     struct ringlog **out);
+
+/*
+ * Append one batch of `nrecs` records (recs[i] is record i) atomically.  The data is
+ * copied: the caller may reuse its buffers on return.  Does not wait for
+ * durability; stores the batch's first LSN in *first_lsn (if not NULL), the records
+ * getting first_lsn .. first_lsn + nrecs - 1.  Blocks while the ring is full.
+ * While the consumer is busy writing, an append makes no system call.
+ *
+ * Returns 0.  Errors: -EINVAL (nrecs == 0, NULL recs, log closing); -EMSGSIZE (the
+ * batch exceeds max_batch_bytes); the log's error if it has failed.
+ */
+RINGLOG_API int ringlog_append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
+			       uint64_t *first_lsn);
+
+/* As ringlog_append(), but returns -EAGAIN instead of blocking when the ring is
+ * full. */
+RINGLOG_API int ringlog_try_append(struct ringlog *log, const struct iovec *recs,
+				   unsigned nrecs, uint64_t *first_lsn);
+
+/*
+ * Wait until every record up to and including `lsn` is durable.  Returns 0 then
+ * (at once if it already is).  Errors: -EINVAL if `lsn` has not been handed out
+ * yet; the log's error if it failed before `lsn` became durable.
+ */
+RINGLOG_API int ringlog_wait(struct ringlog *log, uint64_t lsn);
+
+/* The highest LSN known durable (0 if none yet).  Never blocks. */
+RINGLOG_API uint64_t ringlog_durable_lsn(struct ringlog *log);
+
+/* The next LSN an append will hand out. */
+RINGLOG_API uint64_t ringlog_next_lsn(struct ringlog *log);
+
+/* 0 while the log is healthy, else the error that failed it. */
+RINGLOG_API int ringlog_error(struct ringlog *log);
+
+/*
+ * An eventfd (non-blocking, close-on-exec, owned by the log) that becomes readable
+ * whenever the durable LSN advances or the log fails.  Read it to reset it, then
+ * check ringlog_durable_lsn() / ringlog_error().  Returns the fd (>= 0).
+ */
+RINGLOG_API int ringlog_event_fd(struct ringlog *log);
+
+/*
+ * Write and sync everything queued, stop the consumer, release the directory and
+ * free the log.  No other call on `log` may run concurrently or follow.
+ * Accepts NULL.  Returns 0, or the log's error if it had failed (the handle is
+ * freed either way).
+ */
+RINGLOG_API int ringlog_close(struct ringlog *log);
+
+/* A static, human-readable description of a ringlog return code (negative errno). */
+RINGLOG_API const char *ringlog_strerror(int err);
+
+/* Detail of the most recent failure of a ringlog call in the calling thread (what
+ * failed, on which file and offset); "" if none.  Valid until the next ringlog call
+ * in this thread. */
+RINGLOG_API const char *ringlog_last_error(void);
+
+/*
+ * Open a reader over the log in `dir`, positioned at record `from_lsn` (0 or 1: the
+ * beginning).  Works while a writer has the log open; never modifies any file.
+ * Errors: -ENOENT no such log or `from_lsn` is before the first record kept;
+ * -ENOTDIR; -ENOMEM; -EBADMSG.
+ */
+RINGLOG_API int ringlog_reader_open(const char *dir, uint64_t from_lsn,
+				    struct ringlog_reader **out);
+
+/*
+ * Read the next record into *rec.  Returns 1 and fills *rec; 0 at the end of the log
+ * (a later call may return more if a writer appended); or -EBADMSG when a segment
+ * other than the last is damaged, or an I/O error.  Never returns a record of a torn
+ * or corrupt batch.
+ */
+RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_record *rec);
+
+/* Close a reader.  Accepts NULL. */
+RINGLOG_API void ringlog_reader_close(struct ringlog_reader *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RINGLOG_H */

@@ -1,0 +1,229 @@
+/*
+ * The ringlog on-disk format (version 1).  All integers are little-endian.
+ *
+ * A log is a directory.  Its segments are files named by the LSN of their first
+ * record as 20 decimal digits plus ".rlog" ("00000000000000000001.rlog").  Other
+ * files (and the LOCK file) are ignored by recovery and readers.
+ *
+ * Segment = a 64-byte header, then frames back to back, each a multiple of 8 bytes.
+ *
+ *   Segment header
+ *   off size field
+ *     0    4 magic          "RLSG" (0x47534c52)
+ *     4    2 version        1
+ *     6    2 header_bytes   64
+ *     8    8 first_lsn      LSN of the first record in this segment (= the name)
+ *    16    8 log_id         random, chosen when the log was created; every
+ *                           segment and frame of the log carries it
+ *    24    8 prev_last_lsn  last LSN of the previous segment (first_lsn - 1)
+ *    32    4 prev_tail_crc  crc field of the previous segment's last frame, 0 if none
+ *    36   24 reserved       zero
+ *    60    4 header_crc     CRC32C of bytes 0..59
+ *
+ *   Frame (one batch)
+ *   off size field
+ *     0    4 magic          "RLFR" (0x52464c52)
+ *     4    4 crc            CRC32C of bytes 8 .. frame_len-1 (rest of header,
+ *                           records and padding)
+ *     8    4 frame_len      total bytes of the frame, header included, multiple of 8
+ *    12    4 nrecs          records in the batch, >= 1
+ *    16    8 first_lsn      LSN of the batch's first record
+ *    24    8 log_id         the segment header's log_id
+ *    32    . records        nrecs times { u32 len; u8 data[len] }, then 0..7 zero
+ *                           bytes of padding up to frame_len
+ *
+ * A frame at offset `off` of a segment is valid if and only if: its magic matches;
+ * 32 + 4 * nrecs <= frame_len, frame_len is a multiple of 8, at most RL_FRAME_MAX_BYTES
+ * and off + frame_len <= the file size; log_id equals the segment's; first_lsn
+ * equals the LSN that follows the previous frame (or the segment's first_lsn); the
+ * CRC matches; and the record lengths end inside the frame with fewer than 8 bytes,
+ * all zero, left over.  Stale bytes from another log or an older place in this log
+ * fail the log_id or LSN test even when their CRC is intact.
+ */
+#include "format.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <isa-l/crc.h>
+#include <stdio.h>
+#include <string.h>
+
+static uint32_t crc32c_extend(uint32_t raw, const void *data, size_t len)
+{
+	/* ISA-L takes an int length; feed huge buffers in pieces. */
+	const unsigned char *p = data;
+	while (len > 0) {
+		int n = len > (1u << 30) ? (1 << 30) : (int)len;
+		raw = crc32_iscsi((unsigned char *)p, n, raw);
+		p += n;
+		len -= (size_t)n;
+	}
+	return raw;
+}
+
+uint32_t rl_crc32c(const void *data, size_t len)
+{
+	return crc32c_extend(0xffffffffu, data, len) ^ 0xffffffffu;
+}
+
+void rl_seg_header_encode(const struct rl_seg_header *h, uint8_t out[RL_SEG_HEADER_BYTES])
+{
+	memset(out, 0, RL_SEG_HEADER_BYTES);
+	rl_put32(out + 0, RL_SEG_MAGIC);
+	out[4] = RL_FORMAT_VERSION & 0xff;
+	out[5] = RL_FORMAT_VERSION >> 8;
+	out[6] = RL_SEG_HEADER_BYTES & 0xff;
+	out[7] = RL_SEG_HEADER_BYTES >> 8;
+	rl_put64(out + 8, h->first_lsn);
+	rl_put64(out + 16, h->log_id);
+	rl_put64(out + 24, h->prev_last_lsn);
+	rl_put32(out + 32, h->prev_tail_crc);
+	rl_put32(out + 60, rl_crc32c(out, 60));
+}
+
+int rl_seg_header_decode(const uint8_t in[RL_SEG_HEADER_BYTES], struct rl_seg_header *h)
+{
+	if (rl_get32(in) != RL_SEG_MAGIC)
+		return -EBADMSG;
+	if ((in[4] | in[5] << 8) != RL_FORMAT_VERSION || (in[6] | in[7] << 8) != RL_SEG_HEADER_BYTES)
+		return -EBADMSG;
+	if (rl_get32(in + 60) != rl_crc32c(in, 60))
+		return -EBADMSG;
+	h->first_lsn = rl_get64(in + 8);
+	h->log_id = rl_get64(in + 16);
+	h->prev_last_lsn = rl_get64(in + 24);
+	h->prev_tail_crc = rl_get32(in + 32);
+	if (h->first_lsn == 0 || h->prev_last_lsn != h->first_lsn - 1)
+		return -EBADMSG;
+	return 0;
+}
+
+void rl_frame_header_fill(uint8_t *frame, uint32_t frame_len, uint32_t nrecs,
+			  uint64_t first_lsn, uint64_t log_id)
+{
+	rl_put32(frame + 8, frame_len);
+	rl_put32(frame + 12, nrecs);
+	rl_put64(frame + 16, first_lsn);
+	rl_put64(frame + 24, log_id);
+}
+
+uint32_t rl_frame_seal(uint8_t *frame)
+{
+	uint32_t len = rl_get32(frame + 8);
+	uint32_t crc = rl_crc32c(frame + 8, len - 8);
+	rl_put32(frame + 4, crc);
+	return crc;
+}
+
+enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_lsn,
+					   uint64_t log_id, struct rl_frame_info *info)
+{
+	uint32_t magic = rl_get32(hdr);
+	if (magic != RL_FRAME_MAGIC) {
+		/* Zeroes where a frame would start: nothing was written here. */
+		static const uint8_t zero[RL_FRAME_HEADER_BYTES];
+		return memcmp(hdr, zero, sizeof(zero)) == 0 ? RL_FRAME_END : RL_FRAME_BAD_MAGIC;
+	}
+	info->crc = rl_get32(hdr + 4);
+	info->frame_len = rl_get32(hdr + 8);
+	info->nrecs = rl_get32(hdr + 12);
+	info->first_lsn = rl_get64(hdr + 16);
+	if (info->frame_len % RL_FRAME_ALIGN != 0 || info->frame_len > RL_FRAME_MAX_BYTES ||
+	    info->nrecs == 0 ||
+	    (uint64_t)RL_FRAME_HEADER_BYTES + 4ull * info->nrecs > info->frame_len)
+		return RL_FRAME_BAD_LENGTH;
+	if (rl_get64(hdr + 24) != log_id)
+		return RL_FRAME_BAD_LOG_ID;
+	if (expect_lsn != 0 && info->first_lsn != expect_lsn)
+		return RL_FRAME_BAD_LSN;
+	return RL_FRAME_OK;
+}
+
+enum rl_frame_status rl_frame_check(const uint8_t *buf, uint64_t avail, uint64_t expect_lsn,
+				    uint64_t log_id, struct rl_frame_info *info)
+{
+	if (avail < RL_FRAME_HEADER_BYTES) {
+		for (uint64_t i = 0; i < avail; i++)
+			if (buf[i] != 0)
+				return RL_FRAME_TRUNCATED;
+		return RL_FRAME_END;
+	}
+	enum rl_frame_status st = rl_frame_check_header(buf, expect_lsn, log_id, info);
+	if (st != RL_FRAME_OK)
+		return st;
+	if (info->frame_len > avail)
+		return RL_FRAME_TRUNCATED;
+	if (rl_crc32c(buf + 8, info->frame_len - 8) != info->crc)
+		return RL_FRAME_BAD_CRC;
+	/* The record lengths must tile the frame exactly (up to zero padding). */
+	uint64_t pos = RL_FRAME_HEADER_BYTES;
+	for (uint32_t i = 0; i < info->nrecs; i++) {
+		if (pos + 4 > info->frame_len)
+			return RL_FRAME_BAD_RECORDS;
+		pos += 4 + (uint64_t)rl_get32(buf + pos);
+		if (pos > info->frame_len)
+			return RL_FRAME_BAD_RECORDS;
+	}
+	if (info->frame_len - pos >= RL_FRAME_ALIGN)
+		return RL_FRAME_BAD_RECORDS;
+	for (; pos < info->frame_len; pos++)
+		if (buf[pos] != 0)
+			return RL_FRAME_BAD_RECORDS;
+	return RL_FRAME_OK;
+}
+
+int rl_frame_next_record(const uint8_t *frame, const struct rl_frame_info *info,
+			 uint32_t *pos, const uint8_t **data, uint32_t *len)
+{
+	if (*pos == 0)
+		*pos = RL_FRAME_HEADER_BYTES;
+	if ((uint64_t)*pos + 4 > info->frame_len)
+		return 0;
+	uint32_t n = rl_get32(frame + *pos);
+	if ((uint64_t)*pos + 4 + n > info->frame_len)
+		return 0;
+	*data = frame + *pos + 4;
+	*len = n;
+	*pos += 4 + n;
+	return 1;
+}
+
+const char *rl_frame_status_str(enum rl_frame_status st)
+{
+	switch (st) {
+	case RL_FRAME_OK: return "valid frame";
+	case RL_FRAME_END: return "end of data (zeroes or nothing)";
+	case RL_FRAME_TRUNCATED: return "frame runs past the end of the file (torn write)";
+	case RL_FRAME_BAD_MAGIC: return "bad frame magic";
+	case RL_FRAME_BAD_LENGTH: return "implausible frame length or record count";
+	case RL_FRAME_BAD_LOG_ID: return "frame belongs to another log (log id mismatch)";
+	case RL_FRAME_BAD_LSN: return "frame LSN does not follow the previous frame";
+	case RL_FRAME_BAD_CRC: return "frame checksum mismatch";
+	case RL_FRAME_BAD_RECORDS: return "record lengths do not fit the frame";
+	}
+	return "unknown frame status";
+}
+
+void rl_seg_name(char out[RL_SEG_NAME_LEN + 1], uint64_t first_lsn)
+{
+	snprintf(out, RL_SEG_NAME_LEN + 1, "%020" PRIu64 RL_SEG_SUFFIX, first_lsn);
+}
+
+int rl_seg_name_parse(const char *name, uint64_t *first_lsn)
+{
+	if (strlen(name) != RL_SEG_NAME_LEN || strcmp(name + 20, RL_SEG_SUFFIX) != 0)
+		return 0;
+	uint64_t v = 0;
+	for (int i = 0; i < 20; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return 0;
+		uint64_t d = (uint64_t)(name[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return 0;
+		v = v * 10 + d;
+	}
+	if (v == 0)
+		return 0;
+	*first_lsn = v;
+	return 1;
+}

@@ -1,0 +1,115 @@
+/*
+ * The on-disk format: segment headers, frames, file names.  The byte layout is
+ * documented at the top of format.c and in docs/format.md.
+ */
+#ifndef RL_FORMAT_H
+#define RL_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RL_SEG_MAGIC 0x47534c52u   /* "RLSG" little-endian */
+#define RL_FRAME_MAGIC 0x52464c52u /* "RLFR" little-endian */
+#define RL_FORMAT_VERSION 1u
+#define RL_SEG_HEADER_BYTES 64u
+#define RL_FRAME_HEADER_BYTES 32u
+#define RL_FRAME_ALIGN 8u
+/* Largest frame a reader accepts; a length field above it is damage, not a frame. */
+#define RL_FRAME_MAX_BYTES (256u << 20)
+/* "00000000000000000001.rlog" */
+#define RL_SEG_NAME_LEN 25u
+#define RL_SEG_SUFFIX ".rlog"
+
+struct rl_seg_header {
+	uint64_t first_lsn;     /* LSN of the segment's first record */
+	uint64_t log_id;        /* random id of the log, shared by all its segments */
+	uint64_t prev_last_lsn; /* last LSN of the previous segment (first_lsn - 1) */
+	uint32_t prev_tail_crc; /* CRC field of the previous segment's last frame, or 0 */
+};
+
+/* What rl_frame_check() found at an offset. */
+enum rl_frame_status {
+	RL_FRAME_OK = 0,
+	RL_FRAME_END,       /* zero bytes, or fewer than a header: nothing (more) written */
+	RL_FRAME_TRUNCATED, /* a plausible header whose frame runs past the data given */
+	RL_FRAME_BAD_MAGIC,
+	RL_FRAME_BAD_LENGTH,
+	RL_FRAME_BAD_LOG_ID,
+	RL_FRAME_BAD_LSN,
+	RL_FRAME_BAD_CRC,
+	RL_FRAME_BAD_RECORDS,
+};
+
+struct rl_frame_info {
+	uint32_t frame_len; /* bytes, a multiple of 8, header included */
+	uint32_t nrecs;
+	uint64_t first_lsn;
+	uint32_t crc;
+};
+
+static inline uint64_t rl_align_frame(uint64_t n)
+{
+	return (n + RL_FRAME_ALIGN - 1) & ~(uint64_t)(RL_FRAME_ALIGN - 1);
+}
+
+/* CRC32C (Castagnoli), standard init and final xor: crc("123456789") = 0xe3069283. */
+uint32_t rl_crc32c(const void *data, size_t len);
+
+void rl_seg_header_encode(const struct rl_seg_header *h, uint8_t out[RL_SEG_HEADER_BYTES]);
+/* Returns 0, or -EBADMSG if `in` is not a valid header of this format. */
+int rl_seg_header_decode(const uint8_t in[RL_SEG_HEADER_BYTES], struct rl_seg_header *h);
+
+/* Frame header fields other than magic and crc; the CRC is filled in by
+ * rl_frame_seal() once the records are in place. */
+void rl_frame_header_fill(uint8_t *frame, uint32_t frame_len, uint32_t nrecs,
+			  uint64_t first_lsn, uint64_t log_id);
+/* Compute the frame's CRC over bytes [8, frame_len) and store it.  Does not write
+ * the magic: the ring publishes a frame by storing the magic last. */
+uint32_t rl_frame_seal(uint8_t *frame);
+
+/*
+ * Check the frame at `buf`, of which `avail` bytes are readable.  When
+ * `expect_lsn` is non-zero the frame must start at that LSN; `log_id` must match.
+ * Fills *info on RL_FRAME_OK.  Never reads past buf + avail.
+ */
+enum rl_frame_status rl_frame_check(const uint8_t *buf, uint64_t avail, uint64_t expect_lsn,
+				    uint64_t log_id, struct rl_frame_info *info);
+/* Only the header: plausibility of the 32 header bytes (magic, length, log id,
+ * LSN).  Lets a reader learn how much to read before the full check. */
+enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_lsn,
+					   uint64_t log_id, struct rl_frame_info *info);
+const char *rl_frame_status_str(enum rl_frame_status st);
+
+/* Walk the records of a frame that passed rl_frame_check(): *pos starts at 0. Returns
+ * 1 with (*data, *len) set, or 0 after the last record. */
+int rl_frame_next_record(const uint8_t *frame, const struct rl_frame_info *info,
+			 uint32_t *pos, const uint8_t **data, uint32_t *len);
+
+/* Segment file names. */
+void rl_seg_name(char out[RL_SEG_NAME_LEN + 1], uint64_t first_lsn);
+/* 1 and *first_lsn if `name` is a segment name, else 0. */
+int rl_seg_name_parse(const char *name, uint64_t *first_lsn);
+
+static inline void rl_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+static inline void rl_put64(uint8_t *p, uint64_t v)
+{
+	rl_put32(p, (uint32_t)v);
+	rl_put32(p + 4, (uint32_t)(v >> 32));
+}
+static inline uint32_t rl_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+static inline uint64_t rl_get64(const uint8_t *p)
+{
+	return (uint64_t)rl_get32(p) | (uint64_t)rl_get32(p + 4) << 32;
+}
+
+#endif

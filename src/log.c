@@ -1,0 +1,334 @@
+/*
+ * The public writer API: open (lock, recover, start the consumer), append (the hot
+ * path), wait, close.
+ */
+#include "log_internal.h"
+
+#include "errors.h"
+#include "futex.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RL_DEFAULT_SEGMENT_BYTES (64ull << 20)
+#define RL_DEFAULT_RING_BYTES (16u << 20)
+#define RL_DEFAULT_MAX_BATCH_BYTES (1u << 20)
+#define RL_MAX_RING_BYTES (1u << 30) /* a registered buffer's limit */
+#define RL_MIN_SEGMENT_BYTES 4096u
+#define RL_MIN_MAX_BATCH_BYTES 64u
+
+RINGLOG_API void ringlog_options_init(struct ringlog_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->segment_bytes = RL_DEFAULT_SEGMENT_BYTES;
+	opts->ring_bytes = RL_DEFAULT_RING_BYTES;
+	opts->max_batch_bytes = RL_DEFAULT_MAX_BATCH_BYTES;
+	opts->create_if_missing = 1;
+}
+
+static uint64_t pow2_at_least(uint64_t v)
+{
+	uint64_t p = 4096;
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+static int check_options(const struct ringlog_options *o)
+{
+	for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
+		if (o->reserved[i])
+			return rl_fail(-EINVAL, "options: reserved fields must be zero "
+						"(fill the struct with ringlog_options_init())");
+	if (o->segment_bytes < RL_MIN_SEGMENT_BYTES)
+		return rl_fail(-EINVAL, "options: segment_bytes %" PRIu64 " is below the minimum %u",
+			       o->segment_bytes, RL_MIN_SEGMENT_BYTES);
+	if (o->max_batch_bytes < RL_MIN_MAX_BATCH_BYTES ||
+	    o->max_batch_bytes > RINGLOG_MAX_BATCH_BYTES_LIMIT)
+		return rl_fail(-EINVAL, "options: max_batch_bytes %u is outside [%u, %u]",
+			       o->max_batch_bytes, RL_MIN_MAX_BATCH_BYTES,
+			       RINGLOG_MAX_BATCH_BYTES_LIMIT);
+	if (o->ring_bytes > RL_MAX_RING_BYTES)
+		return rl_fail(-EINVAL, "options: ring_bytes %u exceeds %u", o->ring_bytes,
+			       RL_MAX_RING_BYTES);
+	if (pow2_at_least(o->ring_bytes) < 2ull * o->max_batch_bytes)
+		return rl_fail(-EINVAL, "options: ring_bytes %u must hold two batches of "
+					"max_batch_bytes %u", o->ring_bytes, o->max_batch_bytes);
+	return 0;
+}
+
+/* Open (creating if allowed) the directory; ENOTDIR/ENOENT come out as such. */
+static int open_dir(const char *dir, int create)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0 || errno != ENOENT || !create)
+		return fd >= 0 ? fd : rl_fail(-errno, "opening log directory %s", dir);
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return rl_fail(-errno, "creating log directory %s", dir);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return rl_fail(-errno, "opening log directory %s", dir);
+	/* Make the new directory's own entry durable in its parent. */
+	char *parent = strdup(dir);
+	if (!parent) {
+		close(fd);
+		return -ENOMEM;
+	}
+	char *slash = strrchr(parent, '/');
+	const char *pdir = slash ? (slash == parent ? "/" : (*slash = '\0', parent)) : ".";
+	int pfd = open(pdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int err = pfd < 0 ? -errno : rl_dir_fsync(pfd);
+	if (pfd >= 0)
+		close(pfd);
+	free(parent);
+	if (err) {
+		close(fd);
+		return rl_fail(err, "fsync of the parent of %s", dir);
+	}
+	return fd;
+}
+
+static int lock_dir(int dir_fd, const char *dir)
+{
+	int fd = openat(dir_fd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return rl_fail(-errno, "creating %s/LOCK", dir);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(fd);
+		return rl_fail(err, "locking %s/LOCK: another writer has this log open", dir);
+	}
+	return fd;
+}
+
+static void free_log(struct ringlog *log)
+{
+	if (log->seg.fd >= 0)
+		close(log->seg.fd);
+	if (log->event_fd >= 0)
+		close(log->event_fd);
+	if (log->lock_fd >= 0)
+		close(log->lock_fd); /* releases the flock */
+	if (log->dir_fd >= 0)
+		close(log->dir_fd);
+	rl_ring_destroy(&log->ring);
+	sem_destroy(&log->started);
+	free(log);
+}
+
+RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts,
+			     struct ringlog **out)
+{
+	struct ringlog_options defaults;
+	if (!dir || !out)
+		return rl_fail(-EINVAL, "ringlog_open: dir and out must not be NULL");
+	*out = NULL;
+	if (!opts) {
+		ringlog_options_init(&defaults);
+		opts = &defaults;
+	}
+	int err = check_options(opts);
+	if (err)
+		return err;
+
+	struct ringlog *log = calloc(1, sizeof(*log));
+	if (!log)
+		return rl_fail(-ENOMEM, "allocating the log");
+	log->opts = *opts;
+	log->seg.fd = log->event_fd = log->lock_fd = -1;
+	sem_init(&log->started, 0, 0);
+
+	log->dir_fd = open_dir(dir, (int)opts->create_if_missing);
+	if (log->dir_fd < 0) {
+		err = log->dir_fd;
+		goto fail;
+	}
+	log->lock_fd = lock_dir(log->dir_fd, dir);
+	if (log->lock_fd < 0) {
+		err = log->lock_fd;
+		goto fail;
+	}
+
+	struct rl_recovered rec;
+	err = rl_recover(log->dir_fd, &rec);
+	if (err)
+		goto fail;
+	log->log_id = rec.log_id;
+	if (rec.empty) {
+		struct rl_seg_header h = {.first_lsn = 1, .log_id = rec.log_id};
+		err = rl_seg_create(log->dir_fd, &h, &log->seg);
+		if (err) {
+			err = rl_fail(err, "creating the first segment in %s", dir);
+			goto fail;
+		}
+	} else {
+		log->seg = rec.last;
+		if (log->seg.size >= opts->segment_bytes) {
+			struct rl_seg_header h = {.first_lsn = rec.next_lsn,
+						  .log_id = rec.log_id,
+						  .prev_last_lsn = rec.next_lsn - 1,
+						  .prev_tail_crc = rec.last.last_crc};
+			struct rl_segment next;
+			err = rl_seg_create(log->dir_fd, &h, &next);
+			if (err) {
+				err = rl_fail(err, "creating segment %020" PRIu64 ".rlog in %s",
+					      rec.next_lsn, dir);
+				goto fail;
+			}
+			close(log->seg.fd);
+			log->seg = next;
+		}
+	}
+	atomic_init(&log->durable_lsn, rec.next_lsn - 1);
+
+	err = rl_ring_init(&log->ring, opts->ring_bytes, rec.next_lsn);
+	if (err) {
+		err = rl_fail(err, "allocating the %u-byte submission ring", opts->ring_bytes);
+		goto fail;
+	}
+	log->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (log->event_fd < 0) {
+		err = rl_fail(-errno, "eventfd");
+		goto fail;
+	}
+	err = -pthread_create(&log->consumer, NULL, rl_consumer_main, log);
+	if (err) {
+		err = rl_fail(err, "starting the consumer thread");
+		goto fail;
+	}
+	while (sem_wait(&log->started) < 0)
+		;
+	if (log->start_err) {
+		pthread_join(log->consumer, NULL);
+		err = log->start_err;
+		if (err == -ENOSYS || err == -EPERM)
+			err = rl_fail(err, "io_uring_queue_init: io_uring is unavailable here "
+					   "(kernel without it, kernel.io_uring_disabled, or a "
+					   "seccomp/container policy)");
+		else
+			err = rl_fail(err, "io_uring_queue_init");
+		goto fail;
+	}
+	*out = log;
+	return 0;
+fail:
+	free_log(log);
+	return err;
+}
+
+/* The error a call returns once the log failed, with its detail for this thread. */
+static int log_error(struct ringlog *log, int err)
+{
+	if (err == atomic_load_explicit(&log->error, memory_order_acquire) && err != 0)
+		rl_set_last_error(log->fail_msg);
+	return err;
+}
+
+static int append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
+		  uint64_t *first_lsn, int block)
+{
+	if (!log || !recs || nrecs == 0)
+		return rl_fail(-EINVAL, "append: a batch needs at least one record");
+	uint64_t bytes = RL_FRAME_HEADER_BYTES + 4ull * nrecs;
+	for (unsigned i = 0; i < nrecs && bytes <= log->opts.max_batch_bytes; i++)
+		bytes += recs[i].iov_len;
+	bytes = rl_align_frame(bytes);
+	if (bytes > log->opts.max_batch_bytes)
+		return rl_fail(-EMSGSIZE, "append: batch of %u records exceeds max_batch_bytes %u",
+			       nrecs, log->opts.max_batch_bytes);
+	if (atomic_load_explicit(&log->closing, memory_order_relaxed))
+		return rl_fail(-EINVAL, "append: the log is closing");
+
+	struct rl_reservation res;
+	int err = rl_ring_reserve(&log->ring, (uint32_t)bytes, nrecs, block, &log->error, &res);
+	if (err)
+		return err == -EAGAIN ? rl_fail(err, "append: the submission ring is full")
+				      : log_error(log, err);
+	/* No lock held from here on: encode the frame in place, then publish it. */
+	uint8_t *f = res.frame;
+	rl_frame_header_fill(f, (uint32_t)bytes, nrecs, res.first_lsn, log->log_id);
+	uint8_t *p = f + RL_FRAME_HEADER_BYTES;
+	for (unsigned i = 0; i < nrecs; i++) {
+		rl_put32(p, (uint32_t)recs[i].iov_len);
+		memcpy(p + 4, recs[i].iov_base, recs[i].iov_len);
+		p += 4 + recs[i].iov_len;
+	}
+	memset(p, 0, (size_t)(f + bytes - p));
+	rl_frame_seal(f);
+	rl_ring_publish(&log->ring, &res);
+	if (first_lsn)
+		*first_lsn = res.first_lsn;
+	return 0;
+}
+
+RINGLOG_API int ringlog_append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
+			       uint64_t *first_lsn)
+{
+	return append(log, recs, nrecs, first_lsn, 1);
+}
+
+RINGLOG_API int ringlog_try_append(struct ringlog *log, const struct iovec *recs,
+				   unsigned nrecs, uint64_t *first_lsn)
+{
+	return append(log, recs, nrecs, first_lsn, 0);
+}
+
+RINGLOG_API uint64_t ringlog_durable_lsn(struct ringlog *log)
+{
+	return atomic_load_explicit(&log->durable_lsn, memory_order_acquire);
+}
+
+RINGLOG_API uint64_t ringlog_next_lsn(struct ringlog *log)
+{
+	return atomic_load_explicit(&log->ring.next_lsn_pub, memory_order_acquire);
+}
+
+RINGLOG_API int ringlog_error(struct ringlog *log)
+{
+	return log_error(log, atomic_load_explicit(&log->error, memory_order_acquire));
+}
+
+RINGLOG_API int ringlog_wait(struct ringlog *log, uint64_t lsn)
+{
+	if (lsn >= ringlog_next_lsn(log))
+		return rl_fail(-EINVAL, "wait: LSN %" PRIu64 " has not been handed out (next is %" PRIu64
+					")", lsn, ringlog_next_lsn(log));
+	for (;;) {
+		if (ringlog_durable_lsn(log) >= lsn)
+			return 0;
+		int err = atomic_load_explicit(&log->error, memory_order_acquire);
+		if (err)
+			return log_error(log, err);
+		uint32_t seq = atomic_load_explicit(&log->durable_seq, memory_order_seq_cst);
+		atomic_fetch_add_explicit(&log->durable_waiters, 1, memory_order_seq_cst);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (ringlog_durable_lsn(log) < lsn && !atomic_load(&log->error))
+			rl_futex_wait(&log->durable_seq, seq);
+		atomic_fetch_sub_explicit(&log->durable_waiters, 1, memory_order_seq_cst);
+	}
+}
+
+RINGLOG_API int ringlog_event_fd(struct ringlog *log)
+{
+	atomic_store(&log->event_fd_used, 1);
+	return log->event_fd;
+}
+
+RINGLOG_API int ringlog_close(struct ringlog *log)
+{
+	if (!log)
+		return 0;
+	atomic_store(&log->closing, 1);
+	rl_ring_kick(&log->ring);
+	pthread_join(log->consumer, NULL);
+	int err = ringlog_error(log);
+	free_log(log);
+	return err;
+}

@@ -1,0 +1,66 @@
+/* struct ringlog and what the library's modules share about it. */
+#ifndef RL_LOG_INTERNAL_H
+#define RL_LOG_INTERNAL_H
+
+#include "ringlog.h"
+#include "ring.h"
+#include "segment.h"
+#include "uring_io.h"
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct ringlog {
+	struct rl_ring ring;
+	struct ringlog_options opts;
+
+	/* Sticky failure: 0, or the -errno that failed the log.  Written once, by the
+	 * consumer (after fail_msg), read by everyone. */
+	_Alignas(64) _Atomic int error;
+	_Atomic int closing;
+	char fail_msg[256];
+
+	/* Durability, published by the consumer only. */
+	_Alignas(64) _Atomic uint64_t durable_lsn;
+	_Atomic uint32_t durable_seq;     /* futex word: bumped when durable_lsn moves */
+	_Atomic uint32_t durable_waiters; /* threads inside ringlog_wait() */
+
+	int event_fd;
+	_Atomic int event_fd_used;
+
+	int dir_fd;
+	int lock_fd;
+	uint64_t log_id;
+
+	/* Consumer thread and its private state. */
+	pthread_t consumer;
+	sem_t started;
+	int start_err;
+	struct rl_io io;
+	struct rl_segment seg;
+	uint64_t scan;    /* ring position up to which frames were taken */
+	uint64_t retries; /* EINTR/EAGAIN/short-write resubmissions */
+};
+
+/* consumer.c: the thread that writes, syncs, publishes and rotates. */
+void *rl_consumer_main(void *log);
+/* Fail the log with `err` (once; later calls keep the first error) and wake every
+ * waiter and blocked producer. */
+void rl_log_fail(struct ringlog *log, int err, const char *msg);
+
+/* recovery.c: what open found on disk. */
+struct rl_recovered {
+	int empty;          /* no segment: a new log */
+	uint64_t log_id;
+	uint64_t next_lsn;  /* first LSN the writer hands out */
+	struct rl_segment last; /* the last segment, open read-write, its torn tail cut */
+	uint64_t cut_bytes; /* bytes cut from the last segment's tail */
+	unsigned segments;
+};
+/* Verify and repair the log in dir_fd (see recovery.c).  Returns 0 or -errno, with
+ * ringlog_last_error() set. */
+int rl_recover(int dir_fd, struct rl_recovered *out);
+
+#endif

@@ -1,0 +1,222 @@
+/*
+ * The reader: a cursor over the records of a log directory, read-only.
+ *
+ * It follows the same validity rules as recovery (format.c) but repairs nothing.
+ * While a writer appends, the last segment may end in a frame being written: that
+ * is "the end for now" (0), and a later call picks it up once it is whole.  A
+ * segment that has a successor is sealed, so damage there is -EBADMSG.
+ */
+#include "ringlog.h"
+
+#include "errors.h"
+#include "segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct ringlog_reader {
+	int dir_fd;
+	uint64_t from_lsn;
+	uint64_t log_id;
+	int seg_fd;            /* current segment, -1 before the first */
+	uint64_t seg_first;    /* its first LSN */
+	struct rl_seg_scan scan;
+	int in_frame;          /* records of scan.frame remain */
+	uint32_t rec_pos;
+	uint64_t rec_lsn;      /* LSN of the next record of the frame */
+	uint32_t prev_crc;     /* CRC of the last frame read (for the chain check) */
+};
+
+/* Smallest segment whose first LSN is > after, or the largest <= at_most (mode 1). */
+static int find_segment(int dir_fd, uint64_t key, int at_most, uint64_t *found)
+{
+	uint64_t *lsns;
+	size_t n;
+	int err = rl_seg_list(dir_fd, &lsns, &n);
+	if (err)
+		return err;
+	int hit = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (at_most ? lsns[i] <= key : lsns[i] > key) {
+			*found = lsns[i];
+			hit = 1;
+			if (!at_most)
+				break;
+		}
+	}
+	if (at_most && !hit && n > 0 && key <= 1) {
+		*found = lsns[0]; /* "from the beginning": the first segment kept */
+		hit = 1;
+	}
+	free(lsns);
+	return hit;
+}
+
+/* Open segment `first` and check it against what came before.  Returns 1 when
+ * switched, 0 if its header is not there yet (being created), or -errno. */
+static int enter_segment(struct ringlog_reader *r, uint64_t first)
+{
+	char name[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(name, first);
+	int fd = openat(r->dir_fd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return rl_fail(-errno, "reader: opening %s", name);
+	struct rl_seg_header h;
+	uint64_t size;
+	int err = rl_seg_read_header(fd, &h, &size);
+	if (err == -EBADMSG && size <= RL_SEG_HEADER_BYTES && r->seg_fd >= 0) {
+		close(fd);
+		return 0; /* a rotation in progress (or torn by a crash): nothing to read */
+	}
+	if (err) {
+		close(fd);
+		return err == -EBADMSG ? rl_fail(err, "reader: %s: invalid segment header", name)
+				       : rl_fail(err, "reader: reading %s", name);
+	}
+	if (h.first_lsn != first || (r->seg_fd >= 0 && (h.log_id != r->log_id ||
+							 h.prev_tail_crc != r->prev_crc))) {
+		close(fd);
+		return rl_fail(-EBADMSG, "reader: %s does not follow the previous segment "
+					 "(wrong first LSN, log id or chain CRC)", name);
+	}
+	if (r->seg_fd >= 0) {
+		close(r->seg_fd);
+		rl_scan_free(&r->scan);
+	}
+	r->seg_fd = fd;
+	r->seg_first = first;
+	r->log_id = h.log_id;
+	err = rl_scan_init(&r->scan, fd, &h);
+	return err ? rl_fail(err, "reader: fstat of %s", name) : 1;
+}
+
+RINGLOG_API int ringlog_reader_open(const char *dir, uint64_t from_lsn,
+				    struct ringlog_reader **out)
+{
+	if (!dir || !out)
+		return rl_fail(-EINVAL, "reader_open: dir and out must not be NULL");
+	*out = NULL;
+	struct ringlog_reader *r = calloc(1, sizeof(*r));
+	if (!r)
+		return rl_fail(-ENOMEM, "allocating a reader");
+	r->seg_fd = -1;
+	r->from_lsn = from_lsn;
+	int err;
+	r->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r->dir_fd < 0) {
+		err = rl_fail(-errno, "reader: opening log directory %s", dir);
+		goto fail;
+	}
+	uint64_t first;
+	err = find_segment(r->dir_fd, from_lsn, 1, &first);
+	if (err <= 0) {
+		err = err < 0 ? rl_fail(err, "reader: listing %s", dir)
+			      : rl_fail(-ENOENT, "reader: %s holds no segment with LSN %" PRIu64
+						 " (no log there, or retention removed it)",
+					dir, from_lsn);
+		goto fail;
+	}
+	err = enter_segment(r, first);
+	if (err < 0)
+		goto fail;
+	*out = r;
+	return 0;
+fail:
+	ringlog_reader_close(r);
+	return err;
+}
+
+/* At the end of the current segment: move to the next one if it exists.  Returns 2
+ * when a frame of this segment turned up after all, 1 after moving to the next
+ * segment, 0 at the end of the log (for now), or -errno. */
+static int advance(struct ringlog_reader *r, enum rl_frame_status why)
+{
+	uint64_t next;
+	int err = find_segment(r->dir_fd, r->seg_first, 0, &next);
+	if (err < 0)
+		return rl_fail(err, "reader: listing the log directory");
+	if (err == 0)
+		return 0;
+	/* A successor exists, so the writer finished this segment before creating it:
+	 * look once more at its now final size, then it must end cleanly. */
+	err = rl_scan_refresh(&r->scan);
+	if (err)
+		return rl_fail(err, "reader: fstat");
+	int got = rl_scan_next(&r->scan, &why);
+	if (got != 0)
+		return got < 0 ? got : 2;
+	char name[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(name, r->seg_first);
+	if (why != RL_FRAME_END || r->scan.off != r->scan.file_size)
+		return rl_fail(-EBADMSG, "reader: sealed segment %s is damaged at offset %" PRIu64
+					 ": %s", name, r->scan.off, rl_frame_status_str(why));
+	if (next != r->scan.expect_lsn)
+		return rl_fail(-EBADMSG, "reader: %s ends at LSN %" PRIu64 " but the next segment "
+					 "starts at %" PRIu64 " (missing segment)",
+			       name, r->scan.expect_lsn - 1, next);
+	return enter_segment(r, next);
+}
+
+RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_record *rec)
+{
+	for (;;) {
+		if (r->in_frame) {
+			const uint8_t *data;
+			uint32_t len;
+			if (rl_frame_next_record(r->scan.frame, &r->scan.info, &r->rec_pos, &data,
+						 &len)) {
+				uint64_t lsn = r->rec_lsn++;
+				if (lsn < r->from_lsn)
+					continue;
+				rec->lsn = lsn;
+				rec->data = data;
+				rec->len = len;
+				rec->batch_nrecs = r->scan.info.nrecs;
+				rec->batch_first_lsn = r->scan.info.first_lsn;
+				return 1;
+			}
+			r->in_frame = 0;
+		}
+		enum rl_frame_status why;
+		int got = rl_scan_next(&r->scan, &why);
+		if (got == 0) {
+			/* The writer may have appended since the size was read. */
+			int err = rl_scan_refresh(&r->scan);
+			if (err)
+				return rl_fail(err, "reader: fstat");
+			got = rl_scan_next(&r->scan, &why);
+		}
+		if (got == 0) {
+			got = advance(r, why);
+			if (got == 1)
+				continue; /* now in the next segment */
+			if (got == 2)
+				got = 1;
+		}
+		if (got < 0)
+			return got == -EIO || got == -ENOMEM ? rl_fail(got, "reader: reading") : got;
+		if (got == 0)
+			return 0;
+		r->in_frame = 1;
+		r->rec_pos = 0;
+		r->rec_lsn = r->scan.info.first_lsn;
+		r->prev_crc = r->scan.info.crc;
+	}
+}
+
+RINGLOG_API void ringlog_reader_close(struct ringlog_reader *r)
+{
+	if (!r)
+		return;
+	if (r->seg_fd >= 0) {
+		close(r->seg_fd);
+		rl_scan_free(&r->scan);
+	}
+	if (r->dir_fd >= 0)
+		close(r->dir_fd);
+	free(r);
+}

@@ -1,0 +1,173 @@
+/*
+ * Submission ring.  Layout and ordering rules are in ring.h.
+ *
+ * Sleeping and waking.  Two "Dekker" handshakes, each a store then a load on both
+ * sides with seq_cst ordering between them, so at least one side sees the other:
+ *
+ *   consumer idle:   consumer: seq = consumer_seq; idle = 1; fence; look at pos;
+ *                              sleep on consumer_seq unless something is there
+ *                    producer: store magic (release); fence; if idle: clear it,
+ *                              bump consumer_seq, wake
+ *   ring full:       producer: seq = space_seq; waiters++; fence; re-read tail;
+ *                              sleep on space_seq unless space appeared
+ *                    consumer: store tail (release); fence; if waiters: bump
+ *                              space_seq, wake all
+ *
+ * A wake that races with the sleeper's own check is harmless: the sleeper's
+ * FUTEX_WAIT sees the bumped sequence and returns at once.
+ */
+#include "ring.h"
+
+#include "format.h"
+#include "futex.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static uint32_t *magic_word(const struct rl_ring *r, uint64_t pos)
+{
+	return (uint32_t *)rl_ring_at(r, pos);
+}
+
+int rl_ring_init(struct rl_ring *r, uint64_t bytes, uint64_t next_lsn)
+{
+	memset(r, 0, sizeof(*r));
+	uint64_t cap = 4096;
+	while (cap < bytes)
+		cap <<= 1;
+	void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	r->buf = p;
+	r->capacity = cap;
+	r->mask = cap - 1;
+	r->next_lsn = next_lsn;
+	atomic_init(&r->next_lsn_pub, next_lsn);
+	pthread_mutex_init(&r->reserve_lock, NULL);
+	return 0;
+}
+
+void rl_ring_destroy(struct rl_ring *r)
+{
+	if (r->buf) {
+		munmap(r->buf, r->capacity);
+		pthread_mutex_destroy(&r->reserve_lock);
+		r->buf = NULL;
+	}
+}
+
+int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int block,
+		    _Atomic int *error, struct rl_reservation *out)
+{
+	assert(frame_bytes % RL_FRAME_ALIGN == 0 && frame_bytes <= r->capacity / 2);
+	pthread_mutex_lock(&r->reserve_lock);
+	for (;;) {
+		int err = atomic_load_explicit(error, memory_order_acquire);
+		if (err != 0) {
+			pthread_mutex_unlock(&r->reserve_lock);
+			return err;
+		}
+		uint64_t off = r->head & r->mask;
+		uint64_t pad = off + frame_bytes > r->capacity ? r->capacity - off : 0;
+		uint64_t need = pad + frame_bytes;
+		uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+		if (r->head + need - tail <= r->capacity) {
+			out->pad = pad ? rl_ring_at(r, r->head) : NULL;
+			if (pad)
+				rl_put32(out->pad + 4, (uint32_t)pad);
+			out->pos = r->head + pad;
+			out->frame = rl_ring_at(r, out->pos);
+			out->first_lsn = r->next_lsn;
+			r->head += need;
+			r->next_lsn += nrecs;
+			atomic_store_explicit(&r->next_lsn_pub, r->next_lsn, memory_order_release);
+			pthread_mutex_unlock(&r->reserve_lock);
+			return 0;
+		}
+		if (!block) {
+			pthread_mutex_unlock(&r->reserve_lock);
+			return -EAGAIN;
+		}
+		uint32_t seq = atomic_load_explicit(&r->space_seq, memory_order_seq_cst);
+		uint64_t head = r->head;
+		atomic_fetch_add_explicit(&r->space_waiters, 1, memory_order_seq_cst);
+		pthread_mutex_unlock(&r->reserve_lock);
+		atomic_thread_fence(memory_order_seq_cst);
+		tail = atomic_load_explicit(&r->tail, memory_order_seq_cst);
+		/* head may move meanwhile; a stale value only costs one more loop. */
+		if (head + need - tail > r->capacity && !atomic_load(error))
+			rl_futex_wait(&r->space_seq, seq);
+		atomic_fetch_sub_explicit(&r->space_waiters, 1, memory_order_seq_cst);
+		pthread_mutex_lock(&r->reserve_lock);
+	}
+}
+
+void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res)
+{
+	if (res->pad)
+		__atomic_store_n((uint32_t *)res->pad, RL_PAD_MAGIC, __ATOMIC_RELEASE);
+	__atomic_store_n((uint32_t *)res->frame, RL_FRAME_MAGIC, __ATOMIC_RELEASE);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&r->consumer_idle, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&r->consumer_idle, 0, memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(&r->consumer_seq, 1, memory_order_seq_cst);
+		rl_futex_wake(&r->consumer_seq, 1);
+	}
+}
+
+uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos, int *is_pad)
+{
+	uint32_t magic = __atomic_load_n(magic_word(r, pos), __ATOMIC_ACQUIRE);
+	const uint8_t *p = rl_ring_at(r, pos);
+	if (magic == RL_FRAME_MAGIC) {
+		*is_pad = 0;
+		return (uint32_t)rl_align_frame(rl_get32(p + 8));
+	}
+	if (magic == RL_PAD_MAGIC) {
+		*is_pad = 1;
+		return rl_get32(p + 4);
+	}
+	return 0;
+}
+
+void rl_ring_release(struct rl_ring *r, uint64_t upto)
+{
+	uint64_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+	/* Entries must be unpublished before their space is handed out again, or a
+	 * stale magic from the previous lap would look published. */
+	while (pos < upto) {
+		int is_pad;
+		uint32_t len = rl_ring_peek(r, pos, &is_pad);
+		assert(len > 0 && pos + len <= upto);
+		__atomic_store_n(magic_word(r, pos), 0, __ATOMIC_RELAXED);
+		pos += len;
+	}
+	atomic_store_explicit(&r->tail, upto, memory_order_release);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&r->space_waiters, memory_order_seq_cst))
+		rl_futex_bump_wake_all(&r->space_seq);
+}
+
+void rl_ring_wait_for_work(struct rl_ring *r, uint64_t pos, _Atomic int *stop)
+{
+	int is_pad;
+	uint32_t seq = atomic_load_explicit(&r->consumer_seq, memory_order_seq_cst);
+	atomic_store_explicit(&r->consumer_idle, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!atomic_load(stop) && rl_ring_peek(r, pos, &is_pad) == 0)
+		rl_futex_wait(&r->consumer_seq, seq);
+	atomic_store_explicit(&r->consumer_idle, 0, memory_order_seq_cst);
+}
+
+void rl_ring_kick(struct rl_ring *r)
+{
+	rl_futex_bump_wake_all(&r->consumer_seq);
+}
+
+void rl_ring_wake_producers(struct rl_ring *r)
+{
+	rl_futex_bump_wake_all(&r->space_seq);
+}

@@ -1,0 +1,230 @@
+/* Segment files.  Contracts in segment.h; the byte layout in format.c. */
+#include "segment.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Read window: large enough that a scan makes few system calls. */
+#define RL_SCAN_WINDOW (1u << 20)
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int rl_seg_list(int dir_fd, uint64_t **lsns, size_t *n)
+{
+	*lsns = NULL;
+	*n = 0;
+	int fd = dup(dir_fd);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	rewinddir(d);
+	size_t cap = 0;
+	int err = 0;
+	struct dirent *de;
+	errno = 0;
+	while ((de = readdir(d)) != NULL) {
+		uint64_t lsn;
+		if (!rl_seg_name_parse(de->d_name, &lsn))
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			uint64_t *p = realloc(*lsns, cap * sizeof(**lsns));
+			if (!p) {
+				err = -ENOMEM;
+				break;
+			}
+			*lsns = p;
+		}
+		(*lsns)[(*n)++] = lsn;
+	}
+	if (!err && errno)
+		err = -errno;
+	closedir(d);
+	if (err) {
+		free(*lsns);
+		*lsns = NULL;
+		*n = 0;
+		return err;
+	}
+	qsort(*lsns, *n, sizeof(**lsns), cmp_u64);
+	return 0;
+}
+
+int rl_dir_fsync(int dir_fd)
+{
+	return fsync(dir_fd) < 0 ? -errno : 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int rl_seg_create(int dir_fd, const struct rl_seg_header *h, struct rl_segment *seg)
+{
+	char name[RL_SEG_NAME_LEN + 1];
+	uint8_t hdr[RL_SEG_HEADER_BYTES];
+	rl_seg_name(name, h->first_lsn);
+	rl_seg_header_encode(h, hdr);
+	int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int err = pwrite_all(fd, hdr, sizeof(hdr), 0);
+	if (!err)
+		err = rl_dir_fsync(dir_fd);
+	if (err) {
+		close(fd);
+		unlinkat(dir_fd, name, 0);
+		return err;
+	}
+	seg->fd = fd;
+	seg->first_lsn = h->first_lsn;
+	seg->size = RL_SEG_HEADER_BYTES;
+	seg->last_crc = 0;
+	return 0;
+}
+
+int rl_seg_read_header(int fd, struct rl_seg_header *h, uint64_t *file_size)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	*file_size = (uint64_t)st.st_size;
+	uint8_t hdr[RL_SEG_HEADER_BYTES];
+	if (*file_size < RL_SEG_HEADER_BYTES)
+		return -EBADMSG;
+	ssize_t n;
+	do
+		n = pread(fd, hdr, sizeof(hdr), 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n < sizeof(hdr))
+		return -EBADMSG;
+	return rl_seg_header_decode(hdr, h);
+}
+
+int rl_scan_init(struct rl_seg_scan *s, int fd, const struct rl_seg_header *h)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->off = RL_SEG_HEADER_BYTES;
+	s->expect_lsn = h->first_lsn;
+	s->log_id = h->log_id;
+	return rl_scan_refresh(s);
+}
+
+void rl_scan_free(struct rl_seg_scan *s)
+{
+	free(s->buf);
+	s->buf = NULL;
+}
+
+int rl_scan_refresh(struct rl_seg_scan *s)
+{
+	struct stat st;
+	if (fstat(s->fd, &st) < 0)
+		return -errno;
+	s->file_size = (uint64_t)st.st_size;
+	s->win_len = 0;
+	return 0;
+}
+
+/* Make [off, off + want) readable in the window if the file has it; returns the
+ * number of bytes from off that are (<= want), or -errno. */
+static int64_t window(struct rl_seg_scan *s, uint64_t off, uint64_t want)
+{
+	if (off >= s->file_size)
+		return 0;
+	if (want > s->file_size - off)
+		want = s->file_size - off;
+	if (off >= s->win_off && off + want <= s->win_off + s->win_len)
+		return (int64_t)want;
+	size_t need = want > RL_SCAN_WINDOW ? (size_t)want : RL_SCAN_WINDOW;
+	if (need > s->cap) {
+		uint8_t *p = realloc(s->buf, need);
+		if (!p)
+			return -ENOMEM;
+		s->buf = p;
+		s->cap = need;
+	}
+	uint64_t len = s->file_size - off < s->cap ? s->file_size - off : s->cap;
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = pread(s->fd, s->buf + got, len - got, (off_t)(off + got));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break; /* the file shrank under us: treat as its end */
+		got += (size_t)n;
+	}
+	s->win_off = off;
+	s->win_len = got;
+	return (int64_t)(want < got ? want : got);
+}
+
+int rl_scan_next(struct rl_seg_scan *s, enum rl_frame_status *why)
+{
+	int64_t have = window(s, s->off, RL_FRAME_HEADER_BYTES);
+	if (have < 0)
+		return (int)have;
+	const uint8_t *p = s->buf + (s->off - s->win_off);
+	if (have < RL_FRAME_HEADER_BYTES) {
+		*why = rl_frame_check(p, (uint64_t)have, s->expect_lsn, s->log_id, &s->info);
+		return 0;
+	}
+	enum rl_frame_status st = rl_frame_check_header(p, s->expect_lsn, s->log_id, &s->info);
+	if (st != RL_FRAME_OK) {
+		*why = st;
+		return 0;
+	}
+	/* The length is plausible (<= RL_FRAME_MAX_BYTES); never read or allocate past
+	 * the end of the file for it. */
+	if (s->info.frame_len > s->file_size - s->off) {
+		*why = RL_FRAME_TRUNCATED;
+		return 0;
+	}
+	have = window(s, s->off, s->info.frame_len);
+	if (have < 0)
+		return (int)have;
+	p = s->buf + (s->off - s->win_off);
+	st = rl_frame_check(p, (uint64_t)have, s->expect_lsn, s->log_id, &s->info);
+	if (st != RL_FRAME_OK) {
+		*why = st;
+		return 0;
+	}
+	s->frame = p;
+	s->off += s->info.frame_len;
+	s->expect_lsn += s->info.nrecs;
+	*why = RL_FRAME_OK;
+	return 1;
+}

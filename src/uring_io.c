@@ -1,0 +1,122 @@
+/* io_uring calls of the consumer.  Contract in uring_io.h. */
+#include "uring_io.h"
+
+#include <errno.h>
+#include <string.h>
+
+struct rl_io_faults *rl_io_faults;
+
+/* Queue depth: a group needs two entries (write + fsync); a little slack. */
+#define RL_IO_ENTRIES 8
+
+int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register)
+{
+	memset(io, 0, sizeof(*io));
+	if (rl_io_faults && rl_io_faults->setup) {
+		int err = rl_io_faults->setup(rl_io_faults->arg);
+		if (err < 0)
+			return err;
+	}
+	/* Newest flags first; older kernels reject them with -EINVAL. Only this
+	 * thread ever submits, and it reaps completions itself. */
+	static const unsigned try_flags[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int err = -EINVAL;
+	for (size_t i = 0; i < sizeof(try_flags) / sizeof(try_flags[0]); i++) {
+		err = io_uring_queue_init(RL_IO_ENTRIES, &io->uring, try_flags[i]);
+		if (err != -EINVAL) {
+			io->setup_flags = try_flags[i];
+			break;
+		}
+	}
+	if (err < 0)
+		return err;
+	if (!no_register) {
+		int rerr = 0;
+		if (rl_io_faults && rl_io_faults->register_buffer)
+			rerr = rl_io_faults->register_buffer(rl_io_faults->arg);
+		if (rerr == 0) {
+			struct iovec iov = {.iov_base = buf, .iov_len = len};
+			rerr = io_uring_register_buffers(&io->uring, &iov, 1);
+		}
+		io->registered = rerr == 0;
+	}
+	return 0;
+}
+
+void rl_io_exit(struct rl_io *io)
+{
+	if (io->uring.ring_fd > 0)
+		io_uring_queue_exit(&io->uring);
+	memset(io, 0, sizeof(*io));
+}
+
+static int submit(struct rl_io *io, unsigned expect)
+{
+	if (rl_io_faults && rl_io_faults->submit) {
+		int err = rl_io_faults->submit(rl_io_faults->arg);
+		/* The prepared entries stay unsubmitted: a failed submit fails the log,
+		 * and nothing submits on this ring again. */
+		if (err < 0)
+			return err;
+	}
+	int n;
+	do
+		n = io_uring_submit(&io->uring);
+	while (n == -EINTR);
+	if (n < 0)
+		return n;
+	return (unsigned)n == expect ? 0 : -EIO;
+}
+
+static void prep_fsync(struct io_uring_sqe *sqe, int fd)
+{
+	io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+	io_uring_sqe_set_data64(sqe, RL_IO_FSYNC);
+}
+
+int rl_io_write_sync(struct rl_io *io, int fd, const void *src, uint32_t len, uint64_t off,
+		     int sync)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->uring);
+	io->write_len = len;
+	if (io->registered)
+		io_uring_prep_write_fixed(sqe, fd, src, len, off, 0);
+	else
+		io_uring_prep_write(sqe, fd, src, len, off);
+	io_uring_sqe_set_data64(sqe, RL_IO_WRITE);
+	if (sync) {
+		/* The link makes the fdatasync start only after the write completed in
+		 * full; a short or failed write cancels it (-ECANCELED). */
+		sqe->flags |= IOSQE_IO_LINK;
+		prep_fsync(io_uring_get_sqe(&io->uring), fd);
+	}
+	return submit(io, sync ? 2 : 1);
+}
+
+int rl_io_sync(struct rl_io *io, int fd)
+{
+	prep_fsync(io_uring_get_sqe(&io->uring), fd);
+	return submit(io, 1);
+}
+
+int rl_io_wait(struct rl_io *io, enum rl_io_op *op, int *res)
+{
+	struct io_uring_cqe *cqe;
+	int err;
+	do
+		err = io_uring_wait_cqe(&io->uring, &cqe);
+	while (err == -EINTR);
+	if (err < 0)
+		return err;
+	*op = (enum rl_io_op)io_uring_cqe_get_data64(cqe);
+	*res = cqe->res;
+	io_uring_cqe_seen(&io->uring, cqe);
+	if (rl_io_faults && rl_io_faults->complete)
+		*res = rl_io_faults->complete(rl_io_faults->arg, *op, *res,
+					      *op == RL_IO_WRITE ? io->write_len : 0);
+	return 0;
+}

@@ -173,18 +173,17 @@ enum rl_frame_status rl_frame_check(const uint8_t *buf, uint64_t avail, uint64_t
 }
 
 int rl_frame_next_record(const uint8_t *frame, const struct rl_frame_info *info,
-			 uint32_t *pos, const uint8_t **data, uint32_t *len)
+			 struct rl_record_cursor *cur, const uint8_t **data, uint32_t *len)
 {
-	if (*pos == 0)
-		*pos = RL_FRAME_HEADER_BYTES;
-	if ((uint64_t)*pos + 4 > info->frame_len)
+	if (cur->index >= info->nrecs)
 		return 0;
-	uint32_t n = rl_get32(frame + *pos);
-	if ((uint64_t)*pos + 4 + n > info->frame_len)
-		return 0;
-	*data = frame + *pos + 4;
+	if (cur->pos == 0)
+		cur->pos = RL_FRAME_HEADER_BYTES;
+	uint32_t n = rl_get32(frame + cur->pos);
+	*data = frame + cur->pos + 4;
 	*len = n;
-	*pos += 4 + n;
+	cur->pos += 4 + n;
+	cur->index++;
 	return 1;
 }
 

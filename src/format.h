@@ -80,10 +80,15 @@ enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_l
 					   uint64_t log_id, struct rl_frame_info *info);
 const char *rl_frame_status_str(enum rl_frame_status st);
 
-/* Walk the records of a frame that passed rl_frame_check(): *pos starts at 0. Returns
- * 1 with (*data, *len) set, or 0 after the last record. */
+/* Cursor over the records of a frame that passed rl_frame_check(). */
+struct rl_record_cursor {
+	uint32_t pos;   /* byte offset of the next record's length */
+	uint32_t index; /* records returned so far */
+};
+/* Start with a zeroed cursor.  Returns 1 with (*data, *len) set, or 0 after the
+ * frame's last record (padding never reads as a record). */
 int rl_frame_next_record(const uint8_t *frame, const struct rl_frame_info *info,
-			 uint32_t *pos, const uint8_t **data, uint32_t *len);
+			 struct rl_record_cursor *cur, const uint8_t **data, uint32_t *len);
 
 /* Segment file names. */
 void rl_seg_name(char out[RL_SEG_NAME_LEN + 1], uint64_t first_lsn);

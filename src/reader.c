@@ -26,7 +26,7 @@ struct ringlog_reader {
 	uint64_t seg_first;    /* its first LSN */
 	struct rl_seg_scan scan;
 	int in_frame;          /* records of scan.frame remain */
-	uint32_t rec_pos;
+	struct rl_record_cursor rec;
 	uint64_t rec_lsn;      /* LSN of the next record of the frame */
 	uint32_t prev_crc;     /* CRC of the last frame read (for the chain check) */
 };
@@ -167,7 +167,7 @@ RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_rec
 		if (r->in_frame) {
 			const uint8_t *data;
 			uint32_t len;
-			if (rl_frame_next_record(r->scan.frame, &r->scan.info, &r->rec_pos, &data,
+			if (rl_frame_next_record(r->scan.frame, &r->scan.info, &r->rec, &data,
 						 &len)) {
 				uint64_t lsn = r->rec_lsn++;
 				if (lsn < r->from_lsn)
@@ -202,7 +202,7 @@ RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_rec
 		if (got == 0)
 			return 0;
 		r->in_frame = 1;
-		r->rec_pos = 0;
+		r->rec = (struct rl_record_cursor){0, 0};
 		r->rec_lsn = r->scan.info.first_lsn;
 		r->prev_crc = r->scan.info.crc;
 	}

@@ -1,0 +1,219 @@
+/* The submission ring on its own: reservation, LSNs, wrap and pads, full, wakeups. */
+#include "testutil.h"
+
+#include "format.h"
+#include "ring.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static _Atomic int no_error;
+
+/* Reserve, encode a minimal valid-looking frame of `bytes`, publish. */
+static int put(struct rl_ring *r, uint32_t bytes, uint32_t nrecs, int block, uint64_t *lsn)
+{
+	struct rl_reservation res;
+	int err = rl_ring_reserve(r, bytes, nrecs, block, &no_error, &res);
+	if (err)
+		return err;
+	rl_frame_header_fill(res.frame, bytes, nrecs, res.first_lsn, 1);
+	rl_ring_publish(r, &res);
+	if (lsn)
+		*lsn = res.first_lsn;
+	return 0;
+}
+
+static void lsns_dense_and_frames_in_order(void **state)
+{
+	(void)state;
+	struct rl_ring r;
+	assert_int_equal(rl_ring_init(&r, 4096, 10), 0);
+	uint64_t lsn;
+	assert_int_equal(put(&r, 64, 3, 0, &lsn), 0);
+	assert_int_equal(lsn, 10);
+	assert_int_equal(put(&r, 128, 1, 0, &lsn), 0);
+	assert_int_equal(lsn, 13);
+	assert_int_equal(atomic_load(&r.next_lsn_pub), 14);
+	int pad;
+	assert_int_equal(rl_ring_peek(&r, 0, &pad), 64);
+	assert_false(pad);
+	assert_int_equal(rl_ring_peek(&r, 64, &pad), 128);
+	assert_int_equal(rl_ring_peek(&r, 192, &pad), 0); /* nothing published there */
+	rl_ring_release(&r, 192);
+	assert_int_equal(rl_ring_peek(&r, 0, &pad), 0);   /* unpublished on release */
+	rl_ring_destroy(&r);
+}
+
+static void full_ring_and_wrap_with_pad(void **state)
+{
+	(void)state;
+	struct rl_ring r;
+	assert_int_equal(rl_ring_init(&r, 4096, 1), 0);
+	assert_int_equal(r.capacity, 4096);
+	/* 3 x 1200 = 3600 fit; a 4th does not. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(put(&r, 1200, 1, 0, NULL), 0);
+	assert_int_equal(put(&r, 1200, 1, 0, NULL), -EAGAIN);
+	/* Free the first two: 2400 free, but only 496 before the end of the buffer,
+	 * so the next frame pads to the end and starts at offset 0. */
+	rl_ring_release(&r, 2400);
+	uint64_t lsn;
+	assert_int_equal(put(&r, 1200, 1, 0, &lsn), 0);
+	assert_int_equal(lsn, 4);
+	int pad;
+	assert_int_equal(rl_ring_peek(&r, 3600, &pad), 496);
+	assert_true(pad);
+	assert_int_equal(rl_ring_peek(&r, 4096, &pad), 1200);
+	assert_false(pad);
+	/* Used: 1200 (third) + 496 + 1200 = 2896; 1200 more would exceed 4096. */
+	assert_int_equal(put(&r, 1200, 1, 0, NULL), 0);
+	assert_int_equal(put(&r, 1200, 1, 0, NULL), -EAGAIN);
+	rl_ring_destroy(&r);
+}
+
+static void sticky_error_stops_reservations(void **state)
+{
+	(void)state;
+	struct rl_ring r;
+	assert_int_equal(rl_ring_init(&r, 4096, 1), 0);
+	_Atomic int err = -EIO;
+	struct rl_reservation res;
+	assert_int_equal(rl_ring_reserve(&r, 64, 1, 1, &err, &res), -EIO);
+	assert_int_equal(atomic_load(&r.next_lsn_pub), 1); /* no LSN handed out */
+	rl_ring_destroy(&r);
+}
+
+struct blocked {
+	struct rl_ring *r;
+	_Atomic int done;
+	_Atomic int *error;
+	int result;
+};
+
+static void *blocked_put(void *arg)
+{
+	struct blocked *b = arg;
+	struct rl_reservation res;
+	b->result = rl_ring_reserve(b->r, 2048, 1, 1, b->error, &res);
+	if (b->result == 0) {
+		rl_frame_header_fill(res.frame, 2048, 1, res.first_lsn, 1);
+		rl_ring_publish(b->r, &res);
+	}
+	atomic_store(&b->done, 1);
+	return NULL;
+}
+
+static void blocking_reserve_waits_for_space(void **state)
+{
+	(void)state;
+	struct rl_ring r;
+	assert_int_equal(rl_ring_init(&r, 4096, 1), 0);
+	assert_int_equal(put(&r, 2048, 1, 0, NULL), 0);
+	assert_int_equal(put(&r, 2048, 1, 0, NULL), 0);
+	struct blocked b = {.r = &r, .error = &no_error};
+	pthread_t t;
+	pthread_create(&t, NULL, blocked_put, &b);
+	usleep(50 * 1000);
+	assert_int_equal(atomic_load(&b.done), 0); /* still waiting: ring full */
+	rl_ring_release(&r, 2048);
+	pthread_join(t, NULL);
+	assert_int_equal(b.result, 0);
+	rl_ring_destroy(&r);
+}
+
+static void blocked_producer_woken_by_failure(void **state)
+{
+	(void)state;
+	struct rl_ring r;
+	assert_int_equal(rl_ring_init(&r, 4096, 1), 0);
+	assert_int_equal(put(&r, 2048, 1, 0, NULL), 0);
+	assert_int_equal(put(&r, 2048, 1, 0, NULL), 0);
+	_Atomic int err = 0;
+	struct blocked b = {.r = &r, .error = &err};
+	pthread_t t;
+	pthread_create(&t, NULL, blocked_put, &b);
+	usleep(50 * 1000);
+	assert_int_equal(atomic_load(&b.done), 0);
+	atomic_store(&err, -ENOSPC);
+	rl_ring_wake_producers(&r);
+	pthread_join(t, NULL);
+	assert_int_equal(b.result, -ENOSPC);
+	rl_ring_destroy(&r);
+}
+
+/* Many producers, one consumer: every frame arrives once, in LSN order. */
+struct stress {
+	struct rl_ring *r;
+	unsigned id;
+	unsigned count;
+};
+
+static void *stress_producer(void *arg)
+{
+	struct stress *s = arg;
+	for (unsigned i = 0; i < s->count; i++) {
+		uint32_t nrecs = 1 + (i % 5);
+		uint32_t bytes = (uint32_t)rl_align_frame(32 + 8 * ((i * 7 + s->id) % 60));
+		struct rl_reservation res;
+		int err = rl_ring_reserve(s->r, bytes, nrecs, 1, &no_error, &res);
+		if (err)
+			abort();
+		rl_frame_header_fill(res.frame, bytes, nrecs, res.first_lsn, s->id);
+		rl_ring_publish(s->r, &res);
+	}
+	return NULL;
+}
+
+static void many_producers_one_consumer(void **state)
+{
+	(void)state;
+	struct rl_ring r;
+	assert_int_equal(rl_ring_init(&r, 8192, 1), 0);
+	enum { P = 4, N = 20000 };
+	struct stress s[P];
+	pthread_t t[P];
+	for (unsigned i = 0; i < P; i++) {
+		s[i] = (struct stress){&r, i, N};
+		pthread_create(&t[i], NULL, stress_producer, &s[i]);
+	}
+	_Atomic int stop = 0;
+	uint64_t pos = 0, expect_lsn = 1, frames = 0;
+	while (frames < (uint64_t)P * N) {
+		int pad;
+		uint32_t len = rl_ring_peek(&r, pos, &pad);
+		if (len == 0) {
+			rl_ring_wait_for_work(&r, pos, &stop);
+			continue;
+		}
+		if (!pad) {
+			const uint8_t *f = rl_ring_at(&r, pos);
+			assert_int_equal(rl_get64(f + 16), expect_lsn);
+			assert_int_equal(rl_get32(f + 8), len);
+			expect_lsn += rl_get32(f + 12);
+			frames++;
+		}
+		pos += len;
+		rl_ring_release(&r, pos);
+	}
+	for (unsigned i = 0; i < P; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(atomic_load(&r.next_lsn_pub), expect_lsn);
+	rl_ring_destroy(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(lsns_dense_and_frames_in_order),
+		cmocka_unit_test(full_ring_and_wrap_with_pad),
+		cmocka_unit_test(sticky_error_stops_reservations),
+		cmocka_unit_test(blocking_reserve_waits_for_space),
+		cmocka_unit_test(blocked_producer_woken_by_failure),
+		cmocka_unit_test(many_producers_one_consumer),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

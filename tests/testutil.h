@@ -1,0 +1,51 @@
+/* Helpers shared by the test programs (cmocka). */
+#ifndef RL_TESTUTIL_H
+#define RL_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ringlog.h"
+
+/* Exit 77 (skipped) with a message if io_uring cannot be set up here, unless
+ * RINGLOG_REQUIRE_URING is set in the environment (CI on a machine that has it),
+ * where that is a failure. */
+void tu_require_uring(void);
+
+/* A fresh directory under $TMPDIR (or /tmp); removed by tu_rmrf. Caller frees. */
+char *tu_tmpdir(void);
+void tu_rmrf(const char *dir);
+/* dir + "/" + name into a static buffer (one at a time). */
+const char *tu_path(const char *dir, const char *name);
+uint64_t tu_file_size(const char *path);
+/* Segment first LSNs in dir (sorted); returns the count. *lsns malloc'd. */
+size_t tu_segments(const char *dir, uint64_t **lsns);
+/* Path of the last segment in dir (static buffer). */
+const char *tu_last_segment(const char *dir);
+
+/* Options with small sizes so tests rotate and fill rings quickly. */
+void tu_options(struct ringlog_options *o, uint64_t segment_bytes, uint32_t ring_bytes);
+/* Open or fail the test, printing ringlog_last_error(). */
+struct ringlog *tu_open(const char *dir, const struct ringlog_options *o);
+
+/* Append one batch of `nrecs` records whose contents are derived from (tag, i) and
+ * checkable with tu_record_ok; returns the first LSN (fails the test on error). */
+uint64_t tu_append_tagged(struct ringlog *log, uint64_t tag, unsigned nrecs, unsigned len);
+void tu_fill_record(uint8_t *buf, unsigned len, uint64_t tag, unsigned i);
+/* 1 if data looks like a record made by tu_fill_record (any tag). */
+int tu_record_ok(const void *data, unsigned len);
+
+/* Read the whole log: number of records, first and last LSN; asserts density and
+ * that every record passes tu_record_ok when `tagged`.  Returns reader_next's
+ * final result (0 at a clean end). */
+int tu_read_all(const char *dir, uint64_t from, uint64_t *count, uint64_t *first,
+		uint64_t *last, int tagged);
+
+/* Overwrite / append raw bytes in a file. */
+void tu_write_at(const char *path, uint64_t off, const void *data, size_t len);
+void tu_truncate(const char *path, uint64_t size);
+
+#endif

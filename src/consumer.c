@@ -161,8 +161,7 @@ static void publish_durable(struct ringlog *log, const struct group *g)
 {
 	log->seg.size += g->len;
 	log->seg.last_crc = g->last_crc;
-	atomic_store_explicit(&log->durable_lsn, g->last_lsn, memory_order_release);
-	atomic_thread_fence(memory_order_seq_cst);
+	atomic_store_explicit(&log->durable_lsn, g->last_lsn, memory_order_seq_cst);
 	if (atomic_load_explicit(&log->durable_waiters, memory_order_seq_cst))
 		rl_futex_bump_wake_all(&log->durable_seq);
 	if (atomic_load_explicit(&log->event_fd_used, memory_order_relaxed)) {

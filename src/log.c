@@ -308,8 +308,8 @@ RINGLOG_API int ringlog_wait(struct ringlog *log, uint64_t lsn)
 			return log_error(log, err);
 		uint32_t seq = atomic_load_explicit(&log->durable_seq, memory_order_seq_cst);
 		atomic_fetch_add_explicit(&log->durable_waiters, 1, memory_order_seq_cst);
-		atomic_thread_fence(memory_order_seq_cst);
-		if (ringlog_durable_lsn(log) < lsn && !atomic_load(&log->error))
+		if (atomic_load_explicit(&log->durable_lsn, memory_order_seq_cst) < lsn &&
+		    !atomic_load(&log->error))
 			rl_futex_wait(&log->durable_seq, seq);
 		atomic_fetch_sub_explicit(&log->durable_waiters, 1, memory_order_seq_cst);
 	}

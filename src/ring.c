@@ -1,17 +1,18 @@
 /*
  * Submission ring.  Layout and ordering rules are in ring.h.
  *
- * Sleeping and waking.  Two "Dekker" handshakes, each a store then a load on both
- * sides with seq_cst ordering between them, so at least one side sees the other:
+ * Sleeping and waking.  Two "Dekker" handshakes: each side stores, then loads what
+ * the other side stores, all four accesses seq_cst, so they fall in one total order
+ * and at least one side sees the other's store (no fences needed, which TSan could
+ * not check):
  *
- *   consumer idle:   consumer: seq = consumer_seq; idle = 1; fence; look at pos;
+ *   consumer idle:   consumer: seq = consumer_seq; idle = 1; look at pos;
  *                              sleep on consumer_seq unless something is there
- *                    producer: store magic (release); fence; if idle: clear it,
- *                              bump consumer_seq, wake
- *   ring full:       producer: seq = space_seq; waiters++; fence; re-read tail;
+ *                    producer: store magic; if idle: clear it, bump consumer_seq,
+ *                              wake
+ *   ring full:       producer: seq = space_seq; waiters++; re-read tail;
  *                              sleep on space_seq unless space appeared
- *                    consumer: store tail (release); fence; if waiters: bump
- *                              space_seq, wake all
+ *                    consumer: store tail; if waiters: bump space_seq, wake all
  *
  * A wake that races with the sleeper's own check is harmless: the sleeper's
  * FUTEX_WAIT sees the bumped sequence and returns at once.
@@ -95,7 +96,6 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 		uint64_t head = r->head;
 		atomic_fetch_add_explicit(&r->space_waiters, 1, memory_order_seq_cst);
 		pthread_mutex_unlock(&r->reserve_lock);
-		atomic_thread_fence(memory_order_seq_cst);
 		tail = atomic_load_explicit(&r->tail, memory_order_seq_cst);
 		/* head may move meanwhile; a stale value only costs one more loop. */
 		if (head + need - tail > r->capacity && !atomic_load(error))
@@ -109,9 +109,8 @@ void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res)
 {
 	if (res->pad)
 		__atomic_store_n((uint32_t *)res->pad, RL_PAD_MAGIC, __ATOMIC_RELEASE);
-	__atomic_store_n((uint32_t *)res->frame, RL_FRAME_MAGIC, __ATOMIC_RELEASE);
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&r->consumer_idle, memory_order_relaxed) &&
+	__atomic_store_n((uint32_t *)res->frame, RL_FRAME_MAGIC, __ATOMIC_SEQ_CST);
+	if (atomic_load_explicit(&r->consumer_idle, memory_order_seq_cst) &&
 	    atomic_exchange_explicit(&r->consumer_idle, 0, memory_order_seq_cst)) {
 		atomic_fetch_add_explicit(&r->consumer_seq, 1, memory_order_seq_cst);
 		rl_futex_wake(&r->consumer_seq, 1);
@@ -120,7 +119,9 @@ void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res)
 
 uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos, int *is_pad)
 {
-	uint32_t magic = __atomic_load_n(magic_word(r, pos), __ATOMIC_ACQUIRE);
+	/* seq_cst (a plain load on x86) for the idle handshake; acquire would do for
+	 * reading the frame. */
+	uint32_t magic = __atomic_load_n(magic_word(r, pos), __ATOMIC_SEQ_CST);
 	const uint8_t *p = rl_ring_at(r, pos);
 	if (magic == RL_FRAME_MAGIC) {
 		*is_pad = 0;
@@ -145,8 +146,7 @@ void rl_ring_release(struct rl_ring *r, uint64_t upto)
 		__atomic_store_n(magic_word(r, pos), 0, __ATOMIC_RELAXED);
 		pos += len;
 	}
-	atomic_store_explicit(&r->tail, upto, memory_order_release);
-	atomic_thread_fence(memory_order_seq_cst);
+	atomic_store_explicit(&r->tail, upto, memory_order_seq_cst);
 	if (atomic_load_explicit(&r->space_waiters, memory_order_seq_cst))
 		rl_futex_bump_wake_all(&r->space_seq);
 }
@@ -156,7 +156,6 @@ void rl_ring_wait_for_work(struct rl_ring *r, uint64_t pos, _Atomic int *stop)
 	int is_pad;
 	uint32_t seq = atomic_load_explicit(&r->consumer_seq, memory_order_seq_cst);
 	atomic_store_explicit(&r->consumer_idle, 1, memory_order_seq_cst);
-	atomic_thread_fence(memory_order_seq_cst);
 	if (!atomic_load(stop) && rl_ring_peek(r, pos, &is_pad) == 0)
 		rl_futex_wait(&r->consumer_seq, seq);
 	atomic_store_explicit(&r->consumer_idle, 0, memory_order_seq_cst);

@@ -60,7 +60,8 @@ int rl_seg_list(int dir_fd, uint64_t **lsns, size_t *n)
 		*n = 0;
 		return err;
 	}
-	qsort(*lsns, *n, sizeof(**lsns), cmp_u64);
+	if (*n > 1)
+		qsort(*lsns, *n, sizeof(**lsns), cmp_u64);
 	return 0;
 }
 

@@ -1,0 +1,140 @@
+/* The reader: positioning, following a growing log, read-only, retention gaps. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int setup(void **state)
+{
+	*state = tu_tmpdir();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	tu_rmrf(*state);
+	free(*state);
+	return 0;
+}
+
+static void from_lsn_positions_inside_a_batch(void **state)
+{
+	const char *dir = *state;
+	struct ringlog *log = tu_open(dir, NULL);
+	for (int i = 0; i < 10; i++)
+		tu_append_tagged(log, (uint64_t)i, 5, 40); /* LSNs 1..50 */
+	assert_int_equal(ringlog_close(log), 0);
+	uint64_t n, first, last;
+	assert_int_equal(tu_read_all(dir, 23, &n, &first, &last, 1), 0);
+	assert_int_equal(first, 23);
+	assert_int_equal(last, 50);
+	assert_int_equal(tu_read_all(dir, 1, &n, &first, &last, 1), 0);
+	assert_int_equal(n, 50);
+	assert_int_equal(tu_read_all(dir, 50, &n, &first, &last, 1), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(tu_read_all(dir, 51, &n, &first, &last, 1), 0);
+	assert_int_equal(n, 0); /* past the end: nothing (yet) */
+}
+
+static void follows_a_growing_log_across_rotations(void **state)
+{
+	const char *dir = *state;
+	struct ringlog_options o;
+	tu_options(&o, 4096, 1 << 16);
+	struct ringlog *log = tu_open(dir, &o);
+	uint64_t l = tu_append_tagged(log, 1, 2, 100) + 1;
+	assert_int_equal(ringlog_wait(log, l), 0);
+	struct ringlog_reader *r;
+	assert_int_equal(ringlog_reader_open(dir, 0, &r), 0);
+	struct ringlog_record rec;
+	uint64_t seen = 0;
+	while (ringlog_reader_next(r, &rec) == 1)
+		seen++;
+	assert_int_equal(seen, 2);
+	for (int round = 0; round < 20; round++) {
+		l = tu_append_tagged(log, (uint64_t)round, 3, 500) + 2;
+		assert_int_equal(ringlog_wait(log, l), 0);
+		while (ringlog_reader_next(r, &rec) == 1) {
+			seen++;
+			assert_int_equal(rec.lsn, seen);
+			assert_true(tu_record_ok(rec.data, rec.len));
+		}
+		assert_int_equal(seen, l); /* caught up, segment after segment */
+	}
+	ringlog_reader_close(r);
+	assert_int_equal(ringlog_close(log), 0);
+	uint64_t *lsns;
+	assert_true(tu_segments(dir, &lsns) > 5);
+	free(lsns);
+}
+
+static void never_modifies_files_even_with_torn_tail(void **state)
+{
+	const char *dir = *state;
+	struct ringlog *log = tu_open(dir, NULL);
+	for (int i = 0; i < 5; i++)
+		tu_append_tagged(log, (uint64_t)i, 2, 300);
+	assert_int_equal(ringlog_close(log), 0);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", tu_last_segment(dir));
+	uint64_t size = tu_file_size(path);
+	tu_truncate(path, size - 50); /* a torn last batch */
+	char *before = malloc(size);
+	int fd = open(path, O_RDONLY);
+	assert_int_equal(read(fd, before, size), (ssize_t)(size - 50));
+	close(fd);
+	uint64_t n, first, last;
+	assert_int_equal(tu_read_all(dir, 0, &n, &first, &last, 1), 0);
+	assert_int_equal(n, 8); /* the torn batch is not returned */
+	assert_int_equal(tu_file_size(path), size - 50);
+	char *after = malloc(size);
+	fd = open(path, O_RDONLY);
+	assert_int_equal(read(fd, after, size), (ssize_t)(size - 50));
+	close(fd);
+	assert_memory_equal(before, after, size - 50);
+	free(before);
+	free(after);
+}
+
+static void removed_segments_are_a_clear_error(void **state)
+{
+	const char *dir = *state;
+	struct ringlog_options o;
+	tu_options(&o, 4096, 1 << 16);
+	struct ringlog *log = tu_open(dir, &o);
+	for (int i = 0; i < 20; i++) {
+		uint64_t l = tu_append_tagged(log, (uint64_t)i, 2, 400) + 1;
+		assert_int_equal(ringlog_wait(log, l), 0);
+	}
+	assert_int_equal(ringlog_close(log), 0);
+	uint64_t *lsns;
+	assert_true(tu_segments(dir, &lsns) >= 3);
+	uint64_t kept = lsns[1];
+	assert_int_equal(unlink(tu_path(dir, "00000000000000000001.rlog")), 0);
+	free(lsns);
+	struct ringlog_reader *r;
+	assert_int_equal(ringlog_reader_open(dir, 2, &r), -ENOENT);
+	assert_non_null(strstr(ringlog_last_error(), "retention"));
+	uint64_t n, first, last;
+	assert_int_equal(tu_read_all(dir, 0, &n, &first, &last, 1), 0);
+	assert_int_equal(first, kept); /* "from the beginning" = the first record kept */
+	assert_int_equal(last, 40);
+}
+
+int main(void)
+{
+	tu_require_uring();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(from_lsn_positions_inside_a_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(follows_a_growing_log_across_rotations, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(never_modifies_files_even_with_torn_tail, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(removed_segments_are_a_clear_error, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -149,6 +149,29 @@ RINGLOG_API uint64_t ringlog_durable_lsn(struct ringlog *log);
 /* The next LSN an append will hand out. */
 RINGLOG_API uint64_t ringlog_next_lsn(struct ringlog *log);
 
+/*
+ * Counters since open.  Counted by the consumer (durable batches only) so appends pay
+ * nothing for them.  The struct never changes size: new fields take `reserved`.
+ */
+struct ringlog_stats {
+	uint64_t batches;         /* batches made durable */
+	uint64_t records;         /* records made durable */
+	uint64_t bytes;           /* frame bytes made durable (headers included) */
+	uint64_t groups;          /* group commits: one write + one fdatasync each */
+	uint64_t writes;          /* write operations submitted (> groups after retries) */
+	uint64_t fdatasyncs;      /* fdatasync operations submitted */
+	uint64_t retries;         /* resubmissions after short writes, EINTR, EAGAIN */
+	uint64_t rotations;       /* segments started after open */
+	uint64_t ring_full_waits; /* appends that had to wait (or got -EAGAIN) for space */
+	uint64_t durable_lsn;
+	uint64_t next_lsn;
+	uint64_t segment_first_lsn; /* first LSN of the segment being written */
+	uint64_t reserved[20];
+};
+
+/* Fill *out with the log's counters.  Cheap (no lock, no system call).  Returns 0. */
+RINGLOG_API int ringlog_stats(struct ringlog *log, struct ringlog_stats *out);
+
 /* 0 while the log is healthy, else the error that failed it. */
 RINGLOG_API int ringlog_error(struct ringlog *log);
 

@@ -36,6 +36,8 @@ struct group {
 	uint64_t start;     /* ring position of its first byte */
 	uint64_t end;       /* ring position after its last byte (pads skipped included) */
 	uint32_t len;       /* bytes to write, starting at start */
+	uint32_t batches;   /* frames in it */
+	uint64_t records;
 	uint64_t last_lsn;  /* LSN of its last record */
 	uint32_t last_crc;  /* CRC of its last frame */
 };
@@ -78,6 +80,8 @@ static int collect(struct ringlog *log, struct group *g)
 		const uint8_t *f = rl_ring_at(r, log->scan);
 		g->last_lsn = rl_get64(f + 16) + rl_get32(f + 12) - 1;
 		g->last_crc = rl_get32(f + 4);
+		g->batches++;
+		g->records += rl_get32(f + 12);
 		g->len += len;
 		log->scan += len;
 		if ((log->scan & r->mask) == 0)
@@ -109,6 +113,8 @@ static int write_group(struct ringlog *log, const struct group *g, const char **
 			*what = "io_uring submit";
 			return err;
 		}
+		rl_count(&log->st_writes, need_write);
+		rl_count(&log->st_fdatasyncs, 1);
 		int synced = 0, fatal = 0;
 		for (int pending = need_write ? 2 : 1; pending > 0; pending--) {
 			enum rl_io_op op;
@@ -147,7 +153,7 @@ static int write_group(struct ringlog *log, const struct group *g, const char **
 		 * nothing: resubmit the remainder with a new linked fdatasync.  A write
 		 * that completed but whose fdatasync did not: resubmit the fdatasync. */
 		need_write = done < g->len;
-		log->retries++;
+		rl_count(&log->st_retries, 1);
 		if (retries > RL_MAX_RETRIES) {
 			*what = need_write ? "write (no progress after retries)"
 					   : "fdatasync (retried too often)";
@@ -161,6 +167,10 @@ static void publish_durable(struct ringlog *log, const struct group *g)
 {
 	log->seg.size += g->len;
 	log->seg.last_crc = g->last_crc;
+	rl_count(&log->st_groups, 1);
+	rl_count(&log->st_batches, g->batches);
+	rl_count(&log->st_records, g->records);
+	rl_count(&log->st_bytes, g->len);
 	atomic_store_explicit(&log->durable_lsn, g->last_lsn, memory_order_seq_cst);
 	if (atomic_load_explicit(&log->durable_waiters, memory_order_seq_cst))
 		rl_futex_bump_wake_all(&log->durable_seq);
@@ -189,6 +199,8 @@ static int rotate(struct ringlog *log, uint64_t next_lsn, char *msg, size_t msg_
 	}
 	close(log->seg.fd);
 	log->seg = next;
+	rl_count(&log->st_rotations, 1);
+	atomic_store_explicit(&log->st_segment_first_lsn, next.first_lsn, memory_order_relaxed);
 	return 0;
 }
 

@@ -187,6 +187,7 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 		}
 	}
 	atomic_init(&log->durable_lsn, rec.next_lsn - 1);
+	atomic_init(&log->st_segment_first_lsn, log->seg.first_lsn);
 
 	err = rl_ring_init(&log->ring, opts->ring_bytes, rec.next_lsn);
 	if (err) {
@@ -313,6 +314,26 @@ RINGLOG_API int ringlog_wait(struct ringlog *log, uint64_t lsn)
 			rl_futex_wait(&log->durable_seq, seq);
 		atomic_fetch_sub_explicit(&log->durable_waiters, 1, memory_order_seq_cst);
 	}
+}
+
+RINGLOG_API int ringlog_stats(struct ringlog *log, struct ringlog_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+#define LOAD(c) atomic_load_explicit(&log->c, memory_order_relaxed)
+	out->batches = LOAD(st_batches);
+	out->records = LOAD(st_records);
+	out->bytes = LOAD(st_bytes);
+	out->groups = LOAD(st_groups);
+	out->writes = LOAD(st_writes);
+	out->fdatasyncs = LOAD(st_fdatasyncs);
+	out->retries = LOAD(st_retries);
+	out->rotations = LOAD(st_rotations);
+	out->segment_first_lsn = LOAD(st_segment_first_lsn);
+	out->ring_full_waits = LOAD(ring.full_waits);
+#undef LOAD
+	out->durable_lsn = ringlog_durable_lsn(log);
+	out->next_lsn = ringlog_next_lsn(log);
+	return 0;
 }
 
 RINGLOG_API int ringlog_event_fd(struct ringlog *log)

@@ -41,8 +41,18 @@ struct ringlog {
 	struct rl_io io;
 	struct rl_segment seg;
 	uint64_t scan;    /* ring position up to which frames were taken */
-	uint64_t retries; /* EINTR/EAGAIN/short-write resubmissions */
+
+	/* Counters: written by the consumer only (relaxed), read by ringlog_stats. */
+	_Alignas(64) _Atomic uint64_t st_batches, st_records, st_bytes, st_groups, st_writes,
+		st_fdatasyncs, st_retries, st_rotations, st_segment_first_lsn;
 };
+
+/* Add to a counter that only one thread writes. */
+static inline void rl_count(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
 
 /* consumer.c: the thread that writes, syncs, publishes and rotates. */
 void *rl_consumer_main(void *log);

@@ -88,6 +88,7 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 			pthread_mutex_unlock(&r->reserve_lock);
 			return 0;
 		}
+		atomic_fetch_add_explicit(&r->full_waits, 1, memory_order_relaxed);
 		if (!block) {
 			pthread_mutex_unlock(&r->reserve_lock);
 			return -EAGAIN;

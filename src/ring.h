@@ -54,6 +54,7 @@ struct rl_ring {
 	_Atomic uint32_t consumer_seq;
 	_Alignas(64) _Atomic uint32_t space_waiters;
 	_Atomic uint32_t space_seq;
+	_Atomic uint64_t full_waits; /* reservations that found the ring full */
 };
 
 /* Allocate a ring of at least `bytes` (rounded up to a power of two, >= 4096), whose

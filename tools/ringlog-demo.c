@@ -168,6 +168,8 @@ int main(int argc, char **argv)
 	}
 	double secs = now() - t0;
 	uint64_t durable = ringlog_durable_lsn(log);
+	struct ringlog_stats st;
+	ringlog_stats(log, &st);
 	int cerr = ringlog_close(log);
 	if (err || cerr) {
 		fprintf(stderr, "ringlog-demo: append failed: %s\n  %s\n",
@@ -178,6 +180,11 @@ int main(int argc, char **argv)
 	       records, bytes / 1e6, secs);
 	printf("durable  %.0f records/s, %.0f batches/s, %.1f MB/s; LSNs %" PRIu64 "..%" PRIu64 "\n",
 	       records / secs, batches / secs, bytes / 1e6 / secs, start_lsn, durable);
+
+	printf("groups   %" PRIu64 " write+fdatasync groups (%.0f/s), %.1f batches and %.1f KiB "
+	       "per fdatasync; %" PRIu64 " rotations, %" PRIu64 " ring-full waits\n",
+	       st.groups, st.groups / secs, st.groups ? (double)st.batches / st.groups : 0,
+	       st.groups ? st.bytes / 1024.0 / st.groups : 0, st.rotations, st.ring_full_waits);
 
 	/* Read back what this run wrote. */
 	struct ringlog_reader *r;

@@ -52,6 +52,8 @@ extern "C" {
 /* Hard ceiling for options.max_batch_bytes (a frame's length field and a registered
  * buffer are both bounded by this). */
 #define RINGLOG_MAX_BATCH_BYTES_LIMIT (256u << 20)
+/* Ceiling for options.pipeline_depth. */
+#define RINGLOG_MAX_PIPELINE_DEPTH 8u
 
 /* Bytes a batch of `nrecs` records holding `data_bytes` bytes in all takes in the
  * log: a 32-byte frame header, a 4-byte length per record, the data, rounded up to
@@ -88,7 +90,12 @@ struct ringlog_options {
 	 * of write_fixed).  Registration falls back to this on its own when the
 	 * kernel refuses it (e.g. RLIMIT_MEMLOCK).  Default 0. */
 	uint32_t no_registered_buffer;
-	uint64_t reserved[12];
+	/* Group commits in flight at once, 1..RINGLOG_MAX_PIPELINE_DEPTH: each is a write
+	 * with its own linked fdatasync; they are acknowledged in order.  Default 1
+	 * (on buffered files, fdatasyncs of one file serialize in the kernel). */
+	uint32_t pipeline_depth;
+	uint32_t reserved_pad;
+	uint64_t reserved[11];
 };
 
 /* One record, as returned by a reader. */

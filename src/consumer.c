@@ -1,21 +1,25 @@
 /*
  * The consumer thread: group commit, durability, rotation.
  *
- * One loop, one group in flight at a time:
+ * A group is the run of frames published contiguously in the ring when the
+ * consumer looks; it is written with one write from the registered ring buffer at
+ * the segment's end, linked to an fdatasync.  Up to `pipeline_depth` groups are in
+ * flight at once (concurrent fdatasyncs overlap on real devices), each covered by
+ * its own fdatasync, and they are retired strictly in order.
  *
- *   COLLECT  take every frame published contiguously from `scan` (stopping at the
- *            end of the buffer or at a pad): that run of bytes is the group
- *   IDLE     nothing published: sleep until a producer publishes or close kicks
- *   WRITE    one write of the whole group from the registered ring buffer at the
- *            segment's end, with a linked fdatasync; resubmit remainders after short
- *            writes and retry EINTR/EAGAIN (bounded)
- *   DURABLE  the fdatasync covering the whole group completed: publish durable_lsn,
- *            wake waiters, free the ring space
- *   ROTATE   only now, if the segment reached its soft cap: create the next one
- *   FAILED   any other error: latch it, wake everyone, stop (fail-stop)
- *
- * While a group is in WRITE, producers keep filling the ring; the next COLLECT
- * takes all of it, so the group size adapts to the load.
+ * Loop:
+ *   FILL     while fewer than pipeline_depth groups are in flight and the segment
+ *            is below its cap: COLLECT a group and submit its write + fdatasync
+ *   SLEEP    wait in io_uring for a completion, or (if FILL could take more) for a
+ *            producer to signal the wake eventfd
+ *   COMPLETE account a completion to its group: short write or cancelled sync ->
+ *            resubmit what is missing; EINTR/EAGAIN -> retry (bounded); any other
+ *            error -> FAILED
+ *   RETIRE   while the oldest group is complete: publish its durability, free its
+ *            ring space
+ *   ROTATE   once the segment reached its cap, no more groups go to it; when the
+ *            last of them retires, start the next segment
+ *   FAILED   latch the error, wake everyone, stop (fail-stop)
  */
 #include "log_internal.h"
 
@@ -40,6 +44,16 @@ struct group {
 	uint64_t records;
 	uint64_t last_lsn;  /* LSN of its last record */
 	uint32_t last_crc;  /* CRC of its last frame */
+	/* in flight */
+	int fd;             /* segment file it goes to */
+	uint64_t file_off;  /* where in it */
+	uint32_t done;      /* bytes known written */
+	unsigned pending;   /* completions outstanding */
+	unsigned retries;   /* no-progress resubmissions */
+	int synced;         /* an fdatasync issued after `done` reached len completed */
+	int complete;       /* written in full and synced: may retire */
+	int fatal;          /* the error that fails the log, or 0 */
+	const char *what;   /* the operation that failed */
 };
 
 void rl_log_fail(struct ringlog *log, int err, const char *msg)
@@ -96,70 +110,74 @@ static int retryable(int res)
 	return res == -EINTR || res == -EAGAIN;
 }
 
-/* WRITE: write the group at the segment's end and fdatasync it.  Returns 0 once an
- * fdatasync that started after the whole group was written has completed, else
- * the -errno that fails the log (with *what naming the operation). */
-static int write_group(struct ringlog *log, const struct group *g, const char **what)
+/* Submit what group `g` (pipeline slot `tag`) still needs: the write of its missing
+ * bytes with a linked fdatasync, or the fdatasync alone.  Returns 0 or -errno. */
+static int submit_group(struct ringlog *log, struct group *g, unsigned tag)
 {
 	const uint8_t *src = rl_ring_at(&log->ring, g->start);
-	uint32_t done = 0;   /* bytes known written */
-	int need_write = 1;  /* a write (of [done, len)) must be (re)submitted */
-	unsigned retries = 0;
-	for (;;) {
-		int err = need_write ? rl_io_write_sync(&log->io, log->seg.fd, src + done,
-							g->len - done, log->seg.size + done, 1)
-				     : rl_io_sync(&log->io, log->seg.fd);
-		if (err) {
-			*what = "io_uring submit";
-			return err;
-		}
-		rl_count(&log->st_writes, need_write);
-		rl_count(&log->st_fdatasyncs, 1);
-		int synced = 0, fatal = 0;
-		for (int pending = need_write ? 2 : 1; pending > 0; pending--) {
-			enum rl_io_op op;
-			int res;
-			err = rl_io_wait(&log->io, &op, &res);
-			if (err) {
-				*what = "io_uring wait";
-				return err;
-			}
-			if (op == RL_IO_WRITE) {
-				assert(res <= (int)(g->len - done));
-				if (res > 0) {
-					done += (uint32_t)res;
-				} else if (res == 0 || retryable(res)) {
-					retries++; /* no progress: resubmit, within the bound */
-				} else if (!fatal) {
-					fatal = res;
-					*what = "write";
-				}
-			} else if (res == 0) {
-				synced = 1;
-			} else if (res != -ECANCELED && !retryable(res) && !fatal) {
-				/* fsyncgate: after a failed fdatasync the pages may be marked
-				 * clean; retrying could report success for lost data. */
-				fatal = res;
-				*what = "fdatasync";
-			} else if (res != -ECANCELED) {
-				retries++;
-			}
-		}
-		if (fatal)
-			return fatal;
-		if (done == g->len && synced)
-			return 0;
-		/* A short write broke the link, so its fdatasync was cancelled and synced
-		 * nothing: resubmit the remainder with a new linked fdatasync.  A write
-		 * that completed but whose fdatasync did not: resubmit the fdatasync. */
-		need_write = done < g->len;
-		rl_count(&log->st_retries, 1);
-		if (retries > RL_MAX_RETRIES) {
-			*what = need_write ? "write (no progress after retries)"
-					   : "fdatasync (retried too often)";
-			return -EIO;
-		}
+	int need_write = g->done < g->len;
+	int err = need_write ? rl_io_write_sync(&log->io, g->fd, src + g->done, g->len - g->done,
+						g->file_off + g->done, 1, tag)
+			     : rl_io_sync(&log->io, g->fd, tag);
+	if (err) {
+		g->what = "io_uring submit";
+		return err;
 	}
+	g->pending = need_write ? 2 : 1;
+	g->synced = 0;
+	rl_count(&log->st_writes, (uint64_t)need_write);
+	rl_count(&log->st_fdatasyncs, 1);
+	return 0;
+}
+
+/* COMPLETE: account one completion of group g. */
+static void complete_one(struct group *g, enum rl_io_op op, int res)
+{
+	g->pending--;
+	if (op == RL_IO_WRITE) {
+		assert(res <= (int)(g->len - g->done));
+		if (res > 0) {
+			g->done += (uint32_t)res;
+		} else if (res == 0 || retryable(res)) {
+			g->retries++; /* no progress: resubmit, within the bound */
+		} else if (!g->fatal) {
+			g->fatal = res;
+			g->what = "write";
+		}
+	} else if (res == 0) {
+		g->synced = 1;
+	} else if (res != -ECANCELED && !retryable(res)) {
+		/* fsyncgate: after a failed fdatasync the pages may be marked clean;
+		 * retrying could report success for lost data. */
+		if (!g->fatal) {
+			g->fatal = res;
+			g->what = "fdatasync";
+		}
+	} else if (res != -ECANCELED) {
+		g->retries++;
+	}
+}
+
+/* After the last pending completion of g: done, failed, or resubmit.  Returns 0 or
+ * the -errno that fails the log. */
+static int settle(struct ringlog *log, struct group *g, unsigned tag)
+{
+	if (g->fatal)
+		return g->fatal;
+	if (g->done == g->len && g->synced) {
+		g->complete = 1;
+		return 0;
+	}
+	/* A short write broke the link, so its fdatasync was cancelled and synced
+	 * nothing: resubmit the remainder with a new linked fdatasync.  A write that
+	 * completed but whose fdatasync did not: resubmit the fdatasync. */
+	rl_count(&log->st_retries, 1);
+	if (g->retries > RL_MAX_RETRIES) {
+		g->what = g->done < g->len ? "write (no progress after retries)"
+					   : "fdatasync (retried too often)";
+		return -EIO;
+	}
+	return submit_group(log, g, tag);
 }
 
 /* DURABLE: the one place durable_lsn moves. */
@@ -204,6 +222,127 @@ static int rotate(struct ringlog *log, uint64_t next_lsn, char *msg, size_t msg_
 	return 0;
 }
 
+static void fail_group(struct ringlog *log, const struct group *g, int err)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg),
+		 "%s of %" PRIu32 " bytes at offset %" PRIu64 " of %020" PRIu64
+		 ".rlog failed: %s; LSNs after %" PRIu64 " are not acknowledged",
+		 g->what, g->len, g->file_off, log->seg.first_lsn, strerrordesc_np(-err),
+		 atomic_load(&log->durable_lsn));
+	rl_log_fail(log, err, msg);
+}
+
+/* The pipeline: slots [head, head + count) modulo RL_MAX_PIPELINE_DEPTH. */
+struct pipeline {
+	struct group g[RL_MAX_PIPELINE_DEPTH];
+	unsigned head, count;
+	uint64_t submitted; /* segment offset after the last group submitted */
+	int wake_armed;     /* the wake eventfd read is queued */
+};
+
+static void run(struct ringlog *log)
+{
+	struct pipeline p = {.submitted = log->seg.size};
+	unsigned depth = log->opts.pipeline_depth;
+	char msg[256];
+	for (;;) {
+		/* FILL */
+		while (p.count < depth && p.submitted < log->opts.segment_bytes) {
+			unsigned tag = (p.head + p.count) % RL_MAX_PIPELINE_DEPTH;
+			struct group *g = &p.g[tag];
+			if (!collect(log, g))
+				break;
+			g->fd = log->seg.fd;
+			g->file_off = p.submitted;
+			p.submitted += g->len;
+			p.count++;
+			int err = submit_group(log, g, tag);
+			if (err) {
+				fail_group(log, g, err);
+				return;
+			}
+		}
+		if (p.count == 0) {
+			if (p.submitted >= log->opts.segment_bytes) {
+				/* ROTATE.  A batch never straddles segments: no group goes
+				 * to a segment once it reached the cap, and the next one is
+				 * started only after the last of them is durable. */
+				int err = rotate(log, atomic_load(&log->durable_lsn) + 1, msg,
+						 sizeof(msg));
+				if (err) {
+					rl_log_fail(log, err, msg);
+					return;
+				}
+				p.submitted = log->seg.size;
+				continue;
+			}
+			/* Free skipped pads right away: producers may wait for that space. */
+			if (log->scan != atomic_load_explicit(&log->ring.tail, memory_order_relaxed))
+				rl_ring_release(&log->ring, log->scan);
+			/* Appends have all returned before close (the API contract), so an
+			 * empty ring at close means everything queued is durable. */
+			if (atomic_load(&log->closing))
+				return;
+		}
+
+		/* SLEEP.  With room in the pipeline, also wake for new work: announce the
+		 * sleep before every wait (a completion clears the announcement). */
+		if (p.count < depth && p.submitted < log->opts.segment_bytes) {
+			if (!rl_ring_prepare_sleep(&log->ring, log->scan, &log->closing)) {
+				if (p.count == 0 || !atomic_load(&log->closing))
+					continue; /* work arrived, or closing with nothing in flight */
+			} else if (!p.wake_armed) {
+				int err = rl_io_arm_wake(&log->io, log->ring.wake_fd);
+				if (err) {
+					rl_log_fail(log, err, "io_uring: arming the wake-up read failed");
+					return;
+				}
+				p.wake_armed = 1;
+			}
+		}
+		enum rl_io_op op;
+		unsigned tag;
+		int res;
+		int err = rl_io_wait(&log->io, &op, &tag, &res);
+		if (err) {
+			rl_log_fail(log, err, "io_uring: waiting for completions failed");
+			return;
+		}
+		atomic_store_explicit(&log->ring.consumer_idle, 0, memory_order_relaxed);
+		if (op == RL_IO_WAKE) {
+			p.wake_armed = 0;
+			if (res < 0 && res != -EAGAIN && res != -EINTR) {
+				rl_log_fail(log, res, "io_uring: reading the wake eventfd failed");
+				return;
+			}
+			continue;
+		}
+
+		/* COMPLETE */
+		struct group *g = &p.g[tag];
+		assert(tag < RL_MAX_PIPELINE_DEPTH && g->pending > 0);
+		complete_one(g, op, res);
+		if (g->pending == 0) {
+			err = settle(log, g, tag);
+			if (err) {
+				fail_group(log, g, err);
+				return;
+			}
+		}
+		/* RETIRE, in order: a group is acknowledged only after every group before
+		 * it, since each fdatasync covers only its own group's write. */
+		while (p.count > 0 && p.g[p.head].complete) {
+			g = &p.g[p.head];
+			publish_durable(log, g);
+			rl_ring_release(&log->ring, g->end);
+			g->complete = 0;
+			p.head = (p.head + 1) % RL_MAX_PIPELINE_DEPTH;
+			p.count--;
+		}
+	}
+}
+
 void *rl_consumer_main(void *arg)
 {
 	struct ringlog *log = arg;
@@ -212,44 +351,7 @@ void *rl_consumer_main(void *arg)
 	sem_post(&log->started);
 	if (log->start_err)
 		return NULL;
-
-	char msg[256];
-	for (;;) {
-		struct group g;
-		if (!collect(log, &g)) {
-			/* Free skipped pads right away: producers may wait for that space. */
-			if (log->scan != atomic_load_explicit(&log->ring.tail, memory_order_relaxed))
-				rl_ring_release(&log->ring, log->scan);
-			/* Appends have all returned before close (the API contract), so an
-			 * empty ring at close means everything queued is durable. */
-			if (atomic_load(&log->closing))
-				break;
-			rl_ring_wait_for_work(&log->ring, log->scan, &log->closing);
-			continue;
-		}
-		const char *what = "";
-		int err = write_group(log, &g, &what);
-		if (err) {
-			snprintf(msg, sizeof(msg),
-				 "%s of %" PRIu32 " bytes at offset %" PRIu64 " of %020" PRIu64
-				 ".rlog failed: %s; LSNs after %" PRIu64 " are not acknowledged",
-				 what, g.len, log->seg.size, log->seg.first_lsn, strerrordesc_np(-err),
-				 atomic_load(&log->durable_lsn));
-			rl_log_fail(log, err, msg);
-			break;
-		}
-		publish_durable(log, &g);
-		rl_ring_release(&log->ring, g.end);
-		/* A batch never straddles segments: rotation happens only here, after the
-		 * fdatasync of the group that reached the cap, and between groups. */
-		if (log->seg.size >= log->opts.segment_bytes) {
-			err = rotate(log, g.last_lsn + 1, msg, sizeof(msg));
-			if (err) {
-				rl_log_fail(log, err, msg);
-				break;
-			}
-		}
-	}
+	run(log);
 	rl_io_exit(&log->io);
 	return NULL;
 }

@@ -31,6 +31,7 @@ RINGLOG_API void ringlog_options_init(struct ringlog_options *opts)
 	opts->ring_bytes = RL_DEFAULT_RING_BYTES;
 	opts->max_batch_bytes = RL_DEFAULT_MAX_BATCH_BYTES;
 	opts->create_if_missing = 1;
+	opts->pipeline_depth = 1;
 }
 
 static uint64_t pow2_at_least(uint64_t v)
@@ -47,6 +48,12 @@ static int check_options(const struct ringlog_options *o)
 		if (o->reserved[i])
 			return rl_fail(-EINVAL, "options: reserved fields must be zero "
 						"(fill the struct with ringlog_options_init())");
+	if (o->reserved_pad)
+		return rl_fail(-EINVAL, "options: reserved fields must be zero "
+					"(fill the struct with ringlog_options_init())");
+	if (o->pipeline_depth < 1 || o->pipeline_depth > RINGLOG_MAX_PIPELINE_DEPTH)
+		return rl_fail(-EINVAL, "options: pipeline_depth %u is outside [1, %u]",
+			       o->pipeline_depth, RINGLOG_MAX_PIPELINE_DEPTH);
 	if (o->segment_bytes < RL_MIN_SEGMENT_BYTES)
 		return rl_fail(-EINVAL, "options: segment_bytes %" PRIu64 " is below the minimum %u",
 			       o->segment_bytes, RL_MIN_SEGMENT_BYTES);

@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#define RL_MAX_PIPELINE_DEPTH RINGLOG_MAX_PIPELINE_DEPTH
+
 struct ringlog {
 	struct rl_ring ring;
 	struct ringlog_options opts;

@@ -6,16 +6,17 @@
  * and at least one side sees the other's store (no fences needed, which TSan could
  * not check):
  *
- *   consumer idle:   consumer: seq = consumer_seq; idle = 1; look at pos;
- *                              sleep on consumer_seq unless something is there
- *                    producer: store magic; if idle: clear it, bump consumer_seq,
- *                              wake
+ *   consumer idle:   consumer: idle = 1; look at pos; sleep on wake_fd (an io_uring
+ *                              read of the eventfd) unless something is there
+ *                    producer: store magic; if idle: the one that clears it
+ *                              signals wake_fd
  *   ring full:       producer: seq = space_seq; waiters++; re-read tail;
  *                              sleep on space_seq unless space appeared
  *                    consumer: store tail; if waiters: bump space_seq, wake all
  *
- * A wake that races with the sleeper's own check is harmless: the sleeper's
- * FUTEX_WAIT sees the bumped sequence and returns at once.
+ * A wake that races with the sleeper's own check is harmless: FUTEX_WAIT sees the
+ * bumped sequence and returns at once, and a signalled eventfd stays readable, so
+ * the worst case is one spurious wake-up.
  */
 #include "ring.h"
 
@@ -25,7 +26,9 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static uint32_t *magic_word(const struct rl_ring *r, uint64_t pos)
 {
@@ -42,6 +45,12 @@ int rl_ring_init(struct rl_ring *r, uint64_t bytes, uint64_t next_lsn)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->wake_fd < 0) {
+		int err = -errno;
+		munmap(p, cap);
+		return err;
+	}
 	r->buf = p;
 	r->capacity = cap;
 	r->mask = cap - 1;
@@ -55,6 +64,7 @@ void rl_ring_destroy(struct rl_ring *r)
 {
 	if (r->buf) {
 		munmap(r->buf, r->capacity);
+		close(r->wake_fd);
 		pthread_mutex_destroy(&r->reserve_lock);
 		r->buf = NULL;
 	}
@@ -112,10 +122,8 @@ void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res)
 		__atomic_store_n((uint32_t *)res->pad, RL_PAD_MAGIC, __ATOMIC_RELEASE);
 	__atomic_store_n((uint32_t *)res->frame, RL_FRAME_MAGIC, __ATOMIC_SEQ_CST);
 	if (atomic_load_explicit(&r->consumer_idle, memory_order_seq_cst) &&
-	    atomic_exchange_explicit(&r->consumer_idle, 0, memory_order_seq_cst)) {
-		atomic_fetch_add_explicit(&r->consumer_seq, 1, memory_order_seq_cst);
-		rl_futex_wake(&r->consumer_seq, 1);
-	}
+	    atomic_exchange_explicit(&r->consumer_idle, 0, memory_order_seq_cst))
+		rl_ring_kick(r);
 }
 
 uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos, int *is_pad)
@@ -152,19 +160,21 @@ void rl_ring_release(struct rl_ring *r, uint64_t upto)
 		rl_futex_bump_wake_all(&r->space_seq);
 }
 
-void rl_ring_wait_for_work(struct rl_ring *r, uint64_t pos, _Atomic int *stop)
+int rl_ring_prepare_sleep(struct rl_ring *r, uint64_t pos, _Atomic int *stop)
 {
 	int is_pad;
-	uint32_t seq = atomic_load_explicit(&r->consumer_seq, memory_order_seq_cst);
 	atomic_store_explicit(&r->consumer_idle, 1, memory_order_seq_cst);
 	if (!atomic_load(stop) && rl_ring_peek(r, pos, &is_pad) == 0)
-		rl_futex_wait(&r->consumer_seq, seq);
+		return 1;
 	atomic_store_explicit(&r->consumer_idle, 0, memory_order_seq_cst);
+	return 0;
 }
 
 void rl_ring_kick(struct rl_ring *r)
 {
-	rl_futex_bump_wake_all(&r->consumer_seq);
+	uint64_t one = 1;
+	/* Cannot fail short of a counter overflow, which would leave it readable. */
+	(void)!write(r->wake_fd, &one, sizeof(one));
 }
 
 void rl_ring_wake_producers(struct rl_ring *r)

@@ -51,14 +51,14 @@ struct rl_ring {
 
 	/* Wakeups (see ring.c for the protocol). */
 	_Alignas(64) _Atomic uint32_t consumer_idle;
-	_Atomic uint32_t consumer_seq;
+	int wake_fd; /* eventfd the consumer sleeps on (through io_uring) */
 	_Alignas(64) _Atomic uint32_t space_waiters;
 	_Atomic uint32_t space_seq;
 	_Atomic uint64_t full_waits; /* reservations that found the ring full */
 };
 
 /* Allocate a ring of at least `bytes` (rounded up to a power of two, >= 4096), whose
- * first LSN will be `next_lsn`.  Returns 0 or -ENOMEM / -errno from mmap. */
+ * first LSN will be `next_lsn`, and its wake eventfd.  Returns 0 or -errno. */
 int rl_ring_init(struct rl_ring *r, uint64_t bytes, uint64_t next_lsn);
 void rl_ring_destroy(struct rl_ring *r);
 
@@ -72,7 +72,7 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 		    _Atomic int *error, struct rl_reservation *out);
 
 /* Make a filled frame (and its pad, if any) visible to the consumer and wake it if
- * it sleeps.  No system call unless the consumer is idle. */
+ * it sleeps.  No system call unless the consumer announced it sleeps. */
 void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res);
 
 /* Consumer: what is at `pos`?  Returns 0 if nothing published there yet; else the
@@ -89,12 +89,12 @@ static inline uint8_t *rl_ring_at(const struct rl_ring *r, uint64_t pos)
 void rl_ring_release(struct rl_ring *r, uint64_t upto);
 
 /*
- * Consumer: sleep until something may have been published at `pos`, or until
- * rl_ring_kick().  Returns at once if an entry is already there or *stop is set
- * (rl_ring_kick() must follow every store to *stop).
+ * Consumer, before sleeping on wake_fd: announce it, then look at `pos` once more.
+ * Returns 1 if the caller should sleep (a publish will signal wake_fd), 0 if an entry
+ * is there or *stop is set (rl_ring_kick() must follow every store to *stop).
  */
-void rl_ring_wait_for_work(struct rl_ring *r, uint64_t pos, _Atomic int *stop);
-/* Wake the consumer whatever it waits for (close, failure). */
+int rl_ring_prepare_sleep(struct rl_ring *r, uint64_t pos, _Atomic int *stop);
+/* Wake the consumer whatever it waits for (close). */
 void rl_ring_kick(struct rl_ring *r);
 /* Wake every producer sleeping for space (after a failure). */
 void rl_ring_wake_producers(struct rl_ring *r);

@@ -6,8 +6,9 @@
 
 struct rl_io_faults *rl_io_faults;
 
-/* Queue depth: a group needs two entries (write + fsync); a little slack. */
-#define RL_IO_ENTRIES 8
+/* Queue depth: two entries (write + fsync) per group in flight, one for the wake
+ * read; RL_MAX_PIPELINE_DEPTH groups at most. */
+#define RL_IO_ENTRIES 32
 
 int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register)
 {
@@ -72,38 +73,55 @@ static int submit(struct rl_io *io, unsigned expect)
 	return (unsigned)n == expect ? 0 : -EIO;
 }
 
-static void prep_fsync(struct io_uring_sqe *sqe, int fd)
+/* user_data: op in bits 0-7, tag in 8-15, the write's length in 32-63. */
+static uint64_t user_data(enum rl_io_op op, unsigned tag, uint32_t len)
+{
+	return (uint64_t)op | (uint64_t)(tag & 0xff) << 8 | (uint64_t)len << 32;
+}
+
+static void prep_fsync(struct io_uring_sqe *sqe, int fd, unsigned tag)
 {
 	io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-	io_uring_sqe_set_data64(sqe, RL_IO_FSYNC);
+	io_uring_sqe_set_data64(sqe, user_data(RL_IO_FSYNC, tag, 0));
 }
 
 int rl_io_write_sync(struct rl_io *io, int fd, const void *src, uint32_t len, uint64_t off,
-		     int sync)
+		     int sync, unsigned tag)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->uring);
-	io->write_len = len;
 	if (io->registered)
 		io_uring_prep_write_fixed(sqe, fd, src, len, off, 0);
 	else
 		io_uring_prep_write(sqe, fd, src, len, off);
-	io_uring_sqe_set_data64(sqe, RL_IO_WRITE);
+	io_uring_sqe_set_data64(sqe, user_data(RL_IO_WRITE, tag, len));
 	if (sync) {
 		/* The link makes the fdatasync start only after the write completed in
 		 * full; a short or failed write cancels it (-ECANCELED). */
 		sqe->flags |= IOSQE_IO_LINK;
-		prep_fsync(io_uring_get_sqe(&io->uring), fd);
+		prep_fsync(io_uring_get_sqe(&io->uring), fd, tag);
 	}
 	return submit(io, sync ? 2 : 1);
 }
 
-int rl_io_sync(struct rl_io *io, int fd)
+int rl_io_sync(struct rl_io *io, int fd, unsigned tag)
 {
-	prep_fsync(io_uring_get_sqe(&io->uring), fd);
+	prep_fsync(io_uring_get_sqe(&io->uring), fd, tag);
 	return submit(io, 1);
 }
 
-int rl_io_wait(struct rl_io *io, enum rl_io_op *op, int *res)
+int rl_io_arm_wake(struct rl_io *io, int efd)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->uring);
+	io_uring_prep_read(sqe, efd, &io->wake_buf, sizeof(io->wake_buf), 0);
+	io_uring_sqe_set_data64(sqe, user_data(RL_IO_WAKE, 0, 0));
+	int n;
+	do
+		n = io_uring_submit(&io->uring);
+	while (n == -EINTR);
+	return n < 0 ? n : n == 1 ? 0 : -EIO;
+}
+
+int rl_io_wait(struct rl_io *io, enum rl_io_op *op, unsigned *tag, int *res)
 {
 	struct io_uring_cqe *cqe;
 	int err;
@@ -112,11 +130,12 @@ int rl_io_wait(struct rl_io *io, enum rl_io_op *op, int *res)
 	while (err == -EINTR);
 	if (err < 0)
 		return err;
-	*op = (enum rl_io_op)io_uring_cqe_get_data64(cqe);
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	*op = (enum rl_io_op)(ud & 0xff);
+	*tag = (unsigned)(ud >> 8 & 0xff);
 	*res = cqe->res;
 	io_uring_cqe_seen(&io->uring, cqe);
-	if (rl_io_faults && rl_io_faults->complete)
-		*res = rl_io_faults->complete(rl_io_faults->arg, *op, *res,
-					      *op == RL_IO_WRITE ? io->write_len : 0);
+	if (*op != RL_IO_WAKE && rl_io_faults && rl_io_faults->complete)
+		*res = rl_io_faults->complete(rl_io_faults->arg, *op, *res, (uint32_t)(ud >> 32));
 	return 0;
 }

@@ -14,13 +14,14 @@
 enum rl_io_op {
 	RL_IO_WRITE = 1,
 	RL_IO_FSYNC = 2,
+	RL_IO_WAKE = 3, /* the read of the consumer's wake eventfd */
 };
 
 struct rl_io {
 	struct io_uring uring;
 	int registered; /* the buffer is registered as fixed buffer 0 */
 	unsigned setup_flags;
-	uint32_t write_len; /* length of the write last queued (for the fault hook) */
+	uint64_t wake_buf; /* target of the wake eventfd read */
 };
 
 /*
@@ -50,15 +51,18 @@ int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register);
 void rl_io_exit(struct rl_io *io);
 
 /* Queue a write of `len` bytes from `src` (inside the registered buffer) at file
- * offset `off`, linked to an fdatasync when `sync` is set, and submit.
- * Returns 0 or -errno (nothing queued then). */
+ * offset `off`, linked to an fdatasync when `sync` is set, and submit.  `tag` (< 256)
+ * comes back with their completions.  Returns 0 or -errno (nothing queued then). */
 int rl_io_write_sync(struct rl_io *io, int fd, const void *src, uint32_t len, uint64_t off,
-		     int sync);
+		     int sync, unsigned tag);
 /* Queue and submit an fdatasync alone.  Returns 0 or -errno. */
-int rl_io_sync(struct rl_io *io, int fd);
+int rl_io_sync(struct rl_io *io, int fd, unsigned tag);
+/* Queue and submit a read of eventfd `efd`: it completes (RL_IO_WAKE) once the
+ * eventfd is signalled.  Returns 0 or -errno. */
+int rl_io_arm_wake(struct rl_io *io, int efd);
 
-/* Wait for one completion; stores which operation and its result.  Returns 0 or
- * -errno if waiting itself failed. */
-int rl_io_wait(struct rl_io *io, enum rl_io_op *op, int *res);
+/* Wait for one completion; stores which operation, its tag and its result.  Returns
+ * 0 or -errno if waiting itself failed. */
+int rl_io_wait(struct rl_io *io, enum rl_io_op *op, unsigned *tag, int *res);
 
 #endif

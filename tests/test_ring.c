@@ -5,6 +5,7 @@
 #include "ring.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -186,7 +187,12 @@ static void many_producers_one_consumer(void **state)
 		int pad;
 		uint32_t len = rl_ring_peek(&r, pos, &pad);
 		if (len == 0) {
-			rl_ring_wait_for_work(&r, pos, &stop);
+			if (rl_ring_prepare_sleep(&r, pos, &stop)) {
+				struct pollfd pfd = {.fd = r.wake_fd, .events = POLLIN};
+				uint64_t v;
+				poll(&pfd, 1, -1);
+				(void)!read(r.wake_fd, &v, sizeof(v));
+			}
 			continue;
 		}
 		if (!pad) {

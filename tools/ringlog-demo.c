@@ -18,7 +18,7 @@
 
 struct config {
 	const char *dir;
-	unsigned threads, record_size, per_batch, inflight;
+	unsigned threads, record_size, per_batch, inflight, depth;
 	double seconds;
 };
 
@@ -105,12 +105,13 @@ static void usage(FILE *f)
 		"  --record-size B         bytes per record (default 100)\n"
 		"  --records-per-batch K   records per atomic batch (default 8)\n"
 		"  --inflight W            batches a thread may have awaiting durability (default 32)\n"
+		"  --pipeline-depth D      group commits in flight at once (default 1)\n"
 		"  --help\n");
 }
 
 int main(int argc, char **argv)
 {
-	struct config c = {"./ringlog-data", 4, 100, 8, 32, 3.0};
+	struct config c = {"./ringlog-data", 4, 100, 8, 32, 1, 3.0};
 	static const struct option opts[] = {
 		{"dir", required_argument, 0, 'd'},
 		{"threads", required_argument, 0, 't'},
@@ -118,6 +119,7 @@ int main(int argc, char **argv)
 		{"record-size", required_argument, 0, 'r'},
 		{"records-per-batch", required_argument, 0, 'k'},
 		{"inflight", required_argument, 0, 'w'},
+		{"pipeline-depth", required_argument, 0, 'p'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -130,6 +132,7 @@ int main(int argc, char **argv)
 		case 'r': c.record_size = (unsigned)atoi(optarg); break;
 		case 'k': c.per_batch = (unsigned)atoi(optarg); break;
 		case 'w': c.inflight = (unsigned)atoi(optarg); break;
+		case 'p': c.depth = (unsigned)atoi(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -140,7 +143,10 @@ int main(int argc, char **argv)
 	}
 
 	struct ringlog *log;
-	int err = ringlog_open(c.dir, NULL, &log);
+	struct ringlog_options lo;
+	ringlog_options_init(&lo);
+	lo.pipeline_depth = c.depth;
+	int err = ringlog_open(c.dir, &lo, &log);
 	if (err) {
 		fprintf(stderr, "ringlog-demo: cannot open %s: %s\n  %s\n", c.dir,
 			ringlog_strerror(err), ringlog_last_error());

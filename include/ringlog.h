@@ -150,6 +150,10 @@ RINGLOG_API int ringlog_try_append(struct ringlog *log, const struct iovec *recs
  */
 RINGLOG_API int ringlog_wait(struct ringlog *log, uint64_t lsn);
 
+/* As ringlog_wait(), but gives up after `timeout_ns` nanoseconds (< 0: never) with
+ * -ETIMEDOUT. */
+RINGLOG_API int ringlog_wait_timeout(struct ringlog *log, uint64_t lsn, int64_t timeout_ns);
+
 /* The highest LSN known durable (0 if none yet).  Never blocks. */
 RINGLOG_API uint64_t ringlog_durable_lsn(struct ringlog *log);
 

@@ -50,6 +50,7 @@ const char *ringlog_strerror(int err)
 	case -EIO: return "I/O error: the log has failed and acknowledges nothing more; reopen it to recover";
 	case -ENOSPC: return "no space left on device: the log has failed; free space and reopen it";
 	case -ENOMEM: return "out of memory (or RLIMIT_MEMLOCK too low for io_uring)";
+	case -ETIMEDOUT: return "timed out waiting for durability";
 	}
 	if (err < 0) {
 		const char *desc = strerrordesc_np(-err);

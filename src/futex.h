@@ -7,12 +7,21 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Sleep while *word == expected (returns at once otherwise, or on a spurious wake). */
 static inline void rl_futex_wait(_Atomic uint32_t *word, uint32_t expected)
 {
 	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+/* As rl_futex_wait, giving up at the CLOCK_MONOTONIC instant *deadline. */
+static inline void rl_futex_wait_until(_Atomic uint32_t *word, uint32_t expected,
+				       const struct timespec *deadline)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET_PRIVATE, expected, deadline, NULL,
+		FUTEX_BITSET_MATCH_ANY);
 }
 
 static inline void rl_futex_wake(_Atomic uint32_t *word, int n)

@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RL_DEFAULT_SEGMENT_BYTES (64ull << 20)
@@ -303,24 +304,50 @@ RINGLOG_API int ringlog_error(struct ringlog *log)
 	return log_error(log, atomic_load_explicit(&log->error, memory_order_acquire));
 }
 
-RINGLOG_API int ringlog_wait(struct ringlog *log, uint64_t lsn)
+RINGLOG_API int ringlog_wait_timeout(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
 {
 	if (lsn >= ringlog_next_lsn(log))
 		return rl_fail(-EINVAL, "wait: LSN %" PRIu64 " has not been handed out (next is %" PRIu64
 					")", lsn, ringlog_next_lsn(log));
+	struct timespec deadline;
+	if (timeout_ns >= 0) {
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += timeout_ns / 1000000000;
+		deadline.tv_nsec += timeout_ns % 1000000000;
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
+	}
 	for (;;) {
 		if (ringlog_durable_lsn(log) >= lsn)
 			return 0;
 		int err = atomic_load_explicit(&log->error, memory_order_acquire);
 		if (err)
 			return log_error(log, err);
+		if (timeout_ns >= 0) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec > deadline.tv_sec ||
+			    (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))
+				return -ETIMEDOUT;
+		}
 		uint32_t seq = atomic_load_explicit(&log->durable_seq, memory_order_seq_cst);
 		atomic_fetch_add_explicit(&log->durable_waiters, 1, memory_order_seq_cst);
 		if (atomic_load_explicit(&log->durable_lsn, memory_order_seq_cst) < lsn &&
-		    !atomic_load(&log->error))
-			rl_futex_wait(&log->durable_seq, seq);
+		    !atomic_load(&log->error)) {
+			if (timeout_ns >= 0)
+				rl_futex_wait_until(&log->durable_seq, seq, &deadline);
+			else
+				rl_futex_wait(&log->durable_seq, seq);
+		}
 		atomic_fetch_sub_explicit(&log->durable_waiters, 1, memory_order_seq_cst);
 	}
+}
+
+RINGLOG_API int ringlog_wait(struct ringlog *log, uint64_t lsn)
+{
+	return ringlog_wait_timeout(log, lsn, -1);
 }
 
 RINGLOG_API int ringlog_stats(struct ringlog *log, struct ringlog_stats *out)

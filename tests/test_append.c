@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int setup(void **state)
@@ -280,6 +281,30 @@ static void append_blocks_while_full(void **state)
 	sem_destroy(&gate);
 }
 
+static void wait_timeout_expires_then_succeeds(void **state)
+{
+	const char *dir = *state;
+	sem_init(&gate, 0, 0);
+	atomic_store(&gate_armed, 1);
+	static struct rl_io_faults hold = {.submit = hold_submit};
+	rl_io_faults = &hold;
+	struct ringlog *log = tu_open(dir, NULL);
+	uint64_t lsn = tu_append_tagged(log, 1, 1, 10);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(ringlog_wait_timeout(log, lsn, 30 * 1000 * 1000), -ETIMEDOUT);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	int64_t waited = (t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec);
+	assert_true(waited >= 30 * 1000 * 1000); /* it did wait, at least that long */
+	assert_int_equal(ringlog_wait_timeout(log, lsn, 0), -ETIMEDOUT);
+	atomic_store(&gate_armed, 0);
+	sem_post(&gate);
+	assert_int_equal(ringlog_wait_timeout(log, lsn, 10ll * 1000 * 1000 * 1000), 0);
+	assert_int_equal(ringlog_wait_timeout(log, lsn, 0), 0);
+	assert_int_equal(ringlog_close(log), 0);
+	sem_destroy(&gate);
+}
+
 static void event_fd_signals_durability(void **state)
 {
 	const char *dir = *state;
@@ -347,6 +372,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(not_a_directory_and_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(try_append_eagain_when_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(append_blocks_while_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(wait_timeout_expires_then_succeeds, setup, teardown),
 		cmocka_unit_test_setup_teardown(event_fd_signals_durability, setup, teardown),
 		cmocka_unit_test_setup_teardown(close_drains_everything_queued, setup, teardown),
 		cmocka_unit_test(strerror_covers_codes),

@@ -1,0 +1,305 @@
+/*
+ * ringlog-bench: drive a ringlog from many submitter threads and report durable
+ * throughput and append-to-durable latency.
+ *
+ * Latency of a batch = from its append (closed loop, or batches in flight) or its
+ * intended submit time (open loop, --rate: so a stall delays the schedule and shows
+ * up in the latency instead of hiding it) to the moment its thread saw it durable.
+ * Each thread records into its own histogram; they are merged at the end.
+ * Throughput counts batches appended in the measured window, over the time from
+ * the window's start until the last of them was durable.
+ */
+#include "bench_common.h"
+#include "ringlog.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct pending {
+	uint64_t last_lsn;
+	uint64_t start_ns;
+	uint64_t bytes;
+	int measured;
+};
+
+static struct {
+	struct bench_opts o;
+	struct ringlog *log;
+	_Atomic int phase;
+	_Atomic int64_t batches_left; /* --batches: measured batches still to append */
+	_Atomic unsigned running;
+	uint64_t t_start;             /* when the threads started (open-loop schedules) */
+} g;
+
+struct worker {
+	struct bench_thread t;
+	pthread_t thread;
+	struct pending *q; /* FIFO of batches awaiting durability */
+	unsigned head, count;
+};
+
+static void complete(struct worker *w, const struct pending *p, uint64_t now)
+{
+	if (p->measured) {
+		rl_hist_record(&w->t.hist, now - p->start_ns);
+		w->t.batches++;
+		w->t.records += g.o.records_per_batch;
+		w->t.bytes += p->bytes;
+	}
+	atomic_fetch_add_explicit(&w->t.progress, 1, memory_order_relaxed);
+}
+
+/* Retire every queued batch that is durable now. */
+static void reap(struct worker *w)
+{
+	uint64_t durable = ringlog_durable_lsn(g.log);
+	if (w->count == 0 || w->q[w->head].last_lsn > durable)
+		return;
+	uint64_t now = bench_now_ns();
+	while (w->count > 0 && w->q[w->head].last_lsn <= durable) {
+		complete(w, &w->q[w->head], now);
+		w->head = (w->head + 1) % g.o.inflight;
+		w->count--;
+	}
+}
+
+/* Wait (at most timeout_ns, < 0 forever) for the oldest queued batch, then reap. */
+static int wait_oldest(struct worker *w, int64_t timeout_ns)
+{
+	int err = ringlog_wait_timeout(g.log, w->q[w->head].last_lsn, timeout_ns);
+	if (err && err != -ETIMEDOUT)
+		return err;
+	reap(w);
+	return 0;
+}
+
+static void *run_worker(void *arg)
+{
+	struct worker *w = arg;
+	const struct bench_opts *o = &g.o;
+	size_t payload_len = (size_t)o->records_per_batch * o->record_max;
+	uint8_t *payload = malloc(payload_len ? payload_len : 1);
+	struct iovec *iov = calloc(o->records_per_batch, sizeof(*iov));
+	w->q = calloc(o->inflight, sizeof(*w->q));
+	if (!payload || !iov || !w->q) {
+		w->t.err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < payload_len; i++) /* incompressible-ish bytes, made once */
+		payload[i] = (uint8_t)(bench_record_size(&(struct bench_opts){.record_min = 0,
+									       .record_max = 255},
+							 &w->t));
+	uint64_t period = o->rate > 0 ? (uint64_t)(1e9 * o->threads / o->rate) : 0;
+	uint64_t next = g.t_start + (period * w->t.id) / o->threads; /* staggered schedules */
+	for (;;) {
+		int phase = atomic_load_explicit(&g.phase, memory_order_relaxed);
+		if (phase == BENCH_STOP)
+			break;
+		if (phase == BENCH_MEASURE && o->batches &&
+		    atomic_fetch_sub_explicit(&g.batches_left, 1, memory_order_relaxed) <= 0)
+			break;
+		while (w->count == o->inflight)
+			if ((w->t.err = wait_oldest(w, -1)) != 0)
+				goto out;
+		uint64_t start = bench_now_ns();
+		if (period) {
+			while (start < next) {
+				if (w->count > 0) {
+					if ((w->t.err = wait_oldest(w, (int64_t)(next - start))) != 0)
+						goto out;
+				} else {
+					struct timespec ts = {(time_t)(next / 1000000000),
+							      (long)(next % 1000000000)};
+					clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+				}
+				start = bench_now_ns();
+			}
+			if (start >= next + period)
+				w->t.late++;
+			start = next; /* latency counts from the intended time */
+			next += period;
+		}
+		uint64_t bytes = 0;
+		for (unsigned r = 0; r < o->records_per_batch; r++) {
+			uint32_t len = bench_record_size(o, &w->t);
+			iov[r].iov_base = payload + (size_t)r * o->record_max;
+			iov[r].iov_len = len;
+			bytes += len;
+		}
+		uint64_t first;
+		int err = ringlog_append(g.log, iov, o->records_per_batch, &first);
+		if (err) {
+			w->t.err = err;
+			goto out;
+		}
+		w->q[(w->head + w->count) % o->inflight] = (struct pending){
+			first + o->records_per_batch - 1, start, bytes, phase == BENCH_MEASURE};
+		w->count++;
+		reap(w);
+	}
+	while (w->count > 0 && !w->t.err)
+		w->t.err = wait_oldest(w, -1);
+	w->t.finished_ns = bench_now_ns();
+out:
+	if (w->t.err)
+		snprintf(w->t.errmsg, sizeof(w->t.errmsg), "%s", ringlog_last_error());
+	free(payload);
+	free(iov);
+	atomic_fetch_sub(&g.running, 1);
+	return NULL;
+}
+
+static void counters(struct bench_counters *c)
+{
+	struct ringlog_stats st;
+	ringlog_stats(g.log, &st);
+	*c = (struct bench_counters){st.batches, st.records, st.bytes, st.fdatasyncs};
+}
+
+/* Sleep until `until` (ns), ticking the progress line and interval lines. */
+static void tick_until(uint64_t until, int (*done)(void), struct bench_counters *prev,
+		       uint64_t *last_tick)
+{
+	uint64_t step = g.o.interval_s > 0 ? (uint64_t)(g.o.interval_s * 1e9) : 250000000ull;
+	if (step > 250000000ull && isatty(STDERR_FILENO))
+		step = 250000000ull;
+	for (;;) {
+		uint64_t now = bench_now_ns();
+		if ((until && now >= until) || (done && done()))
+			return;
+		uint64_t wake = *last_tick + step;
+		if (until && wake > until)
+			wake = until;
+		if (done && wake > now + 2000000)
+			wake = now + 2000000; /* notice the end within 2 ms */
+		if (wake > now)
+			usleep((useconds_t)((wake - now) / 1000));
+		now = bench_now_ns();
+		if (now >= *last_tick + step) {
+			struct bench_counters c;
+			counters(&c);
+			bench_tick(&g.o, (double)(now - g.t_start) / 1e9, &c, prev,
+				   (double)(now - *last_tick) / 1e9, 0);
+			*last_tick = now;
+		}
+	}
+}
+
+static int all_done(void)
+{
+	return atomic_load(&g.running) == 0;
+}
+
+int main(int argc, char **argv)
+{
+	bench_parse(&g.o, argc, argv,
+		    "Load generator for ringlog: appends from many threads and reports durable\n"
+		    "throughput and latency (append to durable), fio/wrk2/db_bench style.");
+	struct bench_opts *o = &g.o;
+	if (bench_prepare_dir(o))
+		return 1;
+	struct ringlog_options lo;
+	ringlog_options_init(&lo);
+	lo.segment_bytes = o->segment_bytes;
+	lo.pipeline_depth = o->pipeline_depth;
+	lo.ring_bytes = o->ring_bytes;
+	uint64_t frame = RINGLOG_FRAME_BYTES(o->records_per_batch,
+					     (uint64_t)o->records_per_batch * o->record_max);
+	if (frame > lo.max_batch_bytes) {
+		uint64_t ring = lo.ring_bytes;
+		while (ring < 2 * frame && ring < (1u << 30))
+			ring <<= 1;
+		if (frame > RINGLOG_MAX_BATCH_BYTES_LIMIT || ring < 2 * frame) {
+			fprintf(stderr, "%s: a batch of %" PRIu64 " bytes is too large\n", o->tool, frame);
+			bench_cleanup(o);
+			return 2;
+		}
+		lo.max_batch_bytes = (uint32_t)frame;
+		lo.ring_bytes = (uint32_t)ring;
+	}
+	int err = ringlog_open(o->dir, &lo, &g.log);
+	if (err) {
+		fprintf(stderr, "%s: cannot open %s: %s\n  %s\n", o->tool, o->dir,
+			ringlog_strerror(err), ringlog_last_error());
+		bench_cleanup(o);
+		return 1;
+	}
+	struct worker *w = calloc(o->threads, sizeof(*w));
+	atomic_store(&g.batches_left, (int64_t)o->batches);
+	atomic_store(&g.phase, o->warmup_s > 0 ? BENCH_WARMUP : BENCH_MEASURE);
+	struct bench_result r = {0};
+	struct ringlog_stats s0, s1;
+	/* Without warmup the window opens before the first append. */
+	ringlog_stats(g.log, &s0);
+	getrusage(RUSAGE_SELF, &r.ru0);
+	g.t_start = bench_now_ns();
+	uint64_t t0 = g.t_start;
+	atomic_store(&g.running, o->threads);
+	for (unsigned i = 0; i < o->threads; i++) {
+		w[i].t.id = i;
+		w[i].t.rng = 0x9e3779b97f4a7c15ull * (i + 1);
+		if (rl_hist_init(&w[i].t.hist)) {
+			fprintf(stderr, "%s: out of memory\n", o->tool);
+			return 1;
+		}
+		pthread_create(&w[i].thread, NULL, run_worker, &w[i]);
+	}
+	struct bench_counters prev;
+	counters(&prev);
+	uint64_t last_tick = g.t_start;
+	if (o->warmup_s > 0)
+		tick_until(g.t_start + (uint64_t)(o->warmup_s * 1e9), all_done, &prev, &last_tick);
+
+	if (o->warmup_s > 0) {
+		ringlog_stats(g.log, &s0);
+		getrusage(RUSAGE_SELF, &r.ru0);
+		t0 = bench_now_ns();
+		atomic_store(&g.phase, BENCH_MEASURE);
+	}
+	if (o->duration_s > 0) {
+		tick_until(t0 + (uint64_t)(o->duration_s * 1e9), all_done, &prev, &last_tick);
+		atomic_store(&g.phase, BENCH_STOP);
+	}
+	tick_until(0, all_done, &prev, &last_tick);
+	for (unsigned i = 0; i < o->threads; i++)
+		pthread_join(w[i].thread, NULL);
+	getrusage(RUSAGE_SELF, &r.ru1);
+	struct bench_thread **ts = calloc(o->threads, sizeof(*ts));
+	for (unsigned i = 0; i < o->threads; i++)
+		ts[i] = &w[i].t;
+	uint64_t t1 = bench_window_end(ts, o->threads);
+	ringlog_stats(g.log, &s1);
+	bench_tick(o, (double)(t1 - g.t_start) / 1e9, &prev, &prev, 1, 1);
+	r.elapsed_s = (double)(t1 - t0) / 1e9;
+	r.fsyncs = s1.fdatasyncs - s0.fdatasyncs;
+	r.log_bytes = s1.bytes - s0.bytes;
+
+	int rc = 0;
+	for (unsigned i = 0; i < o->threads; i++)
+		if (w[i].t.err) {
+			fprintf(stderr, "%s: thread %u: %s\n  %s\n", o->tool, i,
+				ringlog_strerror(w[i].t.err), w[i].t.errmsg);
+			rc = 1;
+		}
+	err = ringlog_close(g.log);
+	if (err) {
+		fprintf(stderr, "%s: close: %s\n", o->tool, ringlog_strerror(err));
+		rc = 1;
+	}
+	if (bench_report(o, ts, &r))
+		rc = 1;
+	free(ts);
+	bench_cleanup(o);
+	for (unsigned i = 0; i < o->threads; i++) {
+		rl_hist_free(&w[i].t.hist);
+		free(w[i].q);
+	}
+	free(w);
+	return rc;
+}

@@ -153,8 +153,8 @@ static void complete_one(struct group *g, enum rl_io_op op, int res)
 			g->fatal = res;
 			g->what = "fdatasync";
 		}
-	} else if (res != -ECANCELED) {
-		g->retries++;
+	} else {
+		g->retries++; /* retried: EINTR/EAGAIN, or cancelled by a broken link */
 	}
 }
 
@@ -192,7 +192,9 @@ static void publish_durable(struct ringlog *log, const struct group *g)
 	atomic_store_explicit(&log->durable_lsn, g->last_lsn, memory_order_seq_cst);
 	if (atomic_load_explicit(&log->durable_waiters, memory_order_seq_cst))
 		rl_futex_bump_wake_all(&log->durable_seq);
-	if (atomic_load_explicit(&log->event_fd_used, memory_order_relaxed)) {
+	/* seq_cst pairs with ringlog_event_fd()'s store: a caller that enables the
+	 * eventfd after this advance sees the new durable LSN instead. */
+	if (atomic_load_explicit(&log->event_fd_used, memory_order_seq_cst)) {
 		uint64_t one = 1;
 		(void)!write(log->event_fd, &one, sizeof(one));
 	}
@@ -241,6 +243,30 @@ struct pipeline {
 	int wake_armed;     /* the wake eventfd read is queued */
 };
 
+/* FAILED: wait for whatever is still in flight before the ring is torn down, so no
+ * write of this instance can land after a reopen has cut or rewritten the file. */
+static void drain(struct ringlog *log, struct pipeline *p)
+{
+	if (p->wake_armed)
+		rl_ring_kick(&log->ring); /* completes the wake read */
+	for (;;) {
+		int busy = p->wake_armed;
+		for (unsigned i = 0; i < RL_MAX_PIPELINE_DEPTH; i++)
+			busy |= p->g[i].pending != 0;
+		if (!busy)
+			return;
+		enum rl_io_op op;
+		unsigned tag;
+		int res;
+		if (rl_io_wait(&log->io, &op, &tag, &res))
+			return;
+		if (op == RL_IO_WAKE)
+			p->wake_armed = 0;
+		else if (tag < RL_MAX_PIPELINE_DEPTH && p->g[tag].pending)
+			p->g[tag].pending--;
+	}
+}
+
 static void run(struct ringlog *log)
 {
 	struct pipeline p = {.submitted = log->seg.size};
@@ -260,7 +286,7 @@ static void run(struct ringlog *log)
 			int err = submit_group(log, g, tag);
 			if (err) {
 				fail_group(log, g, err);
-				return;
+				goto out;
 			}
 		}
 		if (p.count == 0) {
@@ -272,7 +298,7 @@ static void run(struct ringlog *log)
 						 sizeof(msg));
 				if (err) {
 					rl_log_fail(log, err, msg);
-					return;
+					goto out;
 				}
 				p.submitted = log->seg.size;
 				continue;
@@ -283,7 +309,7 @@ static void run(struct ringlog *log)
 			/* Appends have all returned before close (the API contract), so an
 			 * empty ring at close means everything queued is durable. */
 			if (atomic_load(&log->closing))
-				return;
+				goto out;
 		}
 
 		/* SLEEP.  With room in the pipeline, also wake for new work: announce the
@@ -296,7 +322,7 @@ static void run(struct ringlog *log)
 				int err = rl_io_arm_wake(&log->io, log->ring.wake_fd);
 				if (err) {
 					rl_log_fail(log, err, "io_uring: arming the wake-up read failed");
-					return;
+					goto out;
 				}
 				p.wake_armed = 1;
 			}
@@ -307,14 +333,14 @@ static void run(struct ringlog *log)
 		int err = rl_io_wait(&log->io, &op, &tag, &res);
 		if (err) {
 			rl_log_fail(log, err, "io_uring: waiting for completions failed");
-			return;
+			goto out;
 		}
 		atomic_store_explicit(&log->ring.consumer_idle, 0, memory_order_relaxed);
 		if (op == RL_IO_WAKE) {
 			p.wake_armed = 0;
 			if (res < 0 && res != -EAGAIN && res != -EINTR) {
 				rl_log_fail(log, res, "io_uring: reading the wake eventfd failed");
-				return;
+				goto out;
 			}
 			continue;
 		}
@@ -327,7 +353,7 @@ static void run(struct ringlog *log)
 			err = settle(log, g, tag);
 			if (err) {
 				fail_group(log, g, err);
-				return;
+				goto out;
 			}
 		}
 		/* RETIRE, in order: a group is acknowledged only after every group before
@@ -341,6 +367,8 @@ static void run(struct ringlog *log)
 			p.count--;
 		}
 	}
+out:
+	drain(log, &p);
 }
 
 void *rl_consumer_main(void *arg)

@@ -246,8 +246,10 @@ static int append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
 	if (!log || !recs || nrecs == 0)
 		return rl_fail(-EINVAL, "append: a batch needs at least one record");
 	uint64_t bytes = RL_FRAME_HEADER_BYTES + 4ull * nrecs;
+	/* Each length is checked before it is added, so the sum cannot wrap. */
 	for (unsigned i = 0; i < nrecs && bytes <= log->opts.max_batch_bytes; i++)
-		bytes += recs[i].iov_len;
+		bytes += recs[i].iov_len <= log->opts.max_batch_bytes ? recs[i].iov_len
+								      : log->opts.max_batch_bytes + 1ull;
 	bytes = rl_align_frame(bytes);
 	if (bytes > log->opts.max_batch_bytes)
 		return rl_fail(-EMSGSIZE, "append: batch of %u records exceeds max_batch_bytes %u",
@@ -372,7 +374,7 @@ RINGLOG_API int ringlog_stats(struct ringlog *log, struct ringlog_stats *out)
 
 RINGLOG_API int ringlog_event_fd(struct ringlog *log)
 {
-	atomic_store(&log->event_fd_used, 1);
+	atomic_store_explicit(&log->event_fd_used, 1, memory_order_seq_cst);
 	return log->event_fd;
 }
 

@@ -16,6 +16,11 @@
  *    before open returns, so no append can land after unreadable bytes.
  *  - A last segment shorter than a header, or with an invalid header and no bytes
  *    beyond it, is a rotation torn by a crash: its header is written again.
+ *  - The last segment is fdatasync'd before it is scanned, and its cached pages are
+ *    dropped: a previous writer may have died between a write and its fdatasync
+ *    (its bytes would be in the page cache only), or an fdatasync may have failed
+ *    after the kernel marked the pages clean.  What recovery keeps is then what is
+ *    on the disk, and open may report it durable.
  */
 #include "log_internal.h"
 
@@ -44,9 +49,11 @@ static int rewrite_header(int dir_fd, int fd, const char *name, const struct rl_
 {
 	uint8_t hdr[RL_SEG_HEADER_BYTES];
 	rl_seg_header_encode(h, hdr);
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
-	    fdatasync(fd) < 0)
+	ssize_t n = 0;
+	if (ftruncate(fd, 0) < 0 || (n = pwrite(fd, hdr, sizeof(hdr), 0)) < 0 || fdatasync(fd) < 0)
 		return rl_fail(-errno, "recovery: rewriting the torn header of %s", name);
+	if (n != (ssize_t)sizeof(hdr))
+		return rl_fail(-EIO, "recovery: short write rewriting the header of %s", name);
 	int err = rl_dir_fsync(dir_fd);
 	return err ? rl_fail(err, "recovery: fsync of the log directory") : 0;
 }
@@ -78,6 +85,13 @@ int rl_recover(int dir_fd, struct rl_recovered *out)
 		if (fd < 0) {
 			err = rl_fail(-errno, "recovery: opening %s", name);
 			goto out;
+		}
+		if (is_last) {
+			if (fdatasync(fd) < 0) {
+				err = rl_fail(-errno, "recovery: fdatasync of %s", name);
+				goto out;
+			}
+			posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 		}
 		struct rl_seg_header h;
 		uint64_t size;

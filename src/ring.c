@@ -74,6 +74,7 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 		    _Atomic int *error, struct rl_reservation *out)
 {
 	assert(frame_bytes % RL_FRAME_ALIGN == 0 && frame_bytes <= r->capacity / 2);
+	int counted_wait = 0;
 	pthread_mutex_lock(&r->reserve_lock);
 	for (;;) {
 		int err = atomic_load_explicit(error, memory_order_acquire);
@@ -87,18 +88,26 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 		uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 		if (r->head + need - tail <= r->capacity) {
 			out->pad = pad ? rl_ring_at(r, r->head) : NULL;
-			if (pad)
+			if (pad) {
+				__atomic_store_n(magic_word(r, r->head), 0, __ATOMIC_RELAXED);
 				rl_put32(out->pad + 4, (uint32_t)pad);
+			}
 			out->pos = r->head + pad;
 			out->frame = rl_ring_at(r, out->pos);
+			/* Whatever an earlier lap left here must not read as published. */
+			__atomic_store_n(magic_word(r, out->pos), 0, __ATOMIC_RELAXED);
 			out->first_lsn = r->next_lsn;
 			r->head += need;
 			r->next_lsn += nrecs;
+			atomic_store_explicit(&r->head_pub, r->head, memory_order_seq_cst);
 			atomic_store_explicit(&r->next_lsn_pub, r->next_lsn, memory_order_release);
 			pthread_mutex_unlock(&r->reserve_lock);
 			return 0;
 		}
-		atomic_fetch_add_explicit(&r->full_waits, 1, memory_order_relaxed);
+		if (!counted_wait) {
+			atomic_fetch_add_explicit(&r->full_waits, 1, memory_order_relaxed);
+			counted_wait = 1;
+		}
 		if (!block) {
 			pthread_mutex_unlock(&r->reserve_lock);
 			return -EAGAIN;
@@ -119,7 +128,7 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res)
 {
 	if (res->pad)
-		__atomic_store_n((uint32_t *)res->pad, RL_PAD_MAGIC, __ATOMIC_RELEASE);
+		__atomic_store_n((uint32_t *)res->pad, RL_PAD_MAGIC, __ATOMIC_SEQ_CST);
 	__atomic_store_n((uint32_t *)res->frame, RL_FRAME_MAGIC, __ATOMIC_SEQ_CST);
 	if (atomic_load_explicit(&r->consumer_idle, memory_order_seq_cst) &&
 	    atomic_exchange_explicit(&r->consumer_idle, 0, memory_order_seq_cst))
@@ -128,8 +137,9 @@ void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res)
 
 uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos, int *is_pad)
 {
-	/* seq_cst (a plain load on x86) for the idle handshake; acquire would do for
-	 * reading the frame. */
+	/* seq_cst (plain loads on x86) for the idle handshake. */
+	if (pos >= atomic_load_explicit(&r->head_pub, memory_order_seq_cst))
+		return 0;
 	uint32_t magic = __atomic_load_n(magic_word(r, pos), __ATOMIC_SEQ_CST);
 	const uint8_t *p = rl_ring_at(r, pos);
 	if (magic == RL_FRAME_MAGIC) {
@@ -145,16 +155,8 @@ uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos, int *is_pad)
 
 void rl_ring_release(struct rl_ring *r, uint64_t upto)
 {
-	uint64_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
-	/* Entries must be unpublished before their space is handed out again, or a
-	 * stale magic from the previous lap would look published. */
-	while (pos < upto) {
-		int is_pad;
-		uint32_t len = rl_ring_peek(r, pos, &is_pad);
-		assert(len > 0 && pos + len <= upto);
-		__atomic_store_n(magic_word(r, pos), 0, __ATOMIC_RELAXED);
-		pos += len;
-	}
+	assert(upto >= atomic_load_explicit(&r->tail, memory_order_relaxed) &&
+	       upto <= atomic_load_explicit(&r->head_pub, memory_order_relaxed));
 	atomic_store_explicit(&r->tail, upto, memory_order_seq_cst);
 	if (atomic_load_explicit(&r->space_waiters, memory_order_seq_cst))
 		rl_futex_bump_wake_all(&r->space_seq);

@@ -13,8 +13,11 @@
  *
  * Reservation (a mutex held for a few instructions, never across a copy) hands out
  * the byte range and the LSNs together, so ring order = LSN order = file order.
- * A producer publishes its frame by storing the frame magic last, with release
- * order; the consumer only takes a contiguous run of published frames.  A frame
+ * Under the same lock it zeroes the magic word of every entry it creates, then
+ * publishes the new head.  A producer publishes its frame by storing the frame
+ * magic last; the consumer looks only below the published head, at entry starts,
+ * so it sees either zero or a real magic -- never stale bytes from an earlier lap
+ * or from inside a record.  A frame
  * never wraps: when it does not fit before the end of the buffer the producer also
  * reserves the rest of the buffer as a pad, which the consumer skips (pads never
  * reach the disk).
@@ -44,6 +47,7 @@ struct rl_ring {
 	_Alignas(64) pthread_mutex_t reserve_lock;
 	uint64_t head;     /* bytes reserved */
 	uint64_t next_lsn; /* next LSN to hand out */
+	_Atomic uint64_t head_pub; /* head, for the consumer: entries below it are reserved */
 	_Atomic uint64_t next_lsn_pub; /* next_lsn, readable without the lock */
 
 	/* Consumer side. */
@@ -75,8 +79,9 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
  * it sleeps.  No system call unless the consumer announced it sleeps. */
 void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res);
 
-/* Consumer: what is at `pos`?  Returns 0 if nothing published there yet; else the
- * aligned byte length of the entry, with *is_pad set. */
+/* Consumer: what is at `pos` (the start of an entry, or the reserved head)?  Returns
+ * 0 if nothing is published there yet; else the entry's aligned byte length, with
+ * *is_pad set. */
 uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos, int *is_pad);
 
 static inline uint8_t *rl_ring_at(const struct rl_ring *r, uint64_t pos)
@@ -84,8 +89,8 @@ static inline uint8_t *rl_ring_at(const struct rl_ring *r, uint64_t pos)
 	return r->buf + (pos & r->mask);
 }
 
-/* Consumer: the bytes [tail, upto) have been written; unpublish their entries, free
- * them, and wake producers waiting for space. */
+/* Consumer: the bytes [tail, upto) have been written; free them and wake producers
+ * waiting for space. */
 void rl_ring_release(struct rl_ring *r, uint64_t upto);
 
 /*

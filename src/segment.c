@@ -35,8 +35,10 @@ int rl_seg_list(int dir_fd, uint64_t **lsns, size_t *n)
 	size_t cap = 0;
 	int err = 0;
 	struct dirent *de;
-	errno = 0;
-	while ((de = readdir(d)) != NULL) {
+	for (;;) {
+		errno = 0;
+		if ((de = readdir(d)) == NULL)
+			break;
 		uint64_t lsn;
 		if (!rl_seg_name_parse(de->d_name, &lsn))
 			continue;

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -151,11 +152,53 @@ static void batch_size_limit(void **state)
 	for (int i = 0; i < 1100; i++)
 		many[i] = (struct iovec){big, 0};
 	assert_int_equal(ringlog_append(log, many, 1100, NULL), -EMSGSIZE);
-	/* A record longer than 4 GiB must not wrap a 32-bit length. */
+	/* A record longer than 4 GiB must not wrap a 32-bit length, nor a huge one the
+	 * 64-bit sum. */
 	iov.iov_len = (size_t)1 << 32;
 	assert_int_equal(ringlog_try_append(log, &iov, 1, NULL), -EMSGSIZE);
+	struct iovec two[2] = {{big, 8}, {big, SIZE_MAX}};
+	assert_int_equal(ringlog_append(log, two, 2, NULL), -EMSGSIZE);
+	two[1].iov_len = SIZE_MAX - 40;
+	assert_int_equal(ringlog_append(log, two, 2, NULL), -EMSGSIZE);
 	assert_int_equal(ringlog_next_lsn(log), 2); /* failed calls took no LSN */
 	assert_int_equal(ringlog_close(log), 0);
+}
+
+/* Records full of frame and pad magics, through a small ring that wraps many
+ * times: stale bytes must never be taken for a published frame. */
+static void records_that_look_like_frames(void **state)
+{
+	const char *dir = *state;
+	struct ringlog_options o;
+	tu_options(&o, 1 << 20, 8192);
+	struct ringlog *log = tu_open(dir, &o);
+	static uint8_t rec[1500];
+	for (size_t i = 0; i + 8 <= sizeof(rec); i += 4) {
+		memcpy(rec + i, i % 8 ? "RPAD" : "RLFR", 4);
+		rec[i + 4] = 64; /* a plausible length right after */
+	}
+	uint64_t last = 0;
+	for (int i = 0; i < 400; i++) {
+		struct iovec iov = {rec + i % 8, sizeof(rec) - 8};
+		assert_int_equal(ringlog_append(log, &iov, 1, &last), 0);
+		assert_true(ringlog_durable_lsn(log) <= last);
+		if (i % 50 == 49)
+			assert_int_equal(ringlog_wait(log, last), 0);
+	}
+	assert_int_equal(ringlog_wait(log, last), 0);
+	assert_int_equal(ringlog_durable_lsn(log), last);
+	assert_int_equal(ringlog_close(log), 0);
+	struct ringlog_reader *r;
+	assert_int_equal(ringlog_reader_open(dir, 0, &r), 0);
+	struct ringlog_record x;
+	uint64_t n = 0;
+	while (ringlog_reader_next(r, &x) == 1) {
+		assert_int_equal(x.len, sizeof(rec) - 8);
+		assert_memory_equal(x.data, rec + n % 8, x.len);
+		n++;
+	}
+	ringlog_reader_close(r);
+	assert_int_equal(n, 400);
 }
 
 static void second_writer_gets_ebusy(void **state)
@@ -368,6 +411,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(invalid_arguments, setup, teardown),
 		cmocka_unit_test_setup_teardown(bad_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(batch_size_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(records_that_look_like_frames, setup, teardown),
 		cmocka_unit_test_setup_teardown(second_writer_gets_ebusy, setup, teardown),
 		cmocka_unit_test_setup_teardown(not_a_directory_and_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(try_append_eagain_when_full, setup, teardown),

@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,7 +34,23 @@ static struct {
 	uint32_t write_lens[16];
 	int cancel_next_fsync;
 	int setup_err, register_err, submit_err;
+	/* Before the armed fault fires, wait (up to 5 s) until this many threads sleep in
+	 * ringlog_wait on fx_log: the failure must wake them, not just be seen early. */
+	struct ringlog *log;
+	unsigned sleepers;
+	/* Hold each fdatasync completion until released (ordering test). */
+	sem_t *_Atomic hold_sync;
+	sem_t *sync_seen;
 } fx;
+
+static void await_sleepers(void)
+{
+	for (int i = 0; fx.log && i < 5000; i++) {
+		if (atomic_load(&fx.log->durable_waiters) >= fx.sleepers)
+			return;
+		usleep(1000);
+	}
+}
 
 static int fx_complete(void *arg, enum rl_io_op op, int res, uint32_t len)
 {
@@ -41,12 +58,18 @@ static int fx_complete(void *arg, enum rl_io_op op, int res, uint32_t len)
 	int n = ++fx.seen[op];
 	if (op == RL_IO_WRITE && n <= 16)
 		fx.write_lens[n - 1] = len;
+	sem_t *hold = atomic_load(&fx.hold_sync);
+	if (op == RL_IO_FSYNC && hold) {
+		sem_post(fx.sync_seen);
+		sem_wait(hold);
+	}
 	if (op == RL_IO_FSYNC && fx.cancel_next_fsync) {
 		fx.cancel_next_fsync = 0;
 		return -ECANCELED;
 	}
 	if ((int)op != fx.op || n < fx.nth || (fx.times && n >= fx.nth + fx.times))
 		return res;
+	await_sleepers();
 	if (fx.mode == SHORT) {
 		fx.cancel_next_fsync = 1;
 		return res / 2 > 0 ? res / 2 : 1;
@@ -122,6 +145,8 @@ static void expect_fail_stop(const char *dir, int op, int err, const char *what)
 	int efd = ringlog_event_fd(log);
 	uint64_t a = tu_append_tagged(log, 1, 4, 200) + 3;
 	assert_int_equal(ringlog_wait(log, a), 0);
+	fx.log = log;
+	fx.sleepers = 5; /* the four waiter threads and this one */
 	uint64_t v;
 	while (read(efd, &v, sizeof(v)) > 0)
 		;
@@ -149,6 +174,7 @@ static void expect_fail_stop(const char *dir, int op, int err, const char *what)
 	assert_int_equal(ringlog_append(log, &iov, 1, NULL), err);
 	assert_int_equal(ringlog_try_append(log, &iov, 1, NULL), err);
 	assert_int_equal(ringlog_next_lsn(log), next); /* no LSN handed out after failure */
+	fx.log = NULL;
 	assert_int_equal(ringlog_close(log), err);
 
 	rl_io_faults = NULL;
@@ -199,6 +225,40 @@ static void short_write_resubmits_remainder(void **state)
 	uint64_t n, first, end;
 	assert_int_equal(tu_read_all(dir, 0, &n, &first, &end, 1), 0);
 	assert_int_equal(n, 50);
+}
+
+/* While a group's fdatasync has not completed, nothing in it is acknowledged, and
+ * nothing after it either (with several groups in flight). */
+static void nothing_acknowledged_before_fdatasync_completes(void **state)
+{
+	const char *dir = *state;
+	sem_t hold, seen;
+	sem_init(&hold, 0, 0);
+	sem_init(&seen, 0, 0);
+	struct ringlog_options o;
+	ringlog_options_init(&o);
+	o.pipeline_depth = 4;
+	struct ringlog *log = tu_open(dir, &o);
+	fx.sync_seen = &seen;
+	atomic_store(&fx.hold_sync, &hold);
+	uint64_t a = tu_append_tagged(log, 1, 2, 100) + 1;
+	sem_wait(&seen); /* the first group's fdatasync completed in the kernel... */
+	uint64_t b = tu_append_tagged(log, 2, 2, 100) + 1;
+	usleep(20 * 1000);
+	/* ...but its completion is held: neither group may be acknowledged. */
+	assert_int_equal(ringlog_durable_lsn(log), 0);
+	assert_int_equal(ringlog_wait_timeout(log, a, 20 * 1000 * 1000), -ETIMEDOUT);
+	sem_post(&hold); /* release the first; the second's sync then arrives and waits */
+	assert_int_equal(ringlog_wait(log, a), 0);
+	sem_wait(&seen);
+	assert_true(ringlog_durable_lsn(log) < b);
+	assert_int_equal(ringlog_wait_timeout(log, b, 20 * 1000 * 1000), -ETIMEDOUT);
+	atomic_store(&fx.hold_sync, NULL);
+	sem_post(&hold);
+	assert_int_equal(ringlog_wait(log, b), 0);
+	assert_int_equal(ringlog_close(log), 0);
+	sem_destroy(&hold);
+	sem_destroy(&seen);
 }
 
 static void eintr_and_eagain_are_retried(void **state)
@@ -326,7 +386,9 @@ static void blocked_appender_gets_the_failure(void **state)
 	struct appender a = {log, 1};
 	pthread_t t;
 	pthread_create(&t, NULL, append_big, &a);
-	usleep(50 * 1000);
+	for (int i = 0; i < 5000 && atomic_load(&log->ring.space_waiters) == 0; i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&log->ring.space_waiters), 1); /* asleep on a full ring */
 	fx.submit_err = -EIO;
 	sem_post(&gate);
 	pthread_join(t, NULL);
@@ -381,6 +443,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(write_eio_fails_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(write_enospc_fails_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(short_write_resubmits_remainder, setup, teardown),
+		cmocka_unit_test_setup_teardown(nothing_acknowledged_before_fdatasync_completes, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(eintr_and_eagain_are_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(cancelled_fdatasync_is_resubmitted, setup, teardown),
 		cmocka_unit_test_setup_teardown(endless_eagain_gives_up, setup, teardown),

@@ -103,11 +103,11 @@ static void *append_mix(void *arg)
 	return NULL;
 }
 
-static void threads_with_small_segments(void **state)
+static void threads_with_small_segments_at_depth(const char *dir, unsigned depth)
 {
-	const char *dir = *state;
 	struct ringlog_options o;
 	tu_options(&o, 8192, 1 << 18);
+	o.pipeline_depth = depth;
 	struct ringlog *log = tu_open(dir, &o);
 	struct worker w[4];
 	pthread_t t[4];
@@ -133,6 +133,16 @@ static void threads_with_small_segments(void **state)
 	tu_append_tagged(log, 5, 3, 3000);
 	assert_int_equal(ringlog_close(log), 0);
 	assert_int_equal(check_segments(dir, 8192, 1 << 18, &nseg), next + 2);
+}
+
+static void threads_with_small_segments(void **state)
+{
+	threads_with_small_segments_at_depth(*state, 1);
+}
+
+static void threads_with_small_segments_pipelined(void **state)
+{
+	threads_with_small_segments_at_depth(*state, 4);
 }
 
 static void batch_larger_than_a_segment_stays_whole(void **state)
@@ -181,6 +191,8 @@ int main(void)
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(threads_with_small_segments, setup, teardown),
+		cmocka_unit_test_setup_teardown(threads_with_small_segments_pipelined, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(batch_larger_than_a_segment_stays_whole, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(reopen_with_smaller_cap_rotates_at_once, setup,

@@ -82,12 +82,12 @@ static void *follow(void *arg)
 	return NULL;
 }
 
-static void threads_and_live_reader(void **state)
+static void run_threads_and_live_reader(unsigned depth, uint32_t ring)
 {
-	(void)state;
 	char *dir = tu_tmpdir();
 	struct ringlog_options o;
-	tu_options(&o, 256 << 10, 1 << 18);
+	tu_options(&o, 256 << 10, ring);
+	o.pipeline_depth = depth;
 	struct ringlog *log = tu_open(dir, &o);
 	static struct worker w[THREADS];
 	pthread_t t[THREADS], rt;
@@ -115,6 +115,7 @@ static void threads_and_live_reader(void **state)
 	struct ringlog_record rec;
 	uint64_t count = 0;
 	static uint8_t seen[THREADS][BATCHES];
+	memset(seen, 0, sizeof(seen));
 	int got;
 	while ((got = ringlog_reader_next(r, &rec)) == 1) {
 		count++;
@@ -148,11 +149,27 @@ static void threads_and_live_reader(void **state)
 	free(dir);
 }
 
+static void threads_and_live_reader(void **state)
+{
+	(void)state;
+	run_threads_and_live_reader(1, 1 << 18);
+}
+
+/* Several groups in flight, in a ring small enough that they often cover all of it
+ * and wrap: frames still in flight must never be taken again. */
+static void threads_pipelined_small_ring(void **state)
+{
+	(void)state;
+	run_threads_and_live_reader(4, 16384);
+	run_threads_and_live_reader(8, 8192);
+}
+
 int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(threads_and_live_reader),
+		cmocka_unit_test(threads_pipelined_small_ring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

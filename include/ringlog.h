@@ -63,6 +63,34 @@ extern "C" {
 #define RINGLOG_FRAME_BYTES(nrecs, data_bytes)                                             \
 	((RINGLOG_FRAME_HEADER_BYTES + 4ull * (nrecs) + (uint64_t)(data_bytes) + 7) & ~7ull)
 
+/* What recovery does with damage (options.recovery_mode; docs/recovery.md). */
+enum ringlog_recovery_mode {
+	/* Cut a torn tail off the last segment (normal after a crash); refuse any other
+	 * damage with -EBADMSG.  The default. */
+	RINGLOG_RECOVER_TOLERATE_TAIL = 0,
+	/* Refuse any damage, a torn tail included. */
+	RINGLOG_RECOVER_ABSOLUTE = 1,
+	/* Keep the log up to its first damage, wherever it is; drop everything after it
+	 * (the rest of that segment and all later segments) and report what was dropped. */
+	RINGLOG_RECOVER_POINT_IN_TIME = 2,
+};
+
+/* What recovery found and did (ringlog_recovery_report) or would do (ringlog_check). */
+struct ringlog_recovery {
+	uint32_t mode;             /* the enum ringlog_recovery_mode applied */
+	uint32_t segments;         /* segment files found */
+	uint64_t first_lsn;        /* first LSN kept (0: empty log) */
+	uint64_t last_lsn;         /* last LSN kept (first_lsn - 1 when none) */
+	uint64_t cut_bytes;        /* bytes removed from the end of the kept log */
+	uint32_t dropped_segments; /* whole segment files removed (point-in-time) */
+	int32_t damage;            /* 0, or -EBADMSG when damage was found */
+	char damage_file[32];      /* the segment where the first damage is ("" if none) */
+	uint64_t damage_offset;    /* its byte offset in that file */
+	uint64_t damage_lsn;       /* the LSN that was expected there */
+	char damage_reason[80];    /* what is wrong there */
+	uint64_t reserved[8];
+};
+
 struct ringlog;        /* a log opened for appending (one writer per directory) */
 struct ringlog_reader; /* a cursor over a log's records */
 
@@ -94,8 +122,10 @@ struct ringlog_options {
 	 * with its own linked fdatasync; they are acknowledged in order.  Default 1
 	 * (on buffered files, fdatasyncs of one file serialize in the kernel). */
 	uint32_t pipeline_depth;
-	uint32_t reserved_pad;
-	uint64_t reserved[11];
+	/* enum ringlog_recovery_mode: what open does with damage.  Default
+	 * RINGLOG_RECOVER_TOLERATE_TAIL. */
+	uint32_t recovery_mode;
+	uint64_t reserved[12]; /* the struct is 128 bytes, for good */
 };
 
 /* One record, as returned by a reader. */
@@ -210,6 +240,26 @@ RINGLOG_API const char *ringlog_strerror(int err);
 RINGLOG_API const char *ringlog_last_error(void);
 
 /*
+ * Retention: delete every whole segment whose records all have LSNs below `lsn`
+ * (oldest first, making each removal durable).  The segment being written is never
+ * deleted.  Readers that have a deleted segment open keep reading it; a reader
+ * opened later at a removed LSN gets -ENOENT.  Returns the number of segments
+ * deleted (>= 0) or -errno.
+ */
+RINGLOG_API int ringlog_truncate_before(struct ringlog *log, uint64_t lsn);
+
+/* What recovery found and did when `log` was opened.  Returns 0. */
+RINGLOG_API int ringlog_recovery_report(struct ringlog *log, struct ringlog_recovery *out);
+
+/*
+ * Check the log in `dir` without changing anything: fill *out with what an open in
+ * `mode` would find and do.  Returns 0 if such an open would succeed, -EBADMSG if it
+ * would refuse (out->damage_* say where and why), or -ENOENT / -ENOTDIR / -errno.
+ * Works while a writer has the log open (its unsynced tail may then show as torn).
+ */
+RINGLOG_API int ringlog_check(const char *dir, uint32_t mode, struct ringlog_recovery *out);
+
+/*
  * Open a reader over the log in `dir`, positioned at record `from_lsn` (0 or 1: the
  * beginning).  Works while a writer has the log open; never modifies any file.
  * Errors: -ENOENT no such log or `from_lsn` is before the first record kept;
@@ -225,6 +275,22 @@ RINGLOG_API int ringlog_reader_open(const char *dir, uint64_t from_lsn,
  * or corrupt batch.
  */
 RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_record *rec);
+
+/*
+ * Open a reader inside the writing process that follows `log` as it grows: it
+ * returns only records that are durable (never beyond ringlog_durable_lsn()), and
+ * ringlog_reader_wait() waits for more.  Close it before closing `log`.  Errors as
+ * ringlog_reader_open().
+ */
+RINGLOG_API int ringlog_reader_open_live(struct ringlog *log, uint64_t from_lsn,
+					 struct ringlog_reader **out);
+
+/*
+ * For a live reader: wait until the record it would return next is durable, at most
+ * `timeout_ns` (< 0: no limit).  Returns 0 (ringlog_reader_next() has more),
+ * -ETIMEDOUT, the log's error if it failed, or -EINVAL for a reader that is not live.
+ */
+RINGLOG_API int ringlog_reader_wait(struct ringlog_reader *r, int64_t timeout_ns);
 
 /* Close a reader.  Accepts NULL. */
 RINGLOG_API void ringlog_reader_close(struct ringlog_reader *r);

@@ -49,9 +49,8 @@ static int check_options(const struct ringlog_options *o)
 		if (o->reserved[i])
 			return rl_fail(-EINVAL, "options: reserved fields must be zero "
 						"(fill the struct with ringlog_options_init())");
-	if (o->reserved_pad)
-		return rl_fail(-EINVAL, "options: reserved fields must be zero "
-					"(fill the struct with ringlog_options_init())");
+	if (o->recovery_mode > RINGLOG_RECOVER_POINT_IN_TIME)
+		return rl_fail(-EINVAL, "options: unknown recovery_mode %u", o->recovery_mode);
 	if (o->pipeline_depth < 1 || o->pipeline_depth > RINGLOG_MAX_PIPELINE_DEPTH)
 		return rl_fail(-EINVAL, "options: pipeline_depth %u is outside [1, %u]",
 			       o->pipeline_depth, RINGLOG_MAX_PIPELINE_DEPTH);
@@ -128,6 +127,7 @@ static void free_log(struct ringlog *log)
 		close(log->dir_fd);
 	rl_ring_destroy(&log->ring);
 	sem_destroy(&log->started);
+	pthread_mutex_destroy(&log->retention_lock);
 	free(log);
 }
 
@@ -152,6 +152,7 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 	log->opts = *opts;
 	log->seg.fd = log->event_fd = log->lock_fd = -1;
 	sem_init(&log->started, 0, 0);
+	pthread_mutex_init(&log->retention_lock, NULL);
 
 	log->dir_fd = open_dir(dir, (int)opts->create_if_missing);
 	if (log->dir_fd < 0) {
@@ -165,7 +166,8 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 	}
 
 	struct rl_recovered rec;
-	err = rl_recover(log->dir_fd, &rec);
+	err = rl_recover(log->dir_fd, opts->recovery_mode, 1, &rec);
+	log->recovery = rec.report;
 	if (err)
 		goto fail;
 	log->log_id = rec.log_id;
@@ -306,11 +308,8 @@ RINGLOG_API int ringlog_error(struct ringlog *log)
 	return log_error(log, atomic_load_explicit(&log->error, memory_order_acquire));
 }
 
-RINGLOG_API int ringlog_wait_timeout(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
+int rl_wait_durable(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
 {
-	if (lsn >= ringlog_next_lsn(log))
-		return rl_fail(-EINVAL, "wait: LSN %" PRIu64 " has not been handed out (next is %" PRIu64
-					")", lsn, ringlog_next_lsn(log));
 	struct timespec deadline;
 	if (timeout_ns >= 0) {
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -347,6 +346,14 @@ RINGLOG_API int ringlog_wait_timeout(struct ringlog *log, uint64_t lsn, int64_t 
 	}
 }
 
+RINGLOG_API int ringlog_wait_timeout(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
+{
+	if (lsn >= ringlog_next_lsn(log))
+		return rl_fail(-EINVAL, "wait: LSN %" PRIu64 " has not been handed out (next is %" PRIu64
+					")", lsn, ringlog_next_lsn(log));
+	return rl_wait_durable(log, lsn, timeout_ns);
+}
+
 RINGLOG_API int ringlog_wait(struct ringlog *log, uint64_t lsn)
 {
 	return ringlog_wait_timeout(log, lsn, -1);
@@ -370,6 +377,62 @@ RINGLOG_API int ringlog_stats(struct ringlog *log, struct ringlog_stats *out)
 	out->durable_lsn = ringlog_durable_lsn(log);
 	out->next_lsn = ringlog_next_lsn(log);
 	return 0;
+}
+
+RINGLOG_API int ringlog_truncate_before(struct ringlog *log, uint64_t lsn)
+{
+	pthread_mutex_lock(&log->retention_lock);
+	uint64_t *lsns;
+	size_t n;
+	int err = rl_seg_list(log->dir_fd, &lsns, &n);
+	int removed = 0;
+	if (err) {
+		err = rl_fail(err, "truncate_before: listing the log directory");
+		goto out;
+	}
+	/* Segment i holds LSNs [lsns[i], lsns[i+1]).  One with a successor is sealed,
+	 * hence durable in full; the last is being written and always stays. */
+	for (size_t i = 0; i + 1 < n && lsns[i + 1] <= lsn; i++) {
+		char name[RL_SEG_NAME_LEN + 1];
+		rl_seg_name(name, lsns[i]);
+		if (unlinkat(log->dir_fd, name, 0) < 0 && errno != ENOENT) {
+			err = rl_fail(-errno, "truncate_before: removing %s", name);
+			break;
+		}
+		/* Oldest first, each durable: a crash leaves a contiguous log. */
+		if ((err = rl_dir_fsync(log->dir_fd)) != 0) {
+			err = rl_fail(err, "truncate_before: fsync of the log directory");
+			break;
+		}
+		removed++;
+	}
+	free(lsns);
+out:
+	pthread_mutex_unlock(&log->retention_lock);
+	return err ? err : removed;
+}
+
+RINGLOG_API int ringlog_recovery_report(struct ringlog *log, struct ringlog_recovery *out)
+{
+	*out = log->recovery;
+	return 0;
+}
+
+RINGLOG_API int ringlog_check(const char *dir, uint32_t mode, struct ringlog_recovery *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!dir)
+		return rl_fail(-EINVAL, "check: dir must not be NULL");
+	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return rl_fail(-errno, "check: opening log directory %s", dir);
+	struct rl_recovered rec;
+	int err = rl_recover(dir_fd, mode, 0, &rec);
+	*out = rec.report;
+	if (rec.last.fd >= 0)
+		close(rec.last.fd);
+	close(dir_fd);
+	return err;
 }
 
 RINGLOG_API int ringlog_event_fd(struct ringlog *log)

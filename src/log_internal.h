@@ -31,9 +31,11 @@ struct ringlog {
 
 	int event_fd;
 	_Atomic int event_fd_used;
+	struct ringlog_recovery recovery; /* what open found and did */
 
 	int dir_fd;
 	int lock_fd;
+	pthread_mutex_t retention_lock; /* one ringlog_truncate_before at a time */
 	uint64_t log_id;
 
 	/* Consumer thread and its private state. */
@@ -56,6 +58,10 @@ static inline void rl_count(_Atomic uint64_t *c, uint64_t n)
 			      memory_order_relaxed);
 }
 
+/* log.c: wait until `lsn` is durable (it need not be handed out yet), at most
+ * timeout_ns (< 0: forever).  Returns 0, -ETIMEDOUT or the log's error. */
+int rl_wait_durable(struct ringlog *log, uint64_t lsn, int64_t timeout_ns);
+
 /* consumer.c: the thread that writes, syncs, publishes and rotates. */
 void *rl_consumer_main(void *log);
 /* Fail the log with `err` (once; later calls keep the first error) and wake every
@@ -67,12 +73,12 @@ struct rl_recovered {
 	int empty;          /* no segment: a new log */
 	uint64_t log_id;
 	uint64_t next_lsn;  /* first LSN the writer hands out */
-	struct rl_segment last; /* the last segment, open read-write, its torn tail cut */
-	uint64_t cut_bytes; /* bytes cut from the last segment's tail */
-	unsigned segments;
+	struct rl_segment last; /* the last segment kept (read-write when applied) */
+	struct ringlog_recovery report;
 };
-/* Verify and repair the log in dir_fd (see recovery.c).  Returns 0 or -errno, with
- * ringlog_last_error() set. */
-int rl_recover(int dir_fd, struct rl_recovered *out);
+/* Verify the log in dir_fd and, when `apply` is set, repair it as `mode` says (see
+ * recovery.c).  Returns 0 or -errno (-EBADMSG: the mode refuses the damage), with
+ * ringlog_last_error() set; out->report is filled either way. */
+int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out);
 
 #endif

@@ -5,8 +5,12 @@
  * While a writer appends, the last segment may end in a frame being written: that
  * is "the end for now" (0), and a later call picks it up once it is whole.  A
  * segment that has a successor is sealed, so damage there is -EBADMSG.
+ *
+ * A live reader (ringlog_reader_open_live) belongs to the writing process and is
+ * bounded by the log's durable LSN: a frame is returned only once all of it is
+ * durable (frames are durable whole, since groups hold whole frames).
  */
-#include "ringlog.h"
+#include "log_internal.h"
 
 #include "errors.h"
 #include "segment.h"
@@ -20,6 +24,8 @@
 
 struct ringlog_reader {
 	int dir_fd;
+	struct ringlog *log;   /* live readers: the log whose durable LSN bounds them */
+	uint64_t next_lsn;     /* LSN of the record the next call would return */
 	uint64_t from_lsn;
 	uint64_t log_id;
 	int seg_fd;            /* current segment, -1 before the first */
@@ -94,25 +100,21 @@ static int enter_segment(struct ringlog_reader *r, uint64_t first)
 	return err ? rl_fail(err, "reader: fstat of %s", name) : 1;
 }
 
-RINGLOG_API int ringlog_reader_open(const char *dir, uint64_t from_lsn,
-				    struct ringlog_reader **out)
+static int reader_open(int dir_fd, const char *dir, uint64_t from_lsn, struct ringlog *log,
+		       struct ringlog_reader **out)
 {
-	if (!dir || !out)
-		return rl_fail(-EINVAL, "reader_open: dir and out must not be NULL");
 	*out = NULL;
 	struct ringlog_reader *r = calloc(1, sizeof(*r));
-	if (!r)
+	if (!r) {
+		close(dir_fd);
 		return rl_fail(-ENOMEM, "allocating a reader");
-	r->seg_fd = -1;
-	r->from_lsn = from_lsn;
-	int err;
-	r->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (r->dir_fd < 0) {
-		err = rl_fail(-errno, "reader: opening log directory %s", dir);
-		goto fail;
 	}
+	r->seg_fd = -1;
+	r->dir_fd = dir_fd;
+	r->log = log;
+	r->from_lsn = from_lsn;
 	uint64_t first;
-	err = find_segment(r->dir_fd, from_lsn, 1, &first);
+	int err = find_segment(r->dir_fd, from_lsn, 1, &first);
 	if (err <= 0) {
 		err = err < 0 ? rl_fail(err, "reader: listing %s", dir)
 			      : rl_fail(-ENOENT, "reader: %s holds no segment with LSN %" PRIu64
@@ -123,11 +125,43 @@ RINGLOG_API int ringlog_reader_open(const char *dir, uint64_t from_lsn,
 	err = enter_segment(r, first);
 	if (err < 0)
 		goto fail;
+	r->next_lsn = from_lsn > first ? from_lsn : first;
 	*out = r;
 	return 0;
 fail:
 	ringlog_reader_close(r);
 	return err;
+}
+
+RINGLOG_API int ringlog_reader_open(const char *dir, uint64_t from_lsn,
+				    struct ringlog_reader **out)
+{
+	if (!dir || !out)
+		return rl_fail(-EINVAL, "reader_open: dir and out must not be NULL");
+	*out = NULL;
+	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return rl_fail(-errno, "reader: opening log directory %s", dir);
+	return reader_open(dir_fd, dir, from_lsn, NULL, out);
+}
+
+RINGLOG_API int ringlog_reader_open_live(struct ringlog *log, uint64_t from_lsn,
+					 struct ringlog_reader **out)
+{
+	if (!log || !out)
+		return rl_fail(-EINVAL, "reader_open_live: log and out must not be NULL");
+	*out = NULL;
+	int dir_fd = fcntl(log->dir_fd, F_DUPFD_CLOEXEC, 0);
+	if (dir_fd < 0)
+		return rl_fail(-errno, "reader: dup of the log directory");
+	return reader_open(dir_fd, "the log directory", from_lsn, log, out);
+}
+
+RINGLOG_API int ringlog_reader_wait(struct ringlog_reader *r, int64_t timeout_ns)
+{
+	if (!r->log)
+		return rl_fail(-EINVAL, "reader_wait: only a live reader can wait");
+	return rl_wait_durable(r->log, r->next_lsn, timeout_ns);
 }
 
 /* At the end of the current segment: move to the next one if it exists.  Returns 2
@@ -172,6 +206,7 @@ RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_rec
 				uint64_t lsn = r->rec_lsn++;
 				if (lsn < r->from_lsn)
 					continue;
+				r->next_lsn = lsn + 1;
 				rec->lsn = lsn;
 				rec->data = data;
 				rec->len = len;
@@ -182,6 +217,7 @@ RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_rec
 			r->in_frame = 0;
 		}
 		enum rl_frame_status why;
+		uint64_t off = r->scan.off, expect = r->scan.expect_lsn;
 		int got = rl_scan_next(&r->scan, &why);
 		if (got == 0) {
 			/* The writer may have appended since the size was read. */
@@ -201,6 +237,12 @@ RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_rec
 			return got == -EIO || got == -ENOMEM ? rl_fail(got, "reader: reading") : got;
 		if (got == 0)
 			return 0;
+		if (r->log && r->scan.expect_lsn - 1 > ringlog_durable_lsn(r->log)) {
+			/* Not durable yet: leave the frame for a later call. */
+			r->scan.off = off;
+			r->scan.expect_lsn = expect;
+			return 0;
+		}
 		r->in_frame = 1;
 		r->rec = (struct rl_record_cursor){0, 0};
 		r->rec_lsn = r->scan.info.first_lsn;

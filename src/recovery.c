@@ -1,26 +1,32 @@
 /*
- * Recovery, run by ringlog_open() before the consumer starts.
+ * Recovery, run by ringlog_open() before the consumer starts, and read-only by
+ * ringlog_check().  docs/recovery.md states the promises; this is how they are kept.
  *
- * Rules (docs/recovery.md and docs/design.md say why):
- *  - Segments are taken in LSN order of their names.  Each must have a valid
- *    header whose first_lsn matches its name and the LSN after the previous
- *    segment's last record, the log's log_id, and the previous segment's last frame
- *    CRC (the chain).  Anything else is a missing, swapped or foreign segment:
- *    -EBADMSG.
- *  - A sealed segment (any but the last) must hold only valid frames, up to exactly
- *    its end.  Damage there is not a torn write (it was fully synced before the
- *    next segment was created): -EBADMSG naming file and offset.
- *  - The last segment is cut at its first invalid frame: that is a torn tail, and
- *    nothing in it was acknowledged (acknowledgement follows the fdatasync that
- *    would have made it whole).  The cut is made durable (ftruncate + fdatasync)
- *    before open returns, so no append can land after unreadable bytes.
- *  - A last segment shorter than a header, or with an invalid header and no bytes
- *    beyond it, is a rotation torn by a crash: its header is written again.
- *  - The last segment is fdatasync'd before it is scanned, and its cached pages are
- *    dropped: a previous writer may have died between a write and its fdatasync
- *    (its bytes would be in the page cache only), or an fdatasync may have failed
- *    after the kernel marked the pages clean.  What recovery keeps is then what is
- *    on the disk, and open may report it durable.
+ * One pass over the segments in LSN order finds the first damage:
+ *  - a segment header that is invalid, names another LSN than its file name, carries
+ *    another log's id, does not start right after the previous segment's last LSN,
+ *    or does not chain to the previous segment's last frame CRC (a missing,
+ *    truncated, swapped or foreign segment);
+ *  - a frame that is not valid (format.c), or bytes after a segment's last frame.
+ *
+ * What happens then depends on the mode:
+ *  - TOLERATE_TAIL: damage in the last segment's frames is a torn tail -- nothing in
+ *    it was acknowledged, since acknowledgement follows the fdatasync that would have
+ *    made it whole -- and is cut off.  Anywhere else: -EBADMSG.
+ *  - ABSOLUTE: any damage: -EBADMSG.
+ *  - POINT_IN_TIME: keep everything before the damage; cut its segment there and
+ *    remove every later segment (newest first, each removal made durable, so a crash
+ *    in the middle leaves a log that the same mode finishes repairing).
+ * Also in every mode but ABSOLUTE, a last segment with no more than a header's worth
+ * of bytes and an invalid header is a rotation torn by a crash: its header is
+ * written again.
+ *
+ * Before the last segment is scanned it is fdatasync'd and its cached pages are
+ * dropped: a previous writer may have died between a write and its fdatasync, or an
+ * fdatasync may have failed after the kernel marked the pages clean.  What recovery
+ * keeps is then what is on the disk, and open may report all of it durable.  Every
+ * cut is made durable (ftruncate + fdatasync) before open returns, so nothing is
+ * ever appended after unreadable bytes.
  */
 #include "log_internal.h"
 
@@ -29,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -58,35 +65,86 @@ static int rewrite_header(int dir_fd, int fd, const char *name, const struct rl_
 	return err ? rl_fail(err, "recovery: fsync of the log directory") : 0;
 }
 
-int rl_recover(int dir_fd, struct rl_recovered *out)
+static int cut(int fd, const char *name, uint64_t off)
+{
+	if (ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0)
+		return rl_fail(-errno, "recovery: cutting %s at offset %" PRIu64, name, off);
+	return 0;
+}
+
+/* Remove segments lsns[from..n) newest first, each removal durable. */
+static int drop_segments(int dir_fd, const uint64_t *lsns, size_t from, size_t n)
+{
+	for (size_t i = n; i-- > from;) {
+		char name[RL_SEG_NAME_LEN + 1];
+		rl_seg_name(name, lsns[i]);
+		if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
+			return rl_fail(-errno, "recovery: removing %s", name);
+		int err = rl_dir_fsync(dir_fd);
+		if (err)
+			return rl_fail(err, "recovery: fsync of the log directory");
+	}
+	return 0;
+}
+
+static void note_damage(struct ringlog_recovery *rep, const char *name, uint64_t off,
+			uint64_t lsn, const char *reason)
+{
+	if (rep->damage)
+		return;
+	rep->damage = -EBADMSG;
+	snprintf(rep->damage_file, sizeof(rep->damage_file), "%s", name);
+	rep->damage_offset = off;
+	rep->damage_lsn = lsn;
+	snprintf(rep->damage_reason, sizeof(rep->damage_reason), "%s", reason);
+}
+
+static int refuse(const struct ringlog_recovery *rep)
+{
+	return rl_fail(-EBADMSG, "recovery: %s is damaged at offset %" PRIu64 " (LSN %" PRIu64
+				 " expected there): %s", rep->damage_file, rep->damage_offset,
+		       rep->damage_lsn, rep->damage_reason);
+}
+
+int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->last.fd = -1;
+	struct ringlog_recovery *rep = &out->report;
+	rep->mode = mode;
+	if (mode > RINGLOG_RECOVER_POINT_IN_TIME)
+		return rl_fail(-EINVAL, "recovery: unknown recovery mode %u", mode);
 	uint64_t *lsns;
 	size_t n;
 	int err = rl_seg_list(dir_fd, &lsns, &n);
 	if (err)
 		return rl_fail(err, "recovery: listing the log directory");
+	rep->segments = (uint32_t)n;
 	if (n == 0) {
 		out->empty = 1;
 		out->log_id = new_log_id();
 		out->next_lsn = 1;
 		return 0;
 	}
-	out->segments = (unsigned)n;
-	uint64_t expect = 0, log_id = 0;
+	uint64_t expect = lsns[0], log_id = 0;
 	uint32_t prev_crc = 0;
+	/* The report's range follows the scan, so a refusal shows what was valid. */
+	rep->first_lsn = lsns[0];
+	rep->last_lsn = lsns[0] - 1;
 	int fd = -1;
-	for (size_t i = 0; i < n; i++) {
+	size_t i;
+	for (i = 0; i < n; i++) {
 		int is_last = i == n - 1;
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, lsns[i]);
-		fd = openat(dir_fd, name, (is_last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		/* Point-in-time may cut any segment; others only write to the last one. */
+		int writable = apply && (is_last || mode == RINGLOG_RECOVER_POINT_IN_TIME);
+		fd = openat(dir_fd, name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 		if (fd < 0) {
 			err = rl_fail(-errno, "recovery: opening %s", name);
 			goto out;
 		}
-		if (is_last) {
+		if (apply && is_last) {
 			if (fdatasync(fd) < 0) {
 				err = rl_fail(-errno, "recovery: fdatasync of %s", name);
 				goto out;
@@ -96,52 +154,51 @@ int rl_recover(int dir_fd, struct rl_recovered *out)
 		struct rl_seg_header h;
 		uint64_t size;
 		err = rl_seg_read_header(fd, &h, &size);
-		if (err == -EBADMSG && is_last && size <= RL_SEG_HEADER_BYTES &&
-		    (i == 0 || lsns[i] == expect)) {
-			h.first_lsn = lsns[i];
-			h.log_id = i == 0 ? new_log_id() : log_id;
-			h.prev_last_lsn = lsns[i] - 1;
-			h.prev_tail_crc = prev_crc;
-			err = rewrite_header(dir_fd, fd, name, &h);
-			if (err)
-				goto out;
-			out->cut_bytes = size;
-			out->log_id = h.log_id;
-			out->next_lsn = h.first_lsn;
-			out->last = (struct rl_segment){fd, h.first_lsn, RL_SEG_HEADER_BYTES, 0};
-			fd = -1;
-			goto out;
-		}
-		if (err == -EBADMSG) {
-			err = rl_fail(err, "recovery: %s: invalid segment header (%" PRIu64
-				      " bytes in file)", name, size);
-			goto out;
-		}
-		if (err) {
+		if (err && err != -EBADMSG) {
 			err = rl_fail(err, "recovery: reading the header of %s", name);
 			goto out;
 		}
-		if (h.first_lsn != lsns[i]) {
-			err = rl_fail(-EBADMSG, "recovery: %s: header says first LSN %" PRIu64,
-				      name, h.first_lsn);
-			goto out;
+		const char *bad = NULL;
+		int header_invalid = err == -EBADMSG;
+		if (header_invalid)
+			bad = "invalid segment header";
+		else if (h.first_lsn != lsns[i])
+			bad = "segment header names another first LSN than the file name";
+		else if (i > 0 && h.log_id != log_id)
+			bad = "segment belongs to another log (log id mismatch)";
+		else if (i > 0 && h.first_lsn != expect)
+			bad = "segment does not start after the previous one (missing or truncated segment)";
+		else if (i > 0 && h.prev_tail_crc != prev_crc)
+			bad = "segment does not chain to the previous one (its last frame differs)";
+		err = 0;
+		if (bad) {
+			/* A rotation torn by a crash: the header never reached the disk, and
+			 * nothing in the file was acknowledged. */
+			if (header_invalid && is_last && size <= RL_SEG_HEADER_BYTES &&
+			    lsns[i] == expect && mode != RINGLOG_RECOVER_ABSOLUTE) {
+				if (i == 0)
+					log_id = new_log_id(); /* a new log: nothing to match */
+				h = (struct rl_seg_header){lsns[i], log_id, lsns[i] - 1, prev_crc};
+				if (apply && (err = rewrite_header(dir_fd, fd, name, &h)) != 0)
+					goto out;
+				rep->cut_bytes += size;
+				out->last = (struct rl_segment){fd, h.first_lsn, RL_SEG_HEADER_BYTES, 0};
+				fd = -1;
+				i++; /* kept */
+				break;
+			}
+			note_damage(rep, name, 0, expect, bad);
+			if (mode != RINGLOG_RECOVER_POINT_IN_TIME || i == 0) {
+				err = refuse(rep);
+				goto out;
+			}
+			/* Point-in-time: the log ends with the previous segment. */
+			close(fd);
+			fd = -1;
+			break;
 		}
-		if (i == 0) {
+		if (i == 0)
 			log_id = h.log_id;
-		} else if (h.log_id != log_id) {
-			err = rl_fail(-EBADMSG, "recovery: %s belongs to another log (log id %016" PRIx64
-				      ", expected %016" PRIx64 ")", name, h.log_id, log_id);
-			goto out;
-		} else if (h.first_lsn != expect) {
-			err = rl_fail(-EBADMSG, "recovery: %s starts at LSN %" PRIu64
-				      " but the previous segment ends at %" PRIu64
-				      " (missing or truncated segment)", name, h.first_lsn, expect - 1);
-			goto out;
-		} else if (h.prev_tail_crc != prev_crc) {
-			err = rl_fail(-EBADMSG, "recovery: %s does not chain to the previous segment"
-				      " (its last frame was replaced)", name);
-			goto out;
-		}
 
 		struct rl_seg_scan scan;
 		err = rl_scan_init(&scan, fd, &h);
@@ -160,34 +217,63 @@ int rl_recover(int dir_fd, struct rl_recovered *out)
 		}
 		err = 0;
 		uint64_t end = scan.off;
-		if (!is_last && (why != RL_FRAME_END || end != size)) {
-			err = rl_fail(-EBADMSG, "recovery: sealed segment %s is damaged at offset %" PRIu64
-				      ": %s", name, end, rl_frame_status_str(why));
-			goto out;
-		}
-		if (is_last && end != size) {
-			if (ftruncate(fd, (off_t)end) < 0 || fdatasync(fd) < 0) {
-				err = rl_fail(-errno, "recovery: cutting the torn tail of %s at %" PRIu64,
-					      name, end);
+		rep->last_lsn = scan.expect_lsn - 1;
+		int damaged = why != RL_FRAME_END || end != size;
+		if (damaged) {
+			note_damage(rep, name, end, scan.expect_lsn,
+				    why == RL_FRAME_END ? "bytes after the last frame"
+							: rl_frame_status_str(why));
+			if (mode == RINGLOG_RECOVER_ABSOLUTE ||
+			    (mode == RINGLOG_RECOVER_TOLERATE_TAIL && !is_last)) {
+				err = refuse(rep);
 				goto out;
 			}
-			out->cut_bytes = size - end;
+			if (apply && (err = cut(fd, name, end)) != 0)
+				goto out;
+			rep->cut_bytes += size - end;
 		}
 		expect = scan.expect_lsn;
 		prev_crc = last_crc;
-		if (is_last) {
+		if (is_last || damaged) {
 			out->last = (struct rl_segment){fd, h.first_lsn, end, last_crc};
 			fd = -1;
-		} else {
-			close(fd);
-			fd = -1;
+			i++;
+			break;
 		}
+		close(fd);
+		fd = -1;
+	}
+	/* Point-in-time: whatever follows the damage goes. */
+	if (i < n) {
+		rep->dropped_segments = (uint32_t)(n - i);
+		if (apply && (err = drop_segments(dir_fd, lsns, i, n)) != 0)
+			goto out;
+	}
+	if (out->last.fd < 0) {
+		/* The damage was a whole segment after the first: the previous one is now
+		 * the last, and it was fully valid. */
+		char name[RL_SEG_NAME_LEN + 1];
+		size_t k = i - 1;
+		rl_seg_name(name, lsns[k]);
+		fd = openat(dir_fd, name, (apply ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		if (fd < 0) {
+			err = rl_fail(-errno, "recovery: opening %s", name);
+			goto out;
+		}
+		off_t size = lseek(fd, 0, SEEK_END);
+		out->last = (struct rl_segment){fd, lsns[k], (uint64_t)size, prev_crc};
+		fd = -1;
 	}
 	out->log_id = log_id;
 	out->next_lsn = expect;
+	rep->last_lsn = expect - 1;
 out:
 	if (fd >= 0)
 		close(fd);
+	if (err && out->last.fd >= 0) {
+		close(out->last.fd);
+		out->last.fd = -1;
+	}
 	free(lsns);
 	return err;
 }

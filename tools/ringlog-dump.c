@@ -1,0 +1,393 @@
+/*
+ * ringlog-dump: inspect, verify and repair a ringlog directory.
+ *
+ *   ringlog-dump DIR                 segments: LSN ranges, frames, bytes, status
+ *   ringlog-dump --records DIR       records (text when printable, else hex)
+ *   ringlog-dump --verify DIR        every frame and the segment chain; exit 1 at damage
+ *   ringlog-dump --repair MODE DIR   recover in MODE, keeping a copy of what is cut
+ *   --json                           machine-readable output for any of them
+ */
+#include "ringlog.h"
+#include "segment.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { EXIT_OK = 0, EXIT_DAMAGED = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
+
+static int json;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ringlog-dump [options] DIR\n"
+		"Inspect, verify and repair a ringlog directory.\n\n"
+		"  (no option)          list the segments: first and last LSN, frames, records,\n"
+		"                       bytes, and whether each reads cleanly to its end\n"
+		"  --records            print every record: LSN, length, data (text if printable)\n"
+		"  --from LSN           with --records: start at this LSN\n"
+		"  --hex                with --records: always print data as hex\n"
+		"  --verify             check every frame and the segment chain (absolute\n"
+		"                       consistency); exit 1 and name the file and offset of the\n"
+		"                       first damage\n"
+		"  --repair MODE        recover the log in MODE: tolerate-tail (cut a torn tail off\n"
+		"                       the last segment) or point-in-time (keep everything before\n"
+		"                       the first damage, drop the rest); copies every file it will\n"
+		"                       change into a backup directory first\n"
+		"  --backup DIR         where --repair keeps its copies (default:\n"
+		"                       DIR.repair-backup-<time> beside the log)\n"
+		"  --json               machine-readable output\n"
+		"  --help\n\n"
+		"Exit status: 0 fine, 1 damage found (--verify) or refused (--repair), 2 usage,\n"
+		"3 cannot read the log.  The log must not be open for writing during --repair.\n");
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static void print_report(const struct ringlog_recovery *r)
+{
+	static const char *modes[] = {"tolerate-tail", "absolute", "point-in-time"};
+	const char *mode = r->mode < 3 ? modes[r->mode] : "?";
+	if (json) {
+		printf("{\"mode\":\"%s\",\"segments\":%u,\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
+		       ",\"cut_bytes\":%" PRIu64 ",\"dropped_segments\":%u,\"damaged\":%s",
+		       mode, r->segments, r->first_lsn, r->last_lsn, r->cut_bytes,
+		       r->dropped_segments, r->damage ? "true" : "false");
+		if (r->damage) {
+			printf(",\"damage\":{\"file\":");
+			json_str(r->damage_file);
+			printf(",\"offset\":%" PRIu64 ",\"expected_lsn\":%" PRIu64 ",\"reason\":",
+			       r->damage_offset, r->damage_lsn);
+			json_str(r->damage_reason);
+			printf("}");
+		}
+		printf("}");
+		return;
+	}
+	printf("%u segments, LSNs %" PRIu64 "..%" PRIu64 " (mode %s)\n", r->segments, r->first_lsn,
+	       r->last_lsn, mode);
+	if (r->damage)
+		printf("damage: %s at offset %" PRIu64 " (LSN %" PRIu64 " expected): %s\n",
+		       r->damage_file, r->damage_offset, r->damage_lsn, r->damage_reason);
+	if (r->cut_bytes || r->dropped_segments)
+		printf("cut %" PRIu64 " bytes, dropped %u segments\n", r->cut_bytes,
+		       r->dropped_segments);
+}
+
+/* One line (or JSON object) per segment, read with the format's own scanner. */
+static int list_segments(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		fprintf(stderr, "ringlog-dump: %s: %s\n", dir, strerror(errno));
+		return EXIT_ERROR;
+	}
+	uint64_t *lsns;
+	size_t n;
+	if (rl_seg_list(dfd, &lsns, &n) != 0) {
+		fprintf(stderr, "ringlog-dump: cannot list %s\n", dir);
+		return EXIT_ERROR;
+	}
+	if (json)
+		printf("{\"dir\":\"%s\",\"segments\":[", dir);
+	else
+		printf("%-26s %20s %20s %9s %10s %12s  %s\n", "segment", "first LSN", "last LSN",
+		       "frames", "records", "bytes", "status");
+	int rc = EXIT_OK;
+	for (size_t i = 0; i < n; i++) {
+		char name[RL_SEG_NAME_LEN + 1];
+		rl_seg_name(name, lsns[i]);
+		int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+		struct rl_seg_header h;
+		uint64_t size = 0, frames = 0, records = 0, end = 0, last = lsns[i] - 1;
+		const char *status = "ok";
+		int err = fd < 0 ? -errno : rl_seg_read_header(fd, &h, &size);
+		if (err) {
+			status = err == -EBADMSG ? "invalid header" : strerror(-err);
+		} else {
+			struct rl_seg_scan s;
+			enum rl_frame_status why = RL_FRAME_END;
+			if (rl_scan_init(&s, fd, &h) == 0) {
+				while (rl_scan_next(&s, &why) == 1) {
+					frames++;
+					records += s.info.nrecs;
+				}
+				end = s.off;
+				last = s.expect_lsn - 1;
+				rl_scan_free(&s);
+			}
+			if (why != RL_FRAME_END || end != size)
+				status = why == RL_FRAME_END ? "bytes after the last frame"
+							     : rl_frame_status_str(why);
+		}
+		if (strcmp(status, "ok") != 0)
+			rc = EXIT_DAMAGED;
+		if (json) {
+			printf("%s{\"file\":\"%s\",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
+			       ",\"frames\":%" PRIu64 ",\"records\":%" PRIu64 ",\"bytes\":%" PRIu64
+			       ",\"valid_bytes\":%" PRIu64 ",\"status\":",
+			       i ? "," : "", name, lsns[i], last, frames, records, size, end);
+			json_str(status);
+			printf("}");
+		} else {
+			printf("%-26s %20" PRIu64 " %20" PRIu64 " %9" PRIu64 " %10" PRIu64 " %12" PRIu64
+			       "  %s", name, lsns[i], last, frames, records, size, status);
+			if (strcmp(status, "ok") != 0 && end)
+				printf(" at offset %" PRIu64, end);
+			printf("\n");
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	if (json)
+		printf("]}\n");
+	free(lsns);
+	close(dfd);
+	return rc;
+}
+
+static void print_data(const uint8_t *p, uint32_t len, int hex)
+{
+	int text = !hex;
+	for (uint32_t i = 0; i < len && text; i++)
+		text = isprint(p[i]) || p[i] == '\t';
+	if (json) {
+		printf(",\"%s\":\"", text ? "text" : "hex");
+		for (uint32_t i = 0; i < len; i++) {
+			if (!text)
+				printf("%02x", p[i]);
+			else if (p[i] == '"' || p[i] == '\\')
+				printf("\\%c", p[i]);
+			else if (p[i] == '\t')
+				printf("\\t");
+			else
+				putchar(p[i]);
+		}
+		putchar('"');
+		return;
+	}
+	if (text)
+		printf("%.*s", (int)len, (const char *)p);
+	else
+		for (uint32_t i = 0; i < len; i++)
+			printf("%02x", p[i]);
+}
+
+static int dump_records(const char *dir, uint64_t from, int hex)
+{
+	struct ringlog_reader *r;
+	int err = ringlog_reader_open(dir, from, &r);
+	if (err) {
+		fprintf(stderr, "ringlog-dump: %s: %s\n  %s\n", dir, ringlog_strerror(err),
+			ringlog_last_error());
+		return EXIT_ERROR;
+	}
+	struct ringlog_record rec;
+	if (json)
+		printf("[");
+	int first = 1;
+	while ((err = ringlog_reader_next(r, &rec)) == 1) {
+		if (json) {
+			printf("%s{\"lsn\":%" PRIu64 ",\"batch\":%" PRIu64 ",\"len\":%u",
+			       first ? "" : ",\n", rec.lsn, rec.batch_first_lsn, rec.len);
+			print_data(rec.data, rec.len, hex);
+			printf("}");
+		} else {
+			printf("%" PRIu64 " [batch %" PRIu64 "] %u: ", rec.lsn, rec.batch_first_lsn,
+			       rec.len);
+			print_data(rec.data, rec.len, hex);
+			printf("\n");
+		}
+		first = 0;
+	}
+	if (json)
+		printf("]\n");
+	ringlog_reader_close(r);
+	if (err < 0) {
+		fprintf(stderr, "ringlog-dump: %s: %s\n  %s\n", dir, ringlog_strerror(err),
+			ringlog_last_error());
+		return err == -EBADMSG ? EXIT_DAMAGED : EXIT_ERROR;
+	}
+	return EXIT_OK;
+}
+
+static int copy_file(const char *from, const char *to)
+{
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (out < 0) {
+		int err = -errno;
+		close(in);
+		return err;
+	}
+	char buf[1 << 16];
+	ssize_t n;
+	int err = 0;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			err = -EIO;
+			break;
+		}
+	if (n < 0)
+		err = -errno;
+	if (!err && fsync(out) < 0)
+		err = -errno;
+	close(in);
+	close(out);
+	return err;
+}
+
+static int repair(const char *dir, const char *mode_name, const char *backup)
+{
+	uint32_t mode;
+	if (strcmp(mode_name, "tolerate-tail") == 0)
+		mode = RINGLOG_RECOVER_TOLERATE_TAIL;
+	else if (strcmp(mode_name, "point-in-time") == 0)
+		mode = RINGLOG_RECOVER_POINT_IN_TIME;
+	else {
+		fprintf(stderr, "ringlog-dump: --repair takes tolerate-tail or point-in-time\n");
+		return EXIT_USAGE;
+	}
+	struct ringlog_recovery plan;
+	int err = ringlog_check(dir, mode, &plan);
+	if (err && err != -EBADMSG) {
+		fprintf(stderr, "ringlog-dump: %s: %s\n  %s\n", dir, ringlog_strerror(err),
+			ringlog_last_error());
+		return EXIT_ERROR;
+	}
+	if (err == -EBADMSG) {
+		if (json)
+			print_report(&plan), printf("\n");
+		fprintf(stderr, "ringlog-dump: mode %s refuses this damage:\n  %s\n", mode_name,
+			ringlog_last_error());
+		return EXIT_DAMAGED;
+	}
+	/* Keep a copy of every segment from the damaged one on: all that may change. */
+	if (plan.damage || plan.cut_bytes || plan.dropped_segments) {
+		char path[4096];
+		if (backup)
+			snprintf(path, sizeof(path), "%s", backup);
+		else
+			snprintf(path, sizeof(path), "%s.repair-backup-%ld", dir, (long)time(NULL));
+		if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+			fprintf(stderr, "ringlog-dump: mkdir %s: %s\n", path, strerror(errno));
+			return EXIT_ERROR;
+		}
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		uint64_t *lsns;
+		size_t n;
+		if (dfd < 0 || rl_seg_list(dfd, &lsns, &n) != 0) {
+			fprintf(stderr, "ringlog-dump: cannot list %s\n", dir);
+			return EXIT_ERROR;
+		}
+		close(dfd);
+		for (size_t i = 0; i < n; i++) {
+			char name[RL_SEG_NAME_LEN + 1], src[4200], dst[4200];
+			rl_seg_name(name, lsns[i]);
+			if (plan.damage_file[0] ? strcmp(name, plan.damage_file) < 0 : i + 1 < n)
+				continue;
+			snprintf(src, sizeof(src), "%s/%s", dir, name);
+			snprintf(dst, sizeof(dst), "%s/%s", path, name);
+			if ((err = copy_file(src, dst)) != 0) {
+				fprintf(stderr, "ringlog-dump: copying %s to %s: %s\n", src, dst,
+					strerror(-err));
+				return EXIT_ERROR;
+			}
+		}
+		free(lsns);
+		if (!json)
+			printf("copies of the affected segments are in %s\n", path);
+	}
+	struct ringlog_options o;
+	ringlog_options_init(&o);
+	o.recovery_mode = mode;
+	o.create_if_missing = 0;
+	struct ringlog *log;
+	err = ringlog_open(dir, &o, &log);
+	if (err) {
+		fprintf(stderr, "ringlog-dump: repair of %s failed: %s\n  %s\n", dir,
+			ringlog_strerror(err), ringlog_last_error());
+		return err == -EBADMSG ? EXIT_DAMAGED : EXIT_ERROR;
+	}
+	struct ringlog_recovery done;
+	ringlog_recovery_report(log, &done);
+	err = ringlog_close(log);
+	print_report(&done);
+	if (json)
+		printf("\n");
+	return err ? EXIT_ERROR : EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_RECORDS = 256, O_FROM, O_HEX, O_VERIFY, O_REPAIR, O_BACKUP, O_JSON, O_HELP };
+	static const struct option lo[] = {
+		{"records", 0, 0, O_RECORDS}, {"from", 1, 0, O_FROM}, {"hex", 0, 0, O_HEX},
+		{"verify", 0, 0, O_VERIFY}, {"repair", 1, 0, O_REPAIR}, {"backup", 1, 0, O_BACKUP},
+		{"json", 0, 0, O_JSON}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+	};
+	int records = 0, hex = 0, verify = 0, c;
+	uint64_t from = 0;
+	const char *repair_mode = NULL, *backup = NULL;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case O_RECORDS: records = 1; break;
+		case O_FROM: from = strtoull(optarg, NULL, 10); break;
+		case O_HEX: hex = 1; break;
+		case O_VERIFY: verify = 1; break;
+		case O_REPAIR: repair_mode = optarg; break;
+		case O_BACKUP: backup = optarg; break;
+		case O_JSON: json = 1; break;
+		case O_HELP: case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1 || records + verify + (repair_mode != NULL) > 1) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *dir = argv[optind];
+	if (records)
+		return dump_records(dir, from, hex);
+	if (repair_mode)
+		return repair(dir, repair_mode, backup);
+	if (verify) {
+		struct ringlog_recovery r;
+		int err = ringlog_check(dir, RINGLOG_RECOVER_ABSOLUTE, &r);
+		if (err && err != -EBADMSG) {
+			fprintf(stderr, "ringlog-dump: %s: %s\n  %s\n", dir, ringlog_strerror(err),
+				ringlog_last_error());
+			return EXIT_ERROR;
+		}
+		print_report(&r);
+		if (json)
+			printf("\n");
+		else if (!r.damage)
+			printf("verified: every frame valid, segments chained\n");
+		return r.damage ? EXIT_DAMAGED : EXIT_OK;
+	}
+	return list_segments(dir);
+}

@@ -21,13 +21,16 @@
  * Fail-stop
  *   If a write or fdatasync fails, the log enters a failed state for good: every
  *   waiter and every later append gets that error and nothing more is acknowledged.
- *   Close it and reopen it; recovery decides what reached the disk.
+ *   Close it and reopen it; recovery decides what reached the disk.  The log's error
+ *   is the failing operation's (-EIO, -ENOSPC, ...); one the API uses for its own
+ *   meaning (-EAGAIN, -EBUSY, -EINVAL, -EMSGSIZE, -ETIMEDOUT, -EINTR) is reported as
+ *   -EIO, with the original in ringlog_last_error().
  *
  * Threads
- *   ringlog_append(), ringlog_try_append(), ringlog_wait(), ringlog_durable_lsn()
- *   and ringlog_event_fd() may be called from any number of threads at once.
- *   ringlog_close() must not race with any other call on the same handle.
- *   A reader is used by one thread at a time.
+ *   Every call on a `struct ringlog` may be made from any number of threads at once,
+ *   except ringlog_close(), which must not race with any other call on the handle
+ *   (live readers of it included: close them first).  A reader is used by one thread
+ *   at a time.
  */
 #ifndef RINGLOG_H
 #define RINGLOG_H
@@ -125,7 +128,12 @@ struct ringlog_options {
 	/* enum ringlog_recovery_mode: what open does with damage.  Default
 	 * RINGLOG_RECOVER_TOLERATE_TAIL. */
 	uint32_t recovery_mode;
-	uint64_t reserved[12]; /* the struct is 128 bytes, for good */
+	/* Non-zero: time every group's stages and every batch's append-to-durable
+	 * latency (ringlog_latency).  Costs one clock read per append and a few per
+	 * group (docs/profiling.md has the measured overhead).  Default 0. */
+	uint32_t profile;
+	uint32_t reserved_pad;
+	uint64_t reserved[11]; /* the struct is 128 bytes, for good */
 };
 
 /* One record, as returned by a reader. */
@@ -146,7 +154,8 @@ RINGLOG_API void ringlog_options_init(struct ringlog_options *opts);
  * cut off and the cut made durable.  `opts` may be NULL for the defaults.
  * Starts the consumer thread.  On success stores the handle in *out and returns 0.
  *
- * Errors: -EINVAL bad options; -ENOENT dir missing and create_if_missing is 0;
+ * Errors: -EINVAL bad options or NULL arguments; -ENOENT dir missing and
+ * create_if_missing is 0;
  * -ENOTDIR dir is not a directory; -EBUSY another writer has the log open;
  * -EBADMSG corruption that recovery may not repair (ringlog_last_error() names the
  * file and offset); -ENOSYS or -EPERM io_uring is unavailable; -ENOMEM; or the
@@ -192,7 +201,8 @@ RINGLOG_API uint64_t ringlog_next_lsn(struct ringlog *log);
 
 /*
  * Counters since open.  Counted by the consumer (durable batches only) so appends pay
- * nothing for them.  The struct never changes size: new fields take `reserved`.
+ * nothing for them, except ring_full_waits.  The struct never changes size: new
+ * fields take `reserved`.
  */
 struct ringlog_stats {
 	uint64_t batches;         /* batches made durable */
@@ -203,7 +213,8 @@ struct ringlog_stats {
 	uint64_t fdatasyncs;      /* fdatasync operations submitted */
 	uint64_t retries;         /* resubmissions after short writes, EINTR, EAGAIN */
 	uint64_t rotations;       /* segments started after open */
-	uint64_t ring_full_waits; /* appends that had to wait (or got -EAGAIN) for space */
+	uint64_t ring_full_waits; /* appends that found the ring full (counted by them):
+				   * blocking ones that waited, and -EAGAIN returns */
 	uint64_t durable_lsn;
 	uint64_t next_lsn;
 	uint64_t segment_first_lsn; /* first LSN of the segment being written */
@@ -213,13 +224,47 @@ struct ringlog_stats {
 /* Fill *out with the log's counters.  Cheap (no lock, no system call).  Returns 0. */
 RINGLOG_API int ringlog_stats(struct ringlog *log, struct ringlog_stats *out);
 
+/* Where an append's time goes (options.profile).  All times in nanoseconds. */
+enum ringlog_stage {
+	RINGLOG_STAGE_QUEUE = 0,  /* first batch of a group enqueued -> consumer takes the group */
+	RINGLOG_STAGE_SUBMIT,     /* group taken -> write and fdatasync submitted */
+	RINGLOG_STAGE_WRITE,      /* submitted -> write completed */
+	RINGLOG_STAGE_SYNC,       /* write completed -> fdatasync completed */
+	RINGLOG_STAGE_WAKE,       /* fdatasync completed -> durability published, waiters woken */
+	RINGLOG_STAGE_END_TO_END, /* per batch: append -> durability published */
+	RINGLOG_STAGES
+};
+
+struct ringlog_latency_stage {
+	uint64_t count; /* samples: groups, or batches for END_TO_END */
+	uint64_t mean_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns;
+	uint64_t reserved[2];
+};
+
+struct ringlog_latency {
+	struct ringlog_latency_stage stage[RINGLOG_STAGES];
+	uint64_t reserved[8];
+};
+
+/*
+ * The stage latencies since open (or the last reset): with `reset` non-zero the
+ * histograms start over after being read, so successive calls give intervals.
+ * Returns 0, or -EINVAL if the log was opened without options.profile.
+ */
+RINGLOG_API int ringlog_latency(struct ringlog *log, struct ringlog_latency *out, int reset);
+
+/* One percentile (0..100) of a stage's latency since open or the last reset, in ns;
+ * 0 if there are no samples or profiling is off. */
+RINGLOG_API uint64_t ringlog_latency_percentile(struct ringlog *log, unsigned stage, double p);
+
 /* 0 while the log is healthy, else the error that failed it. */
 RINGLOG_API int ringlog_error(struct ringlog *log);
 
 /*
  * An eventfd (non-blocking, close-on-exec, owned by the log) that becomes readable
- * whenever the durable LSN advances or the log fails.  Read it to reset it, then
- * check ringlog_durable_lsn() / ringlog_error().  Returns the fd (>= 0).
+ * whenever the durable LSN advances or the log fails, from the first call of this
+ * function on (call it before appending).  Read it to reset it, then check
+ * ringlog_durable_lsn() / ringlog_error().  Returns the fd (>= 0).
  */
 RINGLOG_API int ringlog_event_fd(struct ringlog *log);
 

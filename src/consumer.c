@@ -25,6 +25,7 @@
 
 #include "errors.h"
 #include "futex.h"
+#include "probes.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -54,12 +55,25 @@ struct group {
 	int complete;       /* written in full and synced: may retire */
 	int fatal;          /* the error that fails the log, or 0 */
 	const char *what;   /* the operation that failed */
+	uint64_t first_lsn;
+	struct rl_group_times t; /* stage times (options.profile) */
 };
 
 void rl_log_fail(struct ringlog *log, int err, const char *msg)
 {
 	assert(err < 0);
+	/* Codes the API gives its own meaning (ring full, another writer, bad
+	 * argument, ...) would mislead as the log's error: report -EIO, keeping the
+	 * original in the message. */
+	char buf[320];
+	if (err == -EAGAIN || err == -EBUSY || err == -EINVAL || err == -EMSGSIZE ||
+	    err == -ETIMEDOUT || err == -EINTR) {
+		snprintf(buf, sizeof(buf), "%s [%s]", msg, strerrordesc_np(-err));
+		msg = buf;
+		err = -EIO;
+	}
 	int expected = 0;
+	RL_PROBE_FAIL(err, atomic_load(&log->durable_lsn));
 	if (atomic_load(&log->error) == 0) {
 		snprintf(log->fail_msg, sizeof(log->fail_msg), "%s", msg);
 		/* Release: whoever reads the error also sees fail_msg. */
@@ -83,6 +97,7 @@ static int collect(struct ringlog *log, struct group *g)
 	uint32_t len;
 	memset(g, 0, sizeof(*g));
 	g->start = log->scan;
+	g->first_lsn = 0;
 	while ((len = rl_ring_peek(r, log->scan, &is_pad)) != 0) {
 		if (is_pad) {
 			if (g->len)
@@ -92,6 +107,8 @@ static int collect(struct ringlog *log, struct group *g)
 			continue;
 		}
 		const uint8_t *f = rl_ring_at(r, log->scan);
+		if (!g->first_lsn)
+			g->first_lsn = rl_get64(f + 16);
 		g->last_lsn = rl_get64(f + 16) + rl_get32(f + 12) - 1;
 		g->last_crc = rl_get32(f + 4);
 		g->batches++;
@@ -102,6 +119,14 @@ static int collect(struct ringlog *log, struct group *g)
 			break; /* the next frame starts at the buffer's beginning */
 	}
 	g->end = log->scan;
+	if (g->len) {
+		/* Frames are taken in ring order, so sequence numbers follow on. */
+		g->t.first_seq = log->profile.consumer_seq;
+		g->t.batches = g->batches;
+		log->profile.consumer_seq += g->batches;
+		if (log->profile.on)
+			g->t.taken = rl_now_ns();
+	}
 	return g->len != 0;
 }
 
@@ -125,15 +150,26 @@ static int submit_group(struct ringlog *log, struct group *g, unsigned tag)
 	}
 	g->pending = need_write ? 2 : 1;
 	g->synced = 0;
+	if (log->profile.on && !g->t.submitted)
+		g->t.submitted = rl_now_ns();
+	RL_PROBE_GROUP_SUBMIT(g->first_lsn, g->last_lsn, g->len - g->done, g->file_off + g->done);
 	rl_count(&log->st_writes, (uint64_t)need_write);
 	rl_count(&log->st_fdatasyncs, 1);
 	return 0;
 }
 
 /* COMPLETE: account one completion of group g. */
-static void complete_one(struct group *g, enum rl_io_op op, int res)
+static void complete_one(struct ringlog *log, struct group *g, enum rl_io_op op, int res)
 {
 	g->pending--;
+	uint64_t now = log->profile.on ? rl_now_ns() : 0;
+	if (op == RL_IO_WRITE) {
+		g->t.write_done = now;
+		RL_PROBE_WRITE_DONE(g->last_lsn, res, now ? now - g->t.submitted : 0);
+	} else {
+		g->t.sync_done = now;
+		RL_PROBE_SYNC_DONE(g->last_lsn, res, now ? now - g->t.write_done : 0, g->len);
+	}
 	if (op == RL_IO_WRITE) {
 		assert(res <= (int)(g->len - g->done));
 		if (res > 0) {
@@ -211,7 +247,9 @@ static int rotate(struct ringlog *log, uint64_t next_lsn, char *msg, size_t msg_
 		.prev_tail_crc = log->seg.last_crc,
 	};
 	struct rl_segment next;
+	uint64_t t0 = rl_now_ns();
 	int err = rl_seg_create(log->dir_fd, &h, &next);
+	RL_PROBE_ROTATE(next_lsn, log->seg.size, rl_now_ns() - t0);
 	if (err) {
 		snprintf(msg, msg_len, "creating segment %020" PRIu64 ".rlog: %s", next_lsn,
 			 strerrordesc_np(-err));
@@ -348,7 +386,7 @@ static void run(struct ringlog *log)
 		/* COMPLETE */
 		struct group *g = &p.g[tag];
 		assert(tag < RL_MAX_PIPELINE_DEPTH && g->pending > 0);
-		complete_one(g, op, res);
+		complete_one(log, g, op, res);
 		if (g->pending == 0) {
 			err = settle(log, g, tag);
 			if (err) {
@@ -361,6 +399,11 @@ static void run(struct ringlog *log)
 		while (p.count > 0 && p.g[p.head].complete) {
 			g = &p.g[p.head];
 			publish_durable(log, g);
+			if (log->profile.on) {
+				/* Before the release: the batches' stamps are still valid. */
+				g->t.woken = rl_now_ns();
+				rl_profile_group(&log->profile, &g->t);
+			}
 			rl_ring_release(&log->ring, g->end);
 			g->complete = 0;
 			p.head = (p.head + 1) % RL_MAX_PIPELINE_DEPTH;

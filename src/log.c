@@ -6,6 +6,7 @@
 
 #include "errors.h"
 #include "futex.h"
+#include "probes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +50,9 @@ static int check_options(const struct ringlog_options *o)
 		if (o->reserved[i])
 			return rl_fail(-EINVAL, "options: reserved fields must be zero "
 						"(fill the struct with ringlog_options_init())");
+	if (o->reserved_pad)
+		return rl_fail(-EINVAL, "options: reserved fields must be zero "
+					"(fill the struct with ringlog_options_init())");
 	if (o->recovery_mode > RINGLOG_RECOVER_POINT_IN_TIME)
 		return rl_fail(-EINVAL, "options: unknown recovery_mode %u", o->recovery_mode);
 	if (o->pipeline_depth < 1 || o->pipeline_depth > RINGLOG_MAX_PIPELINE_DEPTH)
@@ -126,6 +130,7 @@ static void free_log(struct ringlog *log)
 	if (log->dir_fd >= 0)
 		close(log->dir_fd);
 	rl_ring_destroy(&log->ring);
+	rl_profile_free(&log->profile);
 	sem_destroy(&log->started);
 	pthread_mutex_destroy(&log->retention_lock);
 	free(log);
@@ -204,6 +209,11 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 		err = rl_fail(err, "allocating the %u-byte submission ring", opts->ring_bytes);
 		goto fail;
 	}
+	err = rl_profile_init(&log->profile, (int)opts->profile, log->ring.capacity);
+	if (err) {
+		err = rl_fail(err, "allocating the profiling histograms");
+		goto fail;
+	}
 	log->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (log->event_fd < 0) {
 		err = rl_fail(-errno, "eventfd");
@@ -259,6 +269,7 @@ static int append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
 	if (atomic_load_explicit(&log->closing, memory_order_relaxed))
 		return rl_fail(-EINVAL, "append: the log is closing");
 
+	uint64_t t0 = log->profile.on ? rl_now_ns() : 0;
 	struct rl_reservation res;
 	int err = rl_ring_reserve(&log->ring, (uint32_t)bytes, nrecs, block, &log->error, &res);
 	if (err)
@@ -275,7 +286,10 @@ static int append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
 	}
 	memset(p, 0, (size_t)(f + bytes - p));
 	rl_frame_seal(f);
+	if (t0)
+		log->profile.enqueue_ns[res.seq % log->profile.slots] = t0;
 	rl_ring_publish(&log->ring, &res);
+	RL_PROBE_APPEND(res.first_lsn, nrecs, bytes);
 	if (first_lsn)
 		*first_lsn = res.first_lsn;
 	return 0;
@@ -331,7 +345,9 @@ int rl_wait_durable(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			if (now.tv_sec > deadline.tv_sec ||
 			    (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))
-				return -ETIMEDOUT;
+				return rl_fail(-ETIMEDOUT, "wait: LSN %" PRIu64 " not durable within %"
+							   PRId64 " ns (durable: %" PRIu64 ")",
+					       lsn, timeout_ns, ringlog_durable_lsn(log));
 		}
 		uint32_t seq = atomic_load_explicit(&log->durable_seq, memory_order_seq_cst);
 		atomic_fetch_add_explicit(&log->durable_waiters, 1, memory_order_seq_cst);
@@ -423,6 +439,8 @@ RINGLOG_API int ringlog_check(const char *dir, uint32_t mode, struct ringlog_rec
 	memset(out, 0, sizeof(*out));
 	if (!dir)
 		return rl_fail(-EINVAL, "check: dir must not be NULL");
+	if (mode > RINGLOG_RECOVER_POINT_IN_TIME)
+		return rl_fail(-EINVAL, "check: unknown recovery mode %u", mode);
 	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir_fd < 0)
 		return rl_fail(-errno, "check: opening log directory %s", dir);
@@ -433,6 +451,17 @@ RINGLOG_API int ringlog_check(const char *dir, uint32_t mode, struct ringlog_rec
 		close(rec.last.fd);
 	close(dir_fd);
 	return err;
+}
+
+RINGLOG_API int ringlog_latency(struct ringlog *log, struct ringlog_latency *out, int reset)
+{
+	int err = rl_profile_read(&log->profile, out, reset);
+	return err ? rl_fail(err, "latency: the log was opened without options.profile") : 0;
+}
+
+RINGLOG_API uint64_t ringlog_latency_percentile(struct ringlog *log, unsigned stage, double p)
+{
+	return rl_profile_percentile(&log->profile, stage, p);
 }
 
 RINGLOG_API int ringlog_event_fd(struct ringlog *log)

@@ -3,6 +3,7 @@
 #define RL_LOG_INTERNAL_H
 
 #include "ringlog.h"
+#include "profile.h"
 #include "ring.h"
 #include "segment.h"
 #include "uring_io.h"
@@ -22,7 +23,7 @@ struct ringlog {
 	 * consumer (after fail_msg), read by everyone. */
 	_Alignas(64) _Atomic int error;
 	_Atomic int closing;
-	char fail_msg[256];
+	char fail_msg[384];
 
 	/* Durability, published by the consumer only. */
 	_Alignas(64) _Atomic uint64_t durable_lsn;
@@ -32,6 +33,7 @@ struct ringlog {
 	int event_fd;
 	_Atomic int event_fd_used;
 	struct ringlog_recovery recovery; /* what open found and did */
+	struct rl_profile profile;        /* stage timing, when options.profile */
 
 	int dir_fd;
 	int lock_fd;

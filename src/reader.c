@@ -188,10 +188,17 @@ static int advance(struct ringlog_reader *r, enum rl_frame_status why)
 	if (why != RL_FRAME_END || r->scan.off != r->scan.file_size)
 		return rl_fail(-EBADMSG, "reader: sealed segment %s is damaged at offset %" PRIu64
 					 ": %s", name, r->scan.off, rl_frame_status_str(why));
-	if (next != r->scan.expect_lsn)
+	if (next != r->scan.expect_lsn) {
+		/* If this segment itself is gone from the directory, retention removed what
+		 * followed it while we read: the records are gone, not damaged. */
+		if (faccessat(r->dir_fd, name, F_OK, 0) != 0 && errno == ENOENT)
+			return rl_fail(-ENOENT, "reader: retention removed LSNs %" PRIu64 "..%" PRIu64
+						" while this reader was behind",
+				       r->scan.expect_lsn, next - 1);
 		return rl_fail(-EBADMSG, "reader: %s ends at LSN %" PRIu64 " but the next segment "
 					 "starts at %" PRIu64 " (missing segment)",
 			       name, r->scan.expect_lsn - 1, next);
+	}
 	return enter_segment(r, next);
 }
 

@@ -97,6 +97,7 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 			/* Whatever an earlier lap left here must not read as published. */
 			__atomic_store_n(magic_word(r, out->pos), 0, __ATOMIC_RELAXED);
 			out->first_lsn = r->next_lsn;
+			out->seq = r->next_seq++;
 			r->head += need;
 			r->next_lsn += nrecs;
 			atomic_store_explicit(&r->head_pub, r->head, memory_order_seq_cst);

@@ -35,6 +35,7 @@ struct rl_reservation {
 	uint64_t pos;       /* ring position of the frame */
 	uint8_t *frame;     /* where to encode it */
 	uint64_t first_lsn; /* LSN of its first record */
+	uint64_t seq;       /* batch sequence number: 0, 1, 2, ... in ring order */
 	uint8_t *pad;       /* a pad to publish before the frame, or NULL */
 };
 
@@ -47,6 +48,7 @@ struct rl_ring {
 	_Alignas(64) pthread_mutex_t reserve_lock;
 	uint64_t head;     /* bytes reserved */
 	uint64_t next_lsn; /* next LSN to hand out */
+	uint64_t next_seq; /* next batch sequence number */
 	_Atomic uint64_t head_pub; /* head, for the consumer: entries below it are reserved */
 	_Atomic uint64_t next_lsn_pub; /* next_lsn, readable without the lock */
 

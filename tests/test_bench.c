@@ -224,6 +224,21 @@ static void naive_append_json_adds_up(void **state)
 	free(js);
 }
 
+/* A --dir the user gave is never removed, and its contents stay. */
+static void users_directory_is_kept(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir();
+	char cmd[PATH_MAX + 8192];
+	snprintf(cmd, sizeof(cmd), "echo precious > '%s/keep.txt' && '%s/ringlog-bench' --dir '%s' "
+		 "--duration 0.2 --warmup 0 --quiet && '%s/naive-append' --dir '%s' --duration 0.2 "
+		 "--warmup 0 --quiet && grep -q precious '%s/keep.txt' && ls '%s' | grep -q rlog",
+		 dir, tools_dir, dir, tools_dir, dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 static void bad_flags_are_rejected(void **state)
 {
 	(void)state;
@@ -256,6 +271,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(bench_batches_mode_counts_exactly),
 		cmocka_unit_test(bench_open_loop_reports_rate),
 		cmocka_unit_test(naive_append_json_adds_up),
+		cmocka_unit_test(users_directory_is_kept),
 		cmocka_unit_test(bad_flags_are_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,8 +20,9 @@
  * still there after recovery.
  *
  * Environment: RINGLOG_CRASH_SECONDS (time budget of the first case, default 20),
- * RINGLOG_CRASH_SEED (replay the random choices of a run; printed at the start),
- * RINGLOG_CRASH_VERBOSE (one line per cycle).
+ * RINGLOG_CRASH_SEED (replay the random choices of a run -- kill delays, options --
+ * printed at the start; the timing itself cannot be replayed), RINGLOG_CRASH_VERBOSE
+ * (one line per cycle).
  */
 #include "testutil.h"
 
@@ -37,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,15 +47,16 @@ enum {
 	MARKER_THREAD = 0xff,     /* thread field of the parent's marker batches */
 	MAX_RECS = 8,             /* records per batch: 1..MAX_RECS */
 	MIN_REC_LEN = 17,         /* tu_record_ok needs > 16 bytes to check anything */
-	MAX_REC_LEN = MIN_REC_LEN + 383,
+	MAX_REC_LEN = MIN_REC_LEN + 143,
 	WINDOW_MAX = 32,
 	SEGMENT_BYTES = 64 << 10,
 	MAX_CYCLES = 200,
 	MIN_CYCLES = 5,
 	DEFAULT_SECONDS = 20,
 	FOLLOW_CYCLES = 4,
-	KILL_MIN_MS = 5,
+	KILL_MIN_MS = 5,          /* kill delay after the child's open */
 	KILL_MAX_MS = 150,
+	EARLY_KILL_MAX_US = 25000, /* kill delay after the fork, for early kills */
 };
 
 /* ---------------------------------------------------------------------------------
@@ -231,22 +232,24 @@ static int scan_record(struct scan *s, const struct ringlog_record *rec)
 		tag |= (uint64_t)p[k] << (8 * k);
 	for (int k = 0; k < 4; k++)
 		idx |= (uint32_t)p[8 + k] << (8 * k);
-	tag_str(t, sizeof(t), tag);
 	if (s->b_done == s->b_n) {
 		/* A new batch must start here. */
 		unsigned th = tag_thread(tag);
 		if (rec->batch_first_lsn != rec->lsn || idx != 0) {
+			tag_str(t, sizeof(t), tag);
 			snprintf(s->why, sizeof(s->why), "record %" PRIu64 " (%s, index %" PRIu32
 				 ") starts no batch (batch_first_lsn %" PRIu64 "): a torn batch",
 				 rec->lsn, t, idx, rec->batch_first_lsn);
 			return -1;
 		}
 		if (th >= CHILD_THREADS && th != MARKER_THREAD) {
+			tag_str(t, sizeof(t), tag);
 			snprintf(s->why, sizeof(s->why), "record %" PRIu64 " carries an impossible tag "
 				 "(%s)", rec->lsn, t);
 			return -1;
 		}
 		if (rec->batch_nrecs != tag_nrecs(tag)) {
+			tag_str(t, sizeof(t), tag);
 			snprintf(s->why, sizeof(s->why), "batch at %" PRIu64 " (%s) says %u records, "
 				 "%u were appended", rec->lsn, t, rec->batch_nrecs, tag_nrecs(tag));
 			return -1;
@@ -257,6 +260,7 @@ static int scan_record(struct scan *s, const struct ringlog_record *rec)
 		unsigned key = 2 * tag_inc(tag) + (th == MARKER_THREAD);
 		unsigned slot = th == MARKER_THREAD ? CHILD_THREADS : th;
 		if (key < s->key) {
+			tag_str(t, sizeof(t), tag);
 			snprintf(s->why, sizeof(s->why), "batch at %" PRIu64 " (%s) comes after a "
 				 "batch of a later incarnation or its marker", rec->lsn, t);
 			return -1;
@@ -266,6 +270,7 @@ static int scan_record(struct scan *s, const struct ringlog_record *rec)
 			memset(s->next_batch, 0, sizeof(s->next_batch));
 		}
 		if (tag_batch(tag) != s->next_batch[slot]) {
+			tag_str(t, sizeof(t), tag);
 			snprintf(s->why, sizeof(s->why), "batch at %" PRIu64 " (%s) where that thread's "
 				 "batch %" PRIu32 " was expected (lost, duplicated or reordered batch)",
 				 rec->lsn, t, s->next_batch[slot]);
@@ -280,6 +285,7 @@ static int scan_record(struct scan *s, const struct ringlog_record *rec)
 		   tag != s->b_tag || idx != s->b_done) {
 		char bt[64];
 		tag_str(bt, sizeof(bt), s->b_tag);
+		tag_str(t, sizeof(t), tag);
 		snprintf(s->why, sizeof(s->why), "record %" PRIu64 " (%s, index %" PRIu32 ", batch "
 			 "%" PRIu64 "/%u) inside batch %" PRIu64 " (%s, %u records, %u read): a torn "
 			 "or mixed batch", rec->lsn, t, idx, rec->batch_first_lsn, rec->batch_nrecs,
@@ -288,12 +294,14 @@ static int scan_record(struct scan *s, const struct ringlog_record *rec)
 	}
 	unsigned len = rec_len(tag, idx);
 	if (rec->len != len) {
+		tag_str(t, sizeof(t), tag);
 		snprintf(s->why, sizeof(s->why), "record %" PRIu64 " (%s, index %" PRIu32 ") has "
 			 "length %u, %u was appended", rec->lsn, t, idx, rec->len, len);
 		return -1;
 	}
 	tu_fill_record(s->expect, len, tag, idx);
 	if (memcmp(s->expect, rec->data, len) != 0) {
+		tag_str(t, sizeof(t), tag);
 		snprintf(s->why, sizeof(s->why), "record %" PRIu64 " (%s, index %" PRIu32 ") has "
 			 "corrupt contents", rec->lsn, t, idx);
 		return -1;
@@ -458,9 +466,25 @@ struct follower {
 	_Atomic int stop;      /* set once the writer is dead: read to the end, then stop */
 	struct scan scan;
 	struct batches seen;   /* batches returned whole */
-	uint64_t polls;
 	int bad;               /* scan.why, or the reader's error in msg */
 	char msg[400];
+};
+
+struct totals {
+	unsigned cycles, kills, early_kills, killed_before_open, tails_cut;
+	uint64_t acked_batches, log_records, follower_batches;
+	uint64_t max_kill_ms;
+};
+
+struct inbox {
+	int fd;
+	unsigned inc;
+	uint8_t buf[64 * sizeof(struct msg)];
+	size_t have;
+	int opened, eof, child_error;
+	uint64_t open_lsn, opened_at;
+	struct msg error;
+	uint64_t acks, max_acked_lsn;
 };
 
 static pid_t g_child = -1;
@@ -470,6 +494,7 @@ static struct follower g_follow;
 static pthread_t g_follow_thread;
 static int g_follow_running;
 static struct batches g_acked; /* every acknowledged batch so far, all incarnations */
+static struct inbox *g_inbox;  /* this cycle's pipe from the child */
 
 static int reap(pid_t pid, int *status, uint64_t timeout_ns)
 {
@@ -513,6 +538,11 @@ static int teardown(void **state)
 		g_log = NULL;
 	}
 	batches_free(&g_acked);
+	if (g_inbox) {
+		close(g_inbox->fd);
+		free(g_inbox);
+		g_inbox = NULL;
+	}
 	if (g_dir) {
 		tu_rmrf(g_dir);
 		free(g_dir);
@@ -550,7 +580,6 @@ static void *follow(void *arg)
 		if (got == 0) {
 			if (stop)
 				break; /* a whole pass after the writer died */
-			f->polls++;
 			sleep_ns(200000);
 			continue;
 		}
@@ -573,23 +602,6 @@ static void *follow(void *arg)
 
 /* --------------------------------------------------------------------------------
  * One cycle: run a child, kill it, recover and check. */
-
-struct totals {
-	unsigned cycles, kills, early_kills, killed_before_open, tails_cut;
-	uint64_t acked_batches, acked_records, log_records, follower_batches;
-	uint64_t max_kill_ms;
-};
-
-struct inbox {
-	int fd;
-	unsigned inc;
-	uint8_t buf[64 * sizeof(struct msg)];
-	size_t have;
-	int opened, eof, child_error;
-	uint64_t open_lsn, opened_at;
-	struct msg error;
-	uint64_t acks, max_acked_lsn;
-};
 
 static void inbox_take(struct inbox *in, const struct msg *m)
 {
@@ -654,8 +666,8 @@ static void inbox_drain(struct inbox *in)
 	}
 }
 
-/* Check every batch of `want` (sorted by LSN) whose first LSN is below `upto` against
- * the batch the scan just completed.  *j walks `want`. */
+/* The scan just completed a batch: every batch of `want` (sorted by LSN) up to its
+ * first LSN must be that very batch.  *j walks `want`. */
 static void expect_batch(const struct batches *want, size_t *j, const struct scan *s,
 			 const char *what, unsigned cycle)
 {
@@ -774,7 +786,8 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 	/* Kill at a random instant: usually counted from the child's open (so it has
 	 * appended for a while), sometimes from the fork (so it may die in recovery). */
 	int early = !with_follower && rnd_below(4) == 0;
-	uint64_t delay_ns = (KILL_MIN_MS + rnd_below(KILL_MAX_MS - KILL_MIN_MS + 1)) * 1000000ull;
+	uint64_t delay_ns = early ? rnd_below(EARLY_KILL_MAX_US + 1) * 1000ull
+				  : (KILL_MIN_MS + rnd_below(KILL_MAX_MS - KILL_MIN_MS + 1)) * 1000000ull;
 
 	int fds[2];
 	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
@@ -792,6 +805,7 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 	assert_int_equal(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
 	struct inbox *in = calloc(1, sizeof(*in));
 	assert_non_null(in);
+	g_inbox = in;
 	in->fd = fds[0];
 	in->inc = cycle;
 	uint64_t forked = now_ns();
@@ -837,10 +851,11 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 	/* Everything it wrote before dying is in the pipe now; no writer is left. */
 	while (!in->eof)
 		inbox_drain(in);
-	close(in->fd);
 	if (in->child_error)
-		fail_msg("crash (seed %" PRIu64 ", cycle %u): the child failed: thread %u: call %" PRIu64
-			 ": %s", g_seed, cycle, in->error.nrecs, in->error.tag,
+		fail_msg("crash (seed %" PRIu64 ", cycle %u): the child failed: thread %u: %s: %s "
+			 "(its stderr has the detail)", g_seed, cycle, in->error.nrecs,
+			 in->error.tag == CALL_OPEN ? "ringlog_open" : in->error.tag == CALL_APPEND
+			 ? "ringlog_append" : "ringlog_wait",
 			 ringlog_strerror((int)(int64_t)in->error.lsn));
 	if (!killed || !WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
 		fail_msg("crash (seed %" PRIu64 ", cycle %u): the child ended by itself (status "
@@ -867,6 +882,7 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 		tot->follower_batches += g_follow.seen.n;
 	}
 
+	uint64_t check_start = now_ns();
 	/* 1. A read-only check agrees that an open would succeed; then recover. */
 	struct ringlog_recovery rep;
 	err = ringlog_check(dir, RINGLOG_RECOVER_TOLERATE_TAIL, &rep);
@@ -881,8 +897,8 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 		fail_msg("crash (seed %" PRIu64 ", cycle %u): ringlog_open after the kill: %s: %s",
 			 g_seed, cycle, ringlog_strerror(err), ringlog_last_error());
 	assert_int_equal(ringlog_recovery_report(g_log, &rep), 0);
-	if (rep.cut_bytes)
-		tot->tails_cut++;
+	uint64_t cut = rep.cut_bytes;
+	tot->tails_cut += cut != 0;
 	uint64_t next = ringlog_next_lsn(g_log);
 	if (next <= in->max_acked_lsn)
 		fail_msg("crash (seed %" PRIu64 ", cycle %u): recovered log ends at LSN %" PRIu64
@@ -913,13 +929,15 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 	tot->cycles++;
 	tot->log_records = mlsn + mn - 1;
 	if (getenv("RINGLOG_CRASH_VERBOSE"))
-		printf("crash: cycle %u: %s kill after %" PRIu64 " ms, %" PRIu64 " acks (max LSN "
-		       "%" PRIu64 "), recovered to LSN %" PRIu64 ", cut %" PRIu64 " bytes, depth %u, "
-		       "ring %u KiB%s\n",
-		       cycle, early ? "early" : "", kill_ms, in->acks, in->max_acked_lsn, next - 1,
-		       rep.cut_bytes, o.pipeline_depth, o.ring_bytes >> 10,
-		       in->opened ? "" : ", before open");
+		printf("crash: cycle %u: %skill after %" PRIu64 " ms%s, %" PRIu64 " acks (max LSN "
+		       "%" PRIu64 "), recovered to LSN %" PRIu64 " (cut %" PRIu64 " bytes), depth %u, "
+		       "ring %u KiB, checks took %" PRIu64 " ms\n",
+		       cycle, early ? "early " : "", kill_ms, in->opened ? "" : " (before open)",
+		       in->acks, in->max_acked_lsn, next - 1, cut, o.pipeline_depth,
+		       o.ring_bytes >> 10, (now_ns() - check_start) / 1000000);
+	close(in->fd);
 	free(in);
+	g_inbox = NULL;
 }
 
 static double budget_seconds(void)

@@ -314,6 +314,21 @@ static void submit_failure_fails_stop(void **state)
 	assert_int_equal(ringlog_close(log), -ENOMEM);
 }
 
+/* An io_uring error that means something else in this API (-EAGAIN: "ring full")
+ * fails the log as -EIO, the original named in the detail. */
+static void ambiguous_errors_become_eio(void **state)
+{
+	const char *dir = *state;
+	fx.submit_err = -EAGAIN;
+	struct ringlog *log = tu_open(dir, NULL);
+	uint64_t a = tu_append_tagged(log, 1, 1, 100);
+	assert_int_equal(ringlog_wait(log, a), -EIO);
+	assert_non_null(strstr(ringlog_last_error(), "Resource temporarily unavailable"));
+	struct iovec iov = {"x", 1};
+	assert_int_equal(ringlog_try_append(log, &iov, 1, NULL), -EIO);
+	assert_int_equal(ringlog_close(log), -EIO);
+}
+
 static void unregistered_buffer_fallback(void **state)
 {
 	const char *dir = *state;
@@ -449,6 +464,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(cancelled_fdatasync_is_resubmitted, setup, teardown),
 		cmocka_unit_test_setup_teardown(endless_eagain_gives_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(submit_failure_fails_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(ambiguous_errors_become_eio, setup, teardown),
 		cmocka_unit_test_setup_teardown(unregistered_buffer_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(io_uring_unavailable_is_a_clear_error, setup,
 						teardown),

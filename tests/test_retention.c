@@ -105,6 +105,33 @@ static void removed_lsn_is_a_clear_error_and_reopen_works(void **state)
 	free(lsns);
 }
 
+static void reader_behind_retention_gets_enoent(void **state)
+{
+	const char *dir = *state;
+	struct ringlog_options o;
+	uint64_t last;
+	struct ringlog *log = make(dir, &o, &last);
+	uint64_t *lsns;
+	size_t n = tu_segments(dir, &lsns);
+	assert_true(n >= 6);
+	struct ringlog_reader *r;
+	assert_int_equal(ringlog_reader_open(dir, 0, &r), 0);
+	struct ringlog_record rec;
+	assert_int_equal(ringlog_reader_next(r, &rec), 1);
+	/* Retention removes the reader's segment and the next ones under it. */
+	assert_int_equal(ringlog_truncate_before(log, lsns[4]), 4);
+	int got;
+	uint64_t seen = 1;
+	while ((got = ringlog_reader_next(r, &rec)) == 1)
+		seen++;
+	assert_int_equal(got, -ENOENT); /* gone by retention, not damaged */
+	assert_non_null(strstr(ringlog_last_error(), "retention"));
+	assert_int_equal(seen, lsns[1] - lsns[0]); /* it finished the open segment */
+	ringlog_reader_close(r);
+	assert_int_equal(ringlog_close(log), 0);
+	free(lsns);
+}
+
 static void crash_in_the_middle_of_retention(void **state)
 {
 	const char *dir = *state;
@@ -137,6 +164,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(removes_whole_old_segments_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(removed_lsn_is_a_clear_error_and_reopen_works, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(reader_behind_retention_gets_enoent, setup, teardown),
 		cmocka_unit_test_setup_teardown(crash_in_the_middle_of_retention, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,9 +43,9 @@ static void usage(FILE *f, const struct bench_opts *o, const char *intro)
 	fprintf(f,
 		"usage: %s [options]\n%s\n\n"
 		"Workload:\n"
-		"  --dir DIR               log directory (default: a fresh temporary directory,\n"
-		"                          removed afterwards unless --keep)\n"
-		"  --keep                  keep the directory\n"
+		"  --dir DIR               log directory (default: a fresh temporary directory);\n"
+		"                          removed afterwards only if this run created it\n"
+		"  --keep                  keep the directory even if this run created it\n"
 		"  --threads N             submitter threads (default 1)\n"
 		"  --records-per-batch K   records in each atomic batch (default 1)\n"
 		"  --record-size B|MIN:MAX bytes per record, fixed or uniform in [MIN,MAX] (default 100)\n"
@@ -59,7 +59,8 @@ static void usage(FILE *f, const struct bench_opts *o, const char *intro)
 		"  --rate R                open loop: R batches/s in total on a fixed schedule;\n"
 		"                          latency counts from the intended submit time\n"
 		"Output:\n"
-		"  --json FILE|-           results as JSON (with --interval: JSON Lines per interval)\n"
+		"  --json FILE|-           results as JSON; with --interval, JSON Lines: one object\n"
+		"                          per interval, then the result\n"
 		"  --interval S            a line every S seconds\n"
 		"  --hgrm FILE             latency distribution, HdrHistogram percentile format (us)\n"
 		"  --quiet                 no human summary (with --json -)\n"
@@ -189,8 +190,17 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ft
 
 int bench_prepare_dir(struct bench_opts *o)
 {
+	if (o->json && strcmp(o->json, "-") != 0) {
+		o->json_file = fopen(o->json, "w");
+		if (!o->json_file) {
+			fprintf(stderr, "%s: cannot write %s: %s\n", o->tool, o->json, strerror(errno));
+			return -errno;
+		}
+	}
 	if (o->dir) {
-		if (mkdir(o->dir, 0755) < 0 && errno != EEXIST) {
+		if (mkdir(o->dir, 0755) == 0)
+			o->dir_created = 1;
+		else if (errno != EEXIST) {
 			fprintf(stderr, "%s: mkdir %s: %s\n", o->tool, o->dir, strerror(errno));
 			return -errno;
 		}
@@ -207,12 +217,13 @@ int bench_prepare_dir(struct bench_opts *o)
 		return err;
 	}
 	o->dir = path;
+	o->dir_created = 1;
 	return 0;
 }
 
 void bench_cleanup(const struct bench_opts *o)
 {
-	if (!o->keep && o->dir)
+	if (!o->keep && o->dir && o->dir_created)
 		nftw(o->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -225,7 +236,7 @@ void bench_tick(const struct bench_opts *o, double t, const struct bench_counter
 	double f = (double)(now->fsyncs - prev->fsyncs) / dt;
 	if (o->interval_s > 0 && !final) {
 		if (o->json)
-			fprintf(o->json && strcmp(o->json, "-") == 0 ? stdout : stderr,
+			fprintf(o->json_file ? o->json_file : stdout,
 				"{\"interval_end_s\":%.3f,\"batches_per_sec\":%.1f,\"records_per_sec\":%.1f,"
 				"\"mb_per_sec\":%.3f,\"fsyncs_per_sec\":%.1f}\n", t, b, r, mb, f);
 		else
@@ -312,7 +323,7 @@ int bench_report(const struct bench_opts *o, struct bench_thread *const *threads
 	}
 	int rc = 0;
 	if (o->json) {
-		FILE *f = strcmp(o->json, "-") == 0 ? stdout : fopen(o->json, "w");
+		FILE *f = o->json_file ? o->json_file : stdout;
 		if (!f) {
 			fprintf(stderr, "%s: cannot write %s: %s\n", o->tool, o->json, strerror(errno));
 			rc = 1;

@@ -16,6 +16,8 @@ struct bench_opts {
 	const char *tool;
 	char *dir;            /* NULL: a fresh temporary directory */
 	int keep;             /* keep the directory afterwards */
+	int dir_created;      /* this run created dir (only then is it removed) */
+	FILE *json_file;      /* --json FILE, open for the interval lines and the result */
 	unsigned threads;
 	unsigned records_per_batch;
 	uint32_t record_min, record_max;
@@ -78,8 +80,8 @@ struct bench_result {
 int bench_report(const struct bench_opts *o, struct bench_thread *const *threads,
 		 const struct bench_result *r);
 
-/* A fresh directory for the run (when --dir is not given); removed by bench_cleanup
- * unless --keep. */
+/* The run's directory: --dir (created if missing) or a fresh temporary one.
+ * bench_cleanup removes it only if this run created it, and not with --keep. */
 int bench_prepare_dir(struct bench_opts *o);
 void bench_cleanup(const struct bench_opts *o);
 

@@ -203,7 +203,8 @@ int main(int argc, char **argv)
 	struct ringlog_record rec;
 	uint64_t seen = 0, expect = start_lsn;
 	while ((err = ringlog_reader_next(r, &rec)) == 1) {
-		if (rec.lsn != expect++ || rec.len != c.record_size || ((const char *)rec.data)[0] != 't') {
+		if (rec.lsn != expect++ || rec.len != c.record_size ||
+		    (rec.len >= 2 && ((const char *)rec.data)[0] != 't')) {
 			fprintf(stderr, "ringlog-demo: unexpected record at LSN %" PRIu64 "\n", rec.lsn);
 			return 1;
 		}

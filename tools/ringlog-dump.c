@@ -47,7 +47,8 @@ static void usage(FILE *f)
 		"                       DIR.repair-backup-<time> beside the log)\n"
 		"  --json               machine-readable output\n"
 		"  --help\n\n"
-		"Exit status: 0 fine, 1 damage found (--verify) or refused (--repair), 2 usage,\n"
+		"Exit status: 0 fine, 1 damage found (listing, --verify, --records) or refused\n"
+		"(--repair), 2 usage,\n"
 		"3 cannot read the log.  The log must not be open for writing during --repair.\n");
 }
 
@@ -109,8 +110,11 @@ static int list_segments(const char *dir)
 		fprintf(stderr, "ringlog-dump: cannot list %s\n", dir);
 		return EXIT_ERROR;
 	}
-	if (json)
-		printf("{\"dir\":\"%s\",\"segments\":[", dir);
+	if (json) {
+		printf("{\"dir\":");
+		json_str(dir);
+		printf(",\"segments\":[");
+	}
 	else
 		printf("%-26s %20s %20s %9s %10s %12s  %s\n", "segment", "first LSN", "last LSN",
 		       "frames", "records", "bytes", "status");

@@ -1,0 +1,766 @@
+/*
+ * libFuzzer target: the input is the contents of a log directory.
+ *
+ * Input layout (all integers little-endian; a short input reads as zero-padded):
+ *
+ *   off size field
+ *     0    1 flags      bits 0-1: segments = 1 + value % 3
+ *                       bit 2: recompute the CRC of every frame found by a walk
+ *                       bit 3: recompute each segment header's CRC
+ *                       bit 4: chain the segment headers (first_lsn, log_id,
+ *                              prev_last_lsn, prev_tail_crc follow the walk)
+ *                       bits 5-6: recovery mode for the applied recovery (value % 3)
+ *                       bit 7: frames take the LSN and log id the walk expects
+ *     1    2 len0       bytes of segment 0 (when there is a segment after it)
+ *     3    2 len1       bytes of segment 1 (when there is a segment after it)
+ *     5    1 names      2 bits per segment choosing its file name (name_for())
+ *     6    1 delta      small offset used by the name choices
+ *     7    8 explicit   LSN used by name choice 3
+ *    15    1 extra      bit 0: also write a file recovery and readers must ignore
+ *    16    . payload    segment 0, segment 1, ..., the last segment takes the rest
+ *
+ * The fix-up bits only repair checksums and chaining fields, so that mutations reach
+ * past them; with all of them clear the bytes are written exactly as given.
+ *
+ * Each run writes the segments into a per-process scratch directory on /dev/shm
+ * (emptied after every run), then:
+ *   (a) rl_frame_check / rl_frame_check_header at every 8-aligned offset of every
+ *       segment, and rl_seg_header_decode on its first 64 bytes;
+ *   (b) rl_recover read-only in all three modes, cross-checking the modes;
+ *   (c) a full read with ringlog_reader_open / ringlog_reader_next, checking LSN
+ *       continuity and bounds, and that it agrees with read-only TOLERATE_TAIL
+ *       recovery; then that nothing read-only changed a byte on disk;
+ *   (d) rl_recover applied in the mode the input picks, which must do exactly what
+ *       the read-only run of that mode predicted; after it the log must be clean
+ *       (read-only TOLERATE_TAIL and ABSOLUTE succeed with no damage) and read back
+ *       in full.
+ * A violated invariant prints what failed and traps.  The number of open file
+ * descriptors must be the same before and after every run.
+ *
+ * Environment: FUZZ_LOG_LAX=1 turns the reader/recovery agreement checks of (c)
+ * into warnings printed once (see tests/fuzz/README.md); FUZZ_LOG_VERBOSE=1 prints
+ * what each run wrote, recovered and read (for looking at one input).
+ */
+#include "format.h"
+#include "log_internal.h"
+#include "ringlog.h"
+#include "segment.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FZ_HDR 16u
+#define FZ_MAX_SEGS 3u
+
+enum {
+	FZ_FIX_FRAME_CRC = 1u << 2,
+	FZ_FIX_HEADER_CRC = 1u << 3,
+	FZ_FIX_CHAIN = 1u << 4,
+	FZ_FIX_FRAME_LSN = 1u << 7,
+	FZ_EXTRA_STRAY = 1u << 0,
+};
+
+static char g_dir[128];
+static int g_dir_fd = -1;
+static int g_lax;
+static int g_verbose;
+
+__attribute__((noreturn)) static void fz_fail(const char *what, const char *file, int line)
+{
+	fprintf(stderr, "\nfuzz_log: invariant violated at %s:%d: %s\n", file, line, what);
+	fprintf(stderr, "fuzz_log: last ringlog error: %s\n", ringlog_last_error());
+	__builtin_trap();
+}
+
+#define CHECK(cond)                                                                        \
+	do {                                                                               \
+		if (!(cond))                                                               \
+			fz_fail(#cond, __FILE__, __LINE__);                                \
+	} while (0)
+
+/* A check of agreement between the reader and recovery: FUZZ_LOG_LAX=1 reports it
+ * once instead of trapping, so fuzzing can go on past a known divergence. */
+#define XCHECK(cond)                                                                       \
+	do {                                                                               \
+		if (!(cond)) {                                                             \
+			if (!g_lax)                                                        \
+				fz_fail(#cond, __FILE__, __LINE__);                        \
+			static int warned_;                                                \
+			if (!warned_++)                                                    \
+				fprintf(stderr, "fuzz_log: (lax) reader/recovery divergence "  \
+						"at %s:%d: %s\n",                          \
+					__FILE__, __LINE__, #cond);                        \
+		}                                                                          \
+	} while (0)
+
+struct fz_seg {
+	uint8_t *buf; /* exactly len bytes (so ASan sees any read past them) */
+	size_t len;
+	uint64_t name;
+	char fname[RL_SEG_NAME_LEN + 1];
+	/* what a walk over its frames found */
+	uint64_t walk_next_lsn;
+	uint32_t walk_last_crc;
+};
+
+struct fz_run {
+	uint8_t flags, extra;
+	unsigned nseg;
+	struct fz_seg seg[FZ_MAX_SEGS];
+	uint64_t total;    /* bytes of all segment files */
+	uint64_t max_seg;  /* bytes of the largest segment file */
+	uint64_t min_name; /* LSN of the first segment */
+	char stray[48];    /* "" or a file that is not a segment */
+};
+
+struct fz_rec {
+	int ret;
+	int empty;
+	uint64_t next_lsn, log_id;
+	struct rl_segment last; /* fd already closed */
+	uint64_t last_file_size;
+	struct ringlog_recovery rep;
+};
+
+/* ---- scratch directory ---- */
+
+static void clear_dir(void)
+{
+	int fd = dup(g_dir_fd);
+	if (fd < 0)
+		return;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	rewinddir(d);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, ".."))
+			unlinkat(g_dir_fd, de->d_name, 0);
+	}
+	closedir(d);
+}
+
+static void remove_dir(void)
+{
+	if (g_dir_fd < 0)
+		return;
+	clear_dir();
+	close(g_dir_fd);
+	g_dir_fd = -1;
+	rmdir(g_dir);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	const char *lax = getenv("FUZZ_LOG_LAX");
+	g_lax = lax && *lax && strcmp(lax, "0") != 0;
+	const char *verbose = getenv("FUZZ_LOG_VERBOSE");
+	g_verbose = verbose && *verbose && strcmp(verbose, "0") != 0;
+	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+	snprintf(g_dir, sizeof(g_dir), "%s/ringlog-fuzz.%ld", base, (long)getpid());
+	if (mkdir(g_dir, 0700) < 0 && errno != EEXIST) {
+		perror(g_dir);
+		abort();
+	}
+	g_dir_fd = open(g_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (g_dir_fd < 0) {
+		perror(g_dir);
+		abort();
+	}
+	clear_dir(); /* a directory left by an earlier process with the same pid */
+	atexit(remove_dir);
+	return 0;
+}
+
+/* Lowest free descriptor number: grows by one with every descriptor leaked. */
+static int lowest_free_fd(void)
+{
+	int fd = dup(g_dir_fd);
+	CHECK(fd >= 0);
+	close(fd);
+	return fd;
+}
+
+/* ---- building the directory from the input ---- */
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	return rl_get64(p);
+}
+
+/* Walk the frames of a segment as a writer would have laid them out, from offset 64:
+ * while the bytes hold a plausible frame header whose length fits, step over it.
+ * Optionally give each frame the expected LSN and log id, and recompute its CRC. */
+static void walk_frames(struct fz_seg *s, int fix_lsn, int fix_crc)
+{
+	uint64_t lsn = s->len >= 16 ? get_u64(s->buf + 8) : 0;
+	uint64_t log_id = s->len >= 24 ? get_u64(s->buf + 16) : 0;
+	uint32_t last_crc = 0;
+	uint64_t off = RL_SEG_HEADER_BYTES;
+	while (off + RL_FRAME_HEADER_BYTES <= s->len) {
+		uint8_t *f = s->buf + off;
+		if (rl_get32(f) != RL_FRAME_MAGIC)
+			break;
+		uint32_t flen = rl_get32(f + 8), nrecs = rl_get32(f + 12);
+		if (nrecs == 0 || flen % RL_FRAME_ALIGN != 0 ||
+		    (uint64_t)RL_FRAME_HEADER_BYTES + 4ull * nrecs > flen || flen > s->len - off)
+			break;
+		if (fix_lsn) {
+			rl_put64(f + 16, lsn);
+			rl_put64(f + 24, log_id);
+		}
+		if (fix_crc)
+			rl_frame_seal(f);
+		last_crc = rl_get32(f + 4);
+		lsn = rl_get64(f + 16) + nrecs;
+		off += flen;
+	}
+	s->walk_next_lsn = lsn;
+	s->walk_last_crc = last_crc;
+}
+
+/* Make segment k's header chain to segment k-1 (only the fields that fit). */
+static void chain_header(struct fz_run *run, unsigned k)
+{
+	struct fz_seg *s = &run->seg[k];
+	if (k > 0 && s->len >= 16)
+		rl_put64(s->buf + 8, run->seg[k - 1].walk_next_lsn);
+	if (k > 0 && s->len >= 24 && run->seg[0].len >= 24)
+		memcpy(s->buf + 16, run->seg[0].buf + 16, 8);
+	if (s->len >= 32)
+		rl_put64(s->buf + 24, get_u64(s->buf + 8) - 1);
+	if (s->len >= 36)
+		rl_put32(s->buf + 32, k > 0 ? run->seg[k - 1].walk_last_crc : 0);
+}
+
+/* The file name (first LSN) of segment k, from the input's choice:
+ *   0: the first_lsn in its header (if it has one), else the LSN expected there;
+ *   1: the LSN expected there (after the previous segment's frames) + delta;
+ *   2: its header's first_lsn + (signed) delta;
+ *   3: the explicit LSN + k. */
+static uint64_t name_for(const struct fz_run *run, const uint8_t *hdr, unsigned k)
+{
+	const struct fz_seg *s = &run->seg[k];
+	unsigned choice = (hdr[5] >> (2 * k)) & 3;
+	uint8_t delta = hdr[6];
+	uint64_t in_header = s->len >= 16 ? get_u64(s->buf + 8) : 0;
+	uint64_t expected = k == 0 ? (in_header ? in_header : 1) : run->seg[k - 1].walk_next_lsn;
+	uint64_t v;
+	switch (choice) {
+	case 0: v = in_header ? in_header : expected; break;
+	case 1: v = expected + delta; break;
+	case 2: v = (in_header ? in_header : expected) + (uint64_t)(int64_t)(int8_t)delta; break;
+	default: v = get_u64(hdr + 7) + k; break;
+	}
+	for (;;) {
+		if (v == 0)
+			v = 1;
+		int dup = 0;
+		for (unsigned j = 0; j < k; j++)
+			dup |= run->seg[j].name == v;
+		if (!dup)
+			return v;
+		v++;
+	}
+}
+
+static void write_file(const char *name, const uint8_t *buf, size_t len)
+{
+	int fd = openat(g_dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	CHECK(fd >= 0);
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = write(fd, buf + done, len - done);
+		CHECK(n > 0);
+		done += (size_t)n;
+	}
+	close(fd);
+}
+
+/* Names that look almost like segments; recovery and readers must ignore them. */
+static void stray_name(char *out, size_t cap, uint8_t pick, uint64_t lsn)
+{
+	switch (pick % 7) {
+	case 0: snprintf(out, cap, "LOCK"); break;
+	case 1: snprintf(out, cap, "%020" PRIu64 ".rlog.tmp", lsn); break;
+	case 2: snprintf(out, cap, "%019" PRIu64 ".rlog", (uint64_t)(lsn % 10000000000000000000ull)); break;
+	case 3: snprintf(out, cap, "%020" PRIu64 ".rlo", lsn); break;
+	case 4: snprintf(out, cap, "00000000000000000000.rlog"); break;
+	case 5: snprintf(out, cap, "99999999999999999999.rlog"); break;
+	default: snprintf(out, cap, "%020" PRIu64 ".RLOG", lsn); break;
+	}
+}
+
+static void build_run(struct fz_run *run, const uint8_t *data, size_t size)
+{
+	uint8_t hdr[FZ_HDR] = {0};
+	size_t h = size < FZ_HDR ? size : FZ_HDR;
+	memcpy(hdr, data, h);
+	const uint8_t *p = data + h;
+	size_t rem = size - h;
+
+	memset(run, 0, sizeof(*run));
+	run->flags = hdr[0];
+	run->extra = hdr[15];
+	run->nseg = 1 + (hdr[0] & 3) % 3;
+	for (unsigned k = 0; k < run->nseg; k++) {
+		size_t want = k + 1 == run->nseg ? rem : (size_t)(hdr[1 + 2 * k] | hdr[2 + 2 * k] << 8);
+		if (want > rem)
+			want = rem;
+		struct fz_seg *s = &run->seg[k];
+		s->len = want;
+		s->buf = malloc(want ? want : 1);
+		CHECK(s->buf != NULL);
+		if (want)
+			memcpy(s->buf, p, want);
+		p += want;
+		rem -= want;
+	}
+	for (unsigned k = 0; k < run->nseg; k++) {
+		struct fz_seg *s = &run->seg[k];
+		if (run->flags & FZ_FIX_CHAIN)
+			chain_header(run, k);
+		walk_frames(s, !!(run->flags & FZ_FIX_FRAME_LSN), !!(run->flags & FZ_FIX_FRAME_CRC));
+		if ((run->flags & FZ_FIX_HEADER_CRC) && s->len >= RL_SEG_HEADER_BYTES)
+			rl_put32(s->buf + 60, rl_crc32c(s->buf, 60));
+		s->name = name_for(run, hdr, k);
+		rl_seg_name(s->fname, s->name);
+		uint64_t parsed = 0;
+		CHECK(rl_seg_name_parse(s->fname, &parsed) == 1 && parsed == s->name);
+		if (k == 0 || s->name < run->min_name)
+			run->min_name = s->name;
+		run->total += s->len;
+		if (s->len > run->max_seg)
+			run->max_seg = s->len;
+		write_file(s->fname, s->buf, s->len);
+		if (g_verbose)
+			fprintf(stderr, "  segment %u: %s, %zu bytes\n", k, s->fname, s->len);
+	}
+	if (run->extra & FZ_EXTRA_STRAY) {
+		stray_name(run->stray, sizeof(run->stray), hdr[6], run->seg[0].name);
+		uint64_t ignored;
+		CHECK(!rl_seg_name_parse(run->stray, &ignored));
+		write_file(run->stray, run->seg[0].buf, run->seg[0].len);
+	}
+}
+
+static void finish_run(struct fz_run *run)
+{
+	for (unsigned k = 0; k < run->nseg; k++) {
+		unlinkat(g_dir_fd, run->seg[k].fname, 0);
+		free(run->seg[k].buf);
+	}
+	if (run->stray[0])
+		unlinkat(g_dir_fd, run->stray, 0);
+}
+
+/* 1 if every segment file holds exactly the bytes written. */
+static int files_unchanged(const struct fz_run *run)
+{
+	for (unsigned k = 0; k < run->nseg; k++) {
+		const struct fz_seg *s = &run->seg[k];
+		int fd = openat(g_dir_fd, s->fname, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return 0;
+		struct stat st;
+		int same = fstat(fd, &st) == 0 && (uint64_t)st.st_size == s->len;
+		if (same && s->len) {
+			uint8_t *b = malloc(s->len);
+			CHECK(b != NULL);
+			same = pread(fd, b, s->len, 0) == (ssize_t)s->len && !memcmp(b, s->buf, s->len);
+			free(b);
+		}
+		close(fd);
+		if (!same)
+			return 0;
+	}
+	return 1;
+}
+
+/* ---- (a) the frame and header checks over raw bytes ---- */
+
+static int all_zero(const uint8_t *p, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* The validity rule's record part, written out again: lengths from offset 32 end
+ * inside the frame with fewer than 8 bytes, all zero, left over. */
+static int records_tile(const uint8_t *f, uint32_t flen, uint32_t nrecs)
+{
+	uint64_t pos = RL_FRAME_HEADER_BYTES;
+	for (uint32_t i = 0; i < nrecs; i++) {
+		if (pos + 4 > flen)
+			return 0;
+		pos += 4 + (uint64_t)rl_get32(f + pos);
+		if (pos > flen)
+			return 0;
+	}
+	return flen - pos < RL_FRAME_ALIGN && all_zero(f + pos, flen - pos);
+}
+
+static void check_frame_at(const uint8_t *p, uint64_t avail, uint64_t expect, uint64_t log_id)
+{
+	struct rl_frame_info info, hinfo;
+	memset(&info, 0, sizeof(info));
+	enum rl_frame_status st = rl_frame_check(p, avail, expect, log_id, &info);
+	CHECK(st <= RL_FRAME_BAD_RECORDS);
+	CHECK(rl_frame_status_str(st) != NULL);
+	if (avail < RL_FRAME_HEADER_BYTES) {
+		CHECK(st == (all_zero(p, avail) ? RL_FRAME_END : RL_FRAME_TRUNCATED));
+		return;
+	}
+	memset(&hinfo, 0, sizeof(hinfo));
+	enum rl_frame_status hs = rl_frame_check_header(p, expect, log_id, &hinfo);
+	CHECK(hs == RL_FRAME_OK || hs == RL_FRAME_END || hs == RL_FRAME_BAD_MAGIC ||
+	      hs == RL_FRAME_BAD_LENGTH || hs == RL_FRAME_BAD_LOG_ID || hs == RL_FRAME_BAD_LSN);
+	if (hs != RL_FRAME_OK) {
+		CHECK(st == hs);
+		CHECK((hs == RL_FRAME_END) == (rl_get32(p) != RL_FRAME_MAGIC &&
+					       all_zero(p, RL_FRAME_HEADER_BYTES)));
+		return;
+	}
+	/* The header passed: rules 1-5 hold for it. */
+	CHECK(rl_get32(p) == RL_FRAME_MAGIC);
+	CHECK(hinfo.frame_len == rl_get32(p + 8) && hinfo.nrecs == rl_get32(p + 12));
+	CHECK(hinfo.frame_len % RL_FRAME_ALIGN == 0 && hinfo.frame_len <= RL_FRAME_MAX_BYTES);
+	CHECK(hinfo.nrecs >= 1);
+	CHECK((uint64_t)RL_FRAME_HEADER_BYTES + 4ull * hinfo.nrecs <= hinfo.frame_len);
+	CHECK(rl_get64(p + 24) == log_id);
+	CHECK(expect == 0 || hinfo.first_lsn == expect);
+	if (hinfo.frame_len > avail) {
+		CHECK(st == RL_FRAME_TRUNCATED);
+		return;
+	}
+	int crc_ok = rl_crc32c(p + 8, hinfo.frame_len - 8) == rl_get32(p + 4);
+	int tiles = records_tile(p, hinfo.frame_len, hinfo.nrecs);
+	if (!crc_ok) {
+		CHECK(st == RL_FRAME_BAD_CRC);
+		return;
+	}
+	CHECK(st == (tiles ? RL_FRAME_OK : RL_FRAME_BAD_RECORDS));
+	if (st != RL_FRAME_OK)
+		return;
+	CHECK(info.frame_len == hinfo.frame_len && info.nrecs == hinfo.nrecs &&
+	      info.first_lsn == hinfo.first_lsn && info.crc == hinfo.crc);
+
+	/* Walk the records: exactly nrecs, each inside the frame, in order. */
+	struct rl_record_cursor cur = {0, 0};
+	const uint8_t *d, *prev_end = p + RL_FRAME_HEADER_BYTES;
+	uint32_t n, count = 0;
+	while (rl_frame_next_record(p, &info, &cur, &d, &n)) {
+		CHECK(count < info.nrecs);
+		CHECK(d == prev_end + 4);
+		CHECK(d + n <= p + info.frame_len);
+		prev_end = d + n;
+		count++;
+	}
+	CHECK(count == info.nrecs);
+	CHECK(p + info.frame_len - prev_end < (ptrdiff_t)RL_FRAME_ALIGN);
+	CHECK(!rl_frame_next_record(p, &info, &cur, &d, &n));
+}
+
+static void check_segment_bytes(const struct fz_seg *s)
+{
+	uint64_t hdr_first = 0, hdr_id = 0;
+	if (s->len >= RL_SEG_HEADER_BYTES) {
+		struct rl_seg_header h;
+		int r = rl_seg_header_decode(s->buf, &h);
+		CHECK(r == 0 || r == -EBADMSG);
+		if (r == 0) {
+			CHECK(h.first_lsn != 0 && h.prev_last_lsn == h.first_lsn - 1);
+			CHECK(rl_get32(s->buf) == RL_SEG_MAGIC);
+			uint8_t again[RL_SEG_HEADER_BYTES];
+			struct rl_seg_header h2;
+			rl_seg_header_encode(&h, again);
+			CHECK(rl_seg_header_decode(again, &h2) == 0);
+			CHECK(h2.first_lsn == h.first_lsn && h2.log_id == h.log_id &&
+			      h2.prev_last_lsn == h.prev_last_lsn &&
+			      h2.prev_tail_crc == h.prev_tail_crc);
+			hdr_first = h.first_lsn;
+			hdr_id = h.log_id;
+		}
+	}
+	for (uint64_t off = 0; off <= s->len; off += RL_FRAME_ALIGN) {
+		const uint8_t *p = s->buf + off;
+		uint64_t avail = s->len - off;
+		uint64_t own_lsn = avail >= 24 ? get_u64(p + 16) : 0;
+		uint64_t own_id = avail >= 32 ? get_u64(p + 24) : 0;
+		check_frame_at(p, avail, 0, own_id);
+		check_frame_at(p, avail, own_lsn, own_id);
+		check_frame_at(p, avail, hdr_first, hdr_id);
+		if (avail >= RL_FRAME_HEADER_BYTES && own_lsn + 1 != 0) {
+			/* The LSN rule: a frame never passes where another LSN is due. */
+			struct rl_frame_info info;
+			CHECK(rl_frame_check_header(p, own_lsn + 1, own_id, &info) != RL_FRAME_OK);
+		}
+	}
+}
+
+/* ---- (b) recovery ---- */
+
+static void recover(int apply, uint32_t mode, struct fz_rec *r)
+{
+	struct rl_recovered out;
+	memset(r, 0, sizeof(*r));
+	r->ret = rl_recover(g_dir_fd, mode, apply, &out);
+	r->empty = out.empty;
+	r->next_lsn = out.next_lsn;
+	r->log_id = out.log_id;
+	r->last = out.last;
+	r->rep = out.report;
+	if (out.last.fd >= 0) {
+		struct stat st;
+		CHECK(fstat(out.last.fd, &st) == 0);
+		r->last_file_size = (uint64_t)st.st_size;
+		close(out.last.fd);
+	}
+	r->last.fd = -1;
+	if (g_verbose)
+		fprintf(stderr,
+			"  recover(apply=%d, mode=%u) = %d: LSN %" PRIu64 "..%" PRIu64 " next %" PRIu64
+			", cut %" PRIu64 ", dropped %u, damage %d %s@%" PRIu64 " (%s)%s%s\n",
+			apply, mode, r->ret, r->rep.first_lsn, r->rep.last_lsn, r->next_lsn,
+			r->rep.cut_bytes, r->rep.dropped_segments, r->rep.damage,
+			r->rep.damage_file, r->rep.damage_offset, r->rep.damage_reason,
+			r->ret ? ": " : "", r->ret ? ringlog_last_error() : "");
+	CHECK(r->ret == 0 || r->ret == -EBADMSG);
+	CHECK((out.last.fd >= 0) == (r->ret == 0));
+}
+
+static int seg_name_ok(const char *name)
+{
+	uint64_t lsn;
+	return rl_seg_name_parse(name, &lsn);
+}
+
+/* What must hold for any recovery result over a directory of nseg segments. */
+static void check_recovery(const struct fz_run *run, const struct fz_rec *r, uint32_t mode,
+			   uint32_t nseg, uint64_t total)
+{
+	const struct ringlog_recovery *rep = &r->rep;
+	CHECK(rep->mode == mode);
+	CHECK(rep->segments == nseg);
+	CHECK(!r->empty);
+	CHECK(rep->first_lsn == run->min_name);
+	if (r->ret != 0) {
+		CHECK(rep->damage == -EBADMSG);
+		CHECK(seg_name_ok(rep->damage_file));
+		CHECK(rep->damage_reason[0] != '\0');
+		return;
+	}
+	if (rep->damage) {
+		CHECK(rep->damage == -EBADMSG);
+		CHECK(seg_name_ok(rep->damage_file));
+	}
+	/* The LSNs kept: first_lsn .. last_lsn, and the writer would go on at next_lsn.
+	 * No wrap-around: next_lsn is a real LSN after all of them. */
+	CHECK(r->next_lsn == rep->last_lsn + 1);
+	CHECK(r->next_lsn != 0);
+	CHECK(r->next_lsn >= rep->first_lsn);
+	/* Every record takes at least 4 bytes in a file. */
+	CHECK(r->next_lsn - rep->first_lsn <= total / 4);
+	CHECK(r->last.first_lsn >= rep->first_lsn && r->last.first_lsn <= r->next_lsn);
+	/* (A torn segment header counts as rewritten: 64 bytes, even read-only.) */
+	CHECK(r->last.size >= RL_SEG_HEADER_BYTES);
+	CHECK(r->last.size <= r->last_file_size || r->last.size == RL_SEG_HEADER_BYTES);
+	CHECK(r->last.size % RL_FRAME_ALIGN == 0);
+	CHECK(rep->dropped_segments < nseg);
+	if (mode == RINGLOG_RECOVER_ABSOLUTE)
+		CHECK(rep->damage == 0 && rep->cut_bytes == 0 && rep->dropped_segments == 0);
+	if (mode == RINGLOG_RECOVER_TOLERATE_TAIL)
+		CHECK(rep->dropped_segments == 0);
+	CHECK(rep->cut_bytes <= total);
+}
+
+static int same_damage(const struct ringlog_recovery *a, const struct ringlog_recovery *b)
+{
+	return strcmp(a->damage_file, b->damage_file) == 0 &&
+	       a->damage_offset == b->damage_offset && a->damage_lsn == b->damage_lsn;
+}
+
+static void check_modes(const struct fz_rec *tol, const struct fz_rec *abs,
+			const struct fz_rec *pit)
+{
+	if (abs->ret == 0) {
+		CHECK(tol->ret == 0 && pit->ret == 0);
+		CHECK(tol->rep.damage == 0 && pit->rep.damage == 0);
+		CHECK(tol->rep.last_lsn == abs->rep.last_lsn && pit->rep.last_lsn == abs->rep.last_lsn);
+	}
+	if (tol->ret == 0) {
+		CHECK(pit->ret == 0);
+		CHECK(pit->rep.last_lsn == tol->rep.last_lsn);
+		CHECK(pit->rep.cut_bytes == tol->rep.cut_bytes);
+		CHECK(pit->rep.dropped_segments == 0);
+		CHECK(pit->next_lsn == tol->next_lsn);
+	}
+	if (pit->ret != 0)
+		CHECK(tol->ret != 0 && abs->ret != 0);
+	/* One scan, so the first damage is found at the same place by every mode. */
+	if (tol->rep.damage && pit->rep.damage)
+		CHECK(same_damage(&tol->rep, &pit->rep));
+	if (tol->rep.damage && abs->rep.damage)
+		CHECK(same_damage(&tol->rep, &abs->rep));
+}
+
+/* ---- (c) the reader ---- */
+
+/* Read the whole log; `tol` is read-only TOLERATE_TAIL recovery of the same files.
+ * Returns the number of records read. */
+static uint64_t read_all(const struct fz_run *run, const struct fz_rec *tol, uint64_t total)
+{
+	struct ringlog_reader *r = (struct ringlog_reader *)1;
+	int ret = ringlog_reader_open(g_dir, 0, &r);
+	if (ret < 0) {
+		if (g_verbose)
+			fprintf(stderr, "  reader: open = %d: %s\n", ret, ringlog_last_error());
+		CHECK(r == NULL);
+		CHECK(ret == -EBADMSG);
+		/* Only a log recovery refuses, or one with nothing to read: its only
+		 * segment is a torn creation (recovery would write its header). */
+		XCHECK(tol->ret != 0 || (tol->rep.last_lsn + 1 == tol->rep.first_lsn &&
+					 tol->rep.segments == 1 && tol->rep.damage == 0));
+		return 0;
+	}
+	CHECK(ret == 0 && r != NULL);
+	uint64_t prev = 0, count = 0, bytes = 0;
+	volatile uint8_t sink = 0;
+	for (;;) {
+		struct ringlog_record rec;
+		memset(&rec, 0, sizeof(rec));
+		ret = ringlog_reader_next(r, &rec);
+		if (ret <= 0)
+			break;
+		CHECK(ret == 1);
+		CHECK(rec.lsn != 0);
+		/* Dense LSNs, starting at the first segment's. */
+		CHECK(count == 0 ? rec.lsn == run->min_name : rec.lsn == prev + 1);
+		CHECK(rec.batch_nrecs >= 1 && rec.lsn >= rec.batch_first_lsn &&
+		      rec.lsn - rec.batch_first_lsn < rec.batch_nrecs);
+		/* Inside what was fed: a segment header, a frame header, a length. */
+		CHECK((uint64_t)rec.len + RL_SEG_HEADER_BYTES + RL_FRAME_HEADER_BYTES + 4 <=
+		      run->max_seg);
+		CHECK(rec.len == 0 || rec.data != NULL);
+		if (rec.len) {
+			const uint8_t *d = rec.data;
+			sink ^= d[0] ^ d[rec.len - 1];
+		}
+		if (rec.lsn == rec.batch_first_lsn)
+			bytes += RL_FRAME_HEADER_BYTES;
+		bytes += 4 + (uint64_t)rec.len;
+		CHECK(bytes <= total);
+		count++;
+		prev = rec.lsn;
+	}
+	(void)sink;
+	if (g_verbose)
+		fprintf(stderr, "  reader: %" PRIu64 " records (LSN %" PRIu64 "..%" PRIu64
+				"), then %d%s%s\n",
+			count, count ? run->min_name : 0, count ? prev : 0, ret, ret ? ": " : "",
+			ret ? ringlog_last_error() : "");
+	CHECK(ret == 0 || ret == -EBADMSG);
+	ringlog_reader_close(r);
+	/* Agreement with recovery: the reader returns exactly the records recovery keeps,
+	 * and fails where recovery refuses. */
+	XCHECK((ret == 0) == (tol->ret == 0));
+	XCHECK(count == tol->rep.last_lsn + 1 - tol->rep.first_lsn);
+	return count;
+}
+
+/* ---- the run ---- */
+
+static uint32_t count_segment_files(const struct fz_run *run)
+{
+	uint32_t n = 0;
+	struct stat st;
+	for (unsigned k = 0; k < run->nseg; k++)
+		n += fstatat(g_dir_fd, run->seg[k].fname, &st, 0) == 0;
+	return n;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (g_dir_fd < 0)
+		LLVMFuzzerInitialize(NULL, NULL);
+	int fd_base = lowest_free_fd();
+	struct fz_run run;
+	build_run(&run, data, size);
+
+	/* (a) */
+	for (unsigned k = 0; k < run.nseg; k++)
+		check_segment_bytes(&run.seg[k]);
+
+	/* (b) */
+	struct fz_rec ro[3];
+	for (uint32_t m = 0; m < 3; m++) {
+		recover(0, m, &ro[m]);
+		check_recovery(&run, &ro[m], m, run.nseg, run.total);
+	}
+	const struct fz_rec *tol = &ro[RINGLOG_RECOVER_TOLERATE_TAIL];
+	check_modes(tol, &ro[RINGLOG_RECOVER_ABSOLUTE], &ro[RINGLOG_RECOVER_POINT_IN_TIME]);
+
+	/* (c) */
+	read_all(&run, tol, run.total);
+	CHECK(files_unchanged(&run)); /* nothing read-only wrote a byte */
+
+	/* (d) */
+	uint32_t mode = (uint32_t)((run.flags >> 5) & 3) % 3;
+	const struct fz_rec *pred = &ro[mode];
+	struct fz_rec ap;
+	recover(1, mode, &ap);
+	check_recovery(&run, &ap, mode, run.nseg, run.total);
+	/* Read-only recovery predicts exactly what applying it does. */
+	CHECK(ap.ret == pred->ret);
+	CHECK(ap.rep.first_lsn == pred->rep.first_lsn && ap.rep.last_lsn == pred->rep.last_lsn);
+	CHECK(ap.rep.cut_bytes == pred->rep.cut_bytes);
+	CHECK(ap.rep.dropped_segments == pred->rep.dropped_segments);
+	CHECK(ap.rep.damage == pred->rep.damage && same_damage(&ap.rep, &pred->rep));
+	CHECK(ap.next_lsn == pred->next_lsn);
+	CHECK(ap.last.first_lsn == pred->last.first_lsn && ap.last.size == pred->last.size &&
+	      ap.last.last_crc == pred->last.last_crc);
+	if (ap.ret != 0) {
+		CHECK(files_unchanged(&run)); /* a refusal repairs nothing */
+	} else {
+		uint32_t left = run.nseg - ap.rep.dropped_segments;
+		CHECK(count_segment_files(&run) == left);
+		CHECK(ap.last_file_size == ap.last.size); /* the cut was made */
+		/* Recovery's output is clean, in every mode. */
+		struct fz_rec again, strict;
+		recover(0, RINGLOG_RECOVER_TOLERATE_TAIL, &again);
+		check_recovery(&run, &again, RINGLOG_RECOVER_TOLERATE_TAIL, left, run.total);
+		CHECK(again.ret == 0);
+		CHECK(again.rep.damage == 0 && again.rep.cut_bytes == 0 &&
+		      again.rep.dropped_segments == 0);
+		CHECK(again.rep.first_lsn == ap.rep.first_lsn && again.rep.last_lsn == ap.rep.last_lsn);
+		CHECK(again.next_lsn == ap.next_lsn && again.log_id == ap.log_id);
+		CHECK(again.last.first_lsn == ap.last.first_lsn && again.last.size == ap.last.size &&
+		      again.last.last_crc == ap.last.last_crc);
+		recover(0, RINGLOG_RECOVER_ABSOLUTE, &strict);
+		check_recovery(&run, &strict, RINGLOG_RECOVER_ABSOLUTE, left, run.total);
+		CHECK(strict.ret == 0);
+		uint64_t n = read_all(&run, &again, run.total);
+		CHECK(n == ap.rep.last_lsn + 1 - ap.rep.first_lsn);
+	}
+
+	finish_run(&run);
+	CHECK(lowest_free_fd() == fd_base); /* no descriptor leaked */
+	return 0;
+}

@@ -248,7 +248,9 @@ struct ringlog_latency {
 
 /*
  * The stage latencies since open (or the last reset): with `reset` non-zero the
- * histograms start over after being read, so successive calls give intervals.
+ * histograms start over after being read, so successive calls give intervals.  A
+ * group is recorded right after its waiters are woken, so a waiter that reads this at
+ * once may not see its own group yet.
  * Returns 0, or -EINVAL if the log was opened without options.profile.
  */
 RINGLOG_API int ringlog_latency(struct ringlog *log, struct ringlog_latency *out, int reset);

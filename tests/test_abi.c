@@ -94,6 +94,23 @@ static void soname_has_the_major_version(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* The USDT probes are in the library (zero cost until traced). */
+static void usdt_probes_are_present(void **state)
+{
+	(void)state;
+	static const char *probes[] = {"append", "group_submit", "write_done", "sync_done",
+				       "rotate", "fail"};
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+		char cmd[PATH_MAX + 256];
+		snprintf(cmd, sizeof(cmd),
+			 "readelf -n '%s/libringlog.so' | grep -A2 'stapsdt' | "
+			 "grep -A1 'Provider: ringlog' | grep -qx '    Name: %s'",
+			 build, probes[i]);
+		if (system(cmd) != 0)
+			fail_msg("probe ringlog:%s is missing from libringlog.so", probes[i]);
+	}
+}
+
 static void structs_keep_their_size(void **state)
 {
 	(void)state;
@@ -129,6 +146,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(exports_match_the_header),
 		cmocka_unit_test(soname_has_the_major_version),
+		cmocka_unit_test(usdt_probes_are_present),
 		cmocka_unit_test(structs_keep_their_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -387,6 +387,51 @@ static void close_drains_everything_queued(void **state)
 	assert_int_equal(n, next - 1);
 }
 
+static void latency_profile_counts_and_resets(void **state)
+{
+	const char *dir = *state;
+	struct ringlog *log = tu_open(dir, NULL);
+	struct ringlog_latency lat;
+	assert_int_equal(ringlog_latency(log, &lat, 0), -EINVAL); /* profiling is off */
+	assert_int_equal(ringlog_latency_percentile(log, RINGLOG_STAGE_SYNC, 50), 0);
+	assert_int_equal(ringlog_close(log), 0);
+
+	struct ringlog_options o;
+	ringlog_options_init(&o);
+	o.profile = 1;
+	log = tu_open(dir, &o);
+	for (int i = 0; i < 20; i++) {
+		uint64_t l = tu_append_tagged(log, (uint64_t)i, 2, 50) + 1;
+		assert_int_equal(ringlog_wait(log, l), 0);
+	}
+	/* A group's stages are recorded just after its waiters wake: let the last settle. */
+	struct ringlog_stats st;
+	for (int i = 0; i < 2000; i++) {
+		assert_int_equal(ringlog_latency(log, &lat, 0), 0);
+		ringlog_stats(log, &st);
+		if (lat.stage[RINGLOG_STAGE_END_TO_END].count == 20)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(lat.stage[RINGLOG_STAGE_END_TO_END].count, 20); /* one per batch */
+	assert_int_equal(lat.stage[RINGLOG_STAGE_SYNC].count, st.groups); /* one per group */
+	for (int i = 0; i < RINGLOG_STAGES; i++) {
+		const struct ringlog_latency_stage *s = &lat.stage[i];
+		assert_true(s->p50_ns <= s->p99_ns && s->p99_ns <= s->p999_ns &&
+			    s->p999_ns <= s->max_ns);
+	}
+	/* A durable append includes an fdatasync: end to end is at least that long. */
+	assert_true(lat.stage[RINGLOG_STAGE_END_TO_END].max_ns >=
+		    lat.stage[RINGLOG_STAGE_SYNC].p50_ns);
+	assert_true(lat.stage[RINGLOG_STAGE_SYNC].p50_ns > 0);
+	uint64_t p50 = ringlog_latency_percentile(log, RINGLOG_STAGE_END_TO_END, 50);
+	assert_int_equal(p50, lat.stage[RINGLOG_STAGE_END_TO_END].p50_ns);
+	assert_int_equal(ringlog_latency(log, &lat, 1), 0); /* read and reset */
+	assert_int_equal(ringlog_latency(log, &lat, 0), 0);
+	assert_int_equal(lat.stage[RINGLOG_STAGE_END_TO_END].count, 0);
+	assert_int_equal(ringlog_close(log), 0);
+}
+
 static void strerror_covers_codes(void **state)
 {
 	(void)state;
@@ -420,6 +465,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(wait_timeout_expires_then_succeeds, setup, teardown),
 		cmocka_unit_test_setup_teardown(event_fd_signals_durability, setup, teardown),
 		cmocka_unit_test_setup_teardown(close_drains_everything_queued, setup, teardown),
+		cmocka_unit_test_setup_teardown(latency_profile_counts_and_resets, setup, teardown),
 		cmocka_unit_test(strerror_covers_codes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

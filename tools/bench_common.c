@@ -67,6 +67,11 @@ static void usage(FILE *f, const struct bench_opts *o, const char *intro)
 		"Log options (ringlog-bench):\n"
 		"  --pipeline-depth D      group commits in flight (default 1)\n"
 		"  --ring-size BYTES       submission ring (default 16M)\n"
+		"Profiling (ringlog-bench):\n"
+		"  --profile               time the library's stages (queue, submit, write,\n"
+		"                          fdatasync, wake) and print where the latency goes\n"
+		"  --plot FILE.svg         draw the latency percentile distribution (end to end\n"
+		"                          and each stage); implies --profile\n"
 		"Sizes take k/M/G suffixes (powers of 1024).\n",
 		o->tool, intro);
 }
@@ -98,7 +103,8 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 		.ring_bytes = 16u << 20,
 	};
 	enum { O_DIR = 256, O_KEEP, O_THREADS, O_RPB, O_RS, O_DUR, O_BATCHES, O_WARM, O_SEG,
-	       O_INFL, O_RATE, O_JSON, O_INT, O_HGRM, O_QUIET, O_DEPTH, O_RING, O_HELP };
+	       O_INFL, O_RATE, O_JSON, O_INT, O_HGRM, O_QUIET, O_DEPTH, O_RING, O_PROFILE, O_PLOT,
+	       O_HELP };
 	static const struct option lo[] = {
 		{"dir", 1, 0, O_DIR}, {"keep", 0, 0, O_KEEP}, {"threads", 1, 0, O_THREADS},
 		{"records-per-batch", 1, 0, O_RPB}, {"record-size", 1, 0, O_RS},
@@ -106,7 +112,8 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 		{"segment-size", 1, 0, O_SEG}, {"inflight", 1, 0, O_INFL}, {"rate", 1, 0, O_RATE},
 		{"json", 1, 0, O_JSON}, {"interval", 1, 0, O_INT}, {"hgrm", 1, 0, O_HGRM},
 		{"quiet", 0, 0, O_QUIET}, {"pipeline-depth", 1, 0, O_DEPTH},
-		{"ring-size", 1, 0, O_RING}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+		{"ring-size", 1, 0, O_RING}, {"profile", 0, 0, O_PROFILE}, {"plot", 1, 0, O_PLOT},
+		{"help", 0, 0, O_HELP}, {0, 0, 0, 0},
 	};
 	int c;
 	int64_t v;
@@ -159,6 +166,8 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 			}
 			o->ring_bytes = (uint32_t)v;
 			break;
+		case O_PROFILE: o->profile = 1; break;
+		case O_PLOT: o->plot = optarg; o->profile = 1; break;
 		case O_HELP: case 'h': usage(stdout, o, usage_intro); exit(0);
 		default: usage(stderr, o, usage_intro); exit(2);
 		}
@@ -341,7 +350,7 @@ int bench_report(const struct bench_opts *o, struct bench_thread *const *threads
 				"\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"p9999\":%.3f,\"max\":%.3f},"
 				"\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"context_switches\":%ld,"
 				"\"offered_rate\":%.1f,\"achieved_rate\":%.1f,\"late_submissions\":%" PRIu64
-				",\"saturated\":%s}\n",
+				",\"saturated\":%s%s}\n",
 				o->tool, o->threads, o->records_per_batch, o->record_min, o->record_max,
 				o->inflight, o->rate, o->duration_s, o->batches, o->warmup_s, o->segment_bytes,
 				o->pipeline_depth, s, batches, records, bytes, achieved, (double)records / s,
@@ -349,7 +358,8 @@ int bench_report(const struct bench_opts *o, struct bench_thread *const *threads
 				r->fsyncs ? (double)r->log_bytes / (double)r->fsyncs : 0, rl_hist_count(&all),
 				rl_hist_min(&all) / us, rl_hist_mean(&all) / us, pv[0] / us, pv[1] / us,
 				pv[2] / us, pv[3] / us, pv[4] / us, rl_hist_max(&all) / us, user, sys, csw,
-				o->rate, achieved, late, saturated ? "true" : "false");
+				o->rate, achieved, late, saturated ? "true" : "false",
+				r->extra_json ? r->extra_json : "");
 			if (f != stdout && fclose(f) != 0)
 				rc = 1;
 		}

@@ -33,6 +33,8 @@ struct bench_opts {
 	unsigned pipeline_depth;
 	uint32_t ring_bytes;
 	int quiet;
+	int profile;          /* --profile: the library's stage breakdown */
+	const char *plot;     /* --plot FILE.svg */
 };
 
 /* Parse the shared flags; `extra` lists tool-specific flags for --help.  Exits on
@@ -73,6 +75,7 @@ struct bench_result {
 	uint64_t fsyncs;       /* fdatasyncs issued in the window */
 	uint64_t log_bytes;    /* bytes written to the log files in the window */
 	struct rusage ru0, ru1;
+	const char *extra_json; /* more ,"key":value members for the result, or NULL */
 };
 
 /* Print the summary (stdout), the JSON (if asked) and the .hgrm (if asked).

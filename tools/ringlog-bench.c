@@ -10,6 +10,7 @@
  * the window's start until the last of them was durable.
  */
 #include "bench_common.h"
+#include "latency_plot.h"
 #include "ringlog.h"
 
 #include <errno.h>
@@ -155,6 +156,78 @@ out:
 	return NULL;
 }
 
+static const char *stage_names[RINGLOG_STAGES] = {
+	"queue", "submit", "write", "fdatasync", "wake", "end to end",
+};
+
+static uint64_t stage_pct(void *arg, double p)
+{
+	return ringlog_latency_percentile(g.log, (unsigned)(uintptr_t)arg, p);
+}
+
+static uint64_t hist_pct(void *arg, double p)
+{
+	return rl_hist_percentile(arg, p);
+}
+
+/* The stage table (print), or its JSON members (json != NULL). */
+static void print_stages(const struct ringlog_latency *l, char *json, size_t cap, int print)
+{
+	double e2e = (double)l->stage[RINGLOG_STAGE_END_TO_END].mean_ns;
+	size_t used = json ? (size_t)snprintf(json, cap, ",\"stages_us\":{") : cap;
+	if (print)
+		printf("  stages (library, per group; end to end per batch), us:\n"
+		       "    %-12s %10s %10s %10s %10s %10s %10s %8s\n", "stage", "count", "mean", "p50",
+		       "p99", "p99.9", "max", "share");
+	for (int i = 0; i < RINGLOG_STAGES; i++) {
+		const struct ringlog_latency_stage *st = &l->stage[i];
+		double share = e2e > 0 ? 100.0 * (double)st->mean_ns / e2e : 0;
+		if (print)
+			printf("    %-12s %10" PRIu64 " %10.1f %10.1f %10.1f %10.1f %10.1f %7.1f%%\n",
+			       stage_names[i], st->count, st->mean_ns / 1e3, st->p50_ns / 1e3,
+			       st->p99_ns / 1e3, st->p999_ns / 1e3, st->max_ns / 1e3, share);
+		if (used < cap)
+			used += (size_t)snprintf(json + used, cap - used,
+						 "%s\"%s\":{\"count\":%" PRIu64 ",\"mean\":%.3f,"
+						 "\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}",
+						 i ? "," : "", i == RINGLOG_STAGE_END_TO_END ? "end_to_end"
+						 : stage_names[i], st->count, st->mean_ns / 1e3,
+						 st->p50_ns / 1e3, st->p99_ns / 1e3, st->p999_ns / 1e3,
+						 st->max_ns / 1e3);
+	}
+	if (json && used < cap)
+		snprintf(json + used, cap - used, "}");
+}
+
+static int write_plot(struct worker *w)
+{
+	struct rl_hist all;
+	if (rl_hist_init(&all))
+		return -1;
+	for (unsigned i = 0; i < g.o.threads; i++)
+		rl_hist_merge(&all, &w[i].t.hist);
+	struct plot_curve c[RINGLOG_STAGES + 1];
+	int n = 0;
+	c[n++] = (struct plot_curve){"end to end (submitter)", hist_pct, &all};
+	static const int order[] = {RINGLOG_STAGE_END_TO_END, RINGLOG_STAGE_QUEUE,
+				    RINGLOG_STAGE_SUBMIT, RINGLOG_STAGE_WRITE, RINGLOG_STAGE_SYNC,
+				    RINGLOG_STAGE_WAKE};
+	static const char *labels[] = {"end to end (library)", "queue", "submit", "write",
+				       "fdatasync", "wake"};
+	for (int i = 0; i < 6; i++)
+		c[n++] = (struct plot_curve){labels[i], stage_pct, (void *)(uintptr_t)order[i]};
+	char title[200];
+	snprintf(title, sizeof(title), "ringlog latency: %u threads, %u x %u B per batch, %s",
+		 g.o.threads, g.o.records_per_batch, g.o.record_max,
+		 g.o.rate > 0 ? "open loop" : g.o.inflight == 1 ? "closed loop" : "batches in flight");
+	FILE *f = fopen(g.o.plot, "w");
+	int rc = !f || plot_latency_svg(f, title, c, n) != 0 ? -1 : 0;
+	if (f && fclose(f) != 0)
+		rc = -1;
+	rl_hist_free(&all);
+	return rc;
+}
+
 static void counters(struct bench_counters *c)
 {
 	struct ringlog_stats st;
@@ -209,6 +282,7 @@ int main(int argc, char **argv)
 	lo.segment_bytes = o->segment_bytes;
 	lo.pipeline_depth = o->pipeline_depth;
 	lo.ring_bytes = o->ring_bytes;
+	lo.profile = (uint32_t)o->profile;
 	uint64_t frame = RINGLOG_FRAME_BYTES(o->records_per_batch,
 					     (uint64_t)o->records_per_batch * o->record_max);
 	if (frame > lo.max_batch_bytes) {
@@ -257,6 +331,9 @@ int main(int argc, char **argv)
 		tick_until(g.t_start + (uint64_t)(o->warmup_s * 1e9), all_done, &prev, &last_tick);
 
 	if (o->warmup_s > 0) {
+		struct ringlog_latency discard;
+		if (o->profile) /* the stage histograms cover the measured window only */
+			ringlog_latency(g.log, &discard, 1);
 		ringlog_stats(g.log, &s0);
 		getrusage(RUSAGE_SELF, &r.ru0);
 		t0 = bench_now_ns();
@@ -281,6 +358,14 @@ int main(int argc, char **argv)
 	r.log_bytes = s1.bytes - s0.bytes;
 
 	int rc = 0;
+	struct ringlog_latency lat;
+	static char stages_json[2048];
+	if (o->profile && ringlog_latency(g.log, &lat, 0) == 0)
+		r.extra_json = stages_json;
+	if (o->plot && write_plot(w) != 0) {
+		fprintf(stderr, "%s: cannot write %s\n", o->tool, o->plot);
+		rc = 1;
+	}
 	for (unsigned i = 0; i < o->threads; i++)
 		if (w[i].t.err) {
 			fprintf(stderr, "%s: thread %u: %s\n  %s\n", o->tool, i,
@@ -292,8 +377,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: close: %s\n", o->tool, ringlog_strerror(err));
 		rc = 1;
 	}
+	if (r.extra_json)
+		print_stages(&lat, stages_json, sizeof(stages_json), 0);
 	if (bench_report(o, ts, &r))
 		rc = 1;
+	if (r.extra_json && !o->quiet)
+		print_stages(&lat, NULL, 0, 1);
 	free(ts);
 	bench_cleanup(o);
 	for (unsigned i = 0; i < o->threads; i++) {

@@ -74,9 +74,11 @@ static int enter_segment(struct ringlog_reader *r, uint64_t first)
 	struct rl_seg_header h;
 	uint64_t size;
 	int err = rl_seg_read_header(fd, &h, &size);
-	if (err == -EBADMSG && size <= RL_SEG_HEADER_BYTES && r->seg_fd >= 0) {
+	uint64_t later;
+	if (err == -EBADMSG && size <= RL_SEG_HEADER_BYTES && r->seg_fd >= 0 &&
+	    find_segment(r->dir_fd, first, 0, &later) == 0) {
 		close(fd);
-		return 0; /* a rotation in progress (or torn by a crash): nothing to read */
+		return 0; /* the last segment, being created (or torn by a crash) */
 	}
 	if (err) {
 		close(fd);

@@ -131,7 +131,7 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 	/* The report's range follows the scan, so a refusal shows what was valid. */
 	rep->first_lsn = lsns[0];
 	rep->last_lsn = lsns[0] - 1;
-	int fd = -1;
+	int fd = -1, pending_cut = 0;
 	size_t i;
 	for (i = 0; i < n; i++) {
 		int is_last = i == n - 1;
@@ -228,13 +228,16 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 				err = refuse(rep);
 				goto out;
 			}
-			if (apply && (err = cut(fd, name, end)) != 0)
+			/* Point-in-time cuts after dropping the later segments: a crash in
+			 * between leaves this damage in place for the next run to finish. */
+			if (apply && is_last && (err = cut(fd, name, end)) != 0)
 				goto out;
 			rep->cut_bytes += size - end;
 		}
 		expect = scan.expect_lsn;
 		prev_crc = last_crc;
 		if (is_last || damaged) {
+			pending_cut = damaged && !is_last;
 			out->last = (struct rl_segment){fd, h.first_lsn, end, last_crc};
 			fd = -1;
 			i++;
@@ -243,10 +246,16 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 		close(fd);
 		fd = -1;
 	}
-	/* Point-in-time: whatever follows the damage goes. */
+	/* Point-in-time: whatever follows the damage goes, then the damaged one is cut. */
 	if (i < n) {
 		rep->dropped_segments = (uint32_t)(n - i);
 		if (apply && (err = drop_segments(dir_fd, lsns, i, n)) != 0)
+			goto out;
+	}
+	if (apply && pending_cut) {
+		char name[RL_SEG_NAME_LEN + 1];
+		rl_seg_name(name, out->last.first_lsn);
+		if ((err = cut(out->last.fd, name, out->last.size)) != 0)
 			goto out;
 	}
 	if (out->last.fd < 0) {

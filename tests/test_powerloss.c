@@ -18,16 +18,21 @@
  * For every scenario the expected outcome follows from the comment at the top of
  * src/recovery.c: TOLERATE_TAIL cuts damage in the last segment's frames and refuses
  * any other damage; ABSOLUTE refuses any damage; POINT_IN_TIME keeps everything
- * before the first damage, cuts that segment there and removes every later one; a
- * last segment of at most 64 bytes with an invalid header (a torn rotation) gets its
- * header rewritten except in ABSOLUTE.  A refusal is -EBADMSG, changes no file, and
+ * before the first damage, cuts that segment there and removes every later one (and
+ * refuses when the first segment's header is the damage: nothing identifies the log;
+ * docs/recovery.md); a last segment of at most 64 bytes with an invalid header (a torn
+ * rotation) gets its header rewritten except in ABSOLUTE.  A refusal is -EBADMSG,
+ * changes no file (ringlog_open may leave an empty LOCK behind, nothing else), and
  * names the file, offset and LSN (ringlog_last_error(), ringlog_check()).  What an
  * open keeps is checked record by record against the batches (a batch-aligned prefix
  * at the original LSNs), the segment files against the pristine bytes, the recovery
  * report field by field (and byte for byte against ringlog_check's), and an append
- * after the recovery must land right after it and survive a reopen.
+ * after the recovery must land right after it and survive a reopen.  A reader on each
+ * damaged copy, before recovery, must return that same prefix and no more.
  *
  * Seeded: the seed is printed; RINGLOG_POWERLOSS_SEED=0x... repeats a run.
+ * The reader case described at expect_reader_before_recovery() fails the test
+ * (RINGLOG_POWERLOSS_STRICT=0 only counts it, for bisecting).
  */
 #include "testutil.h"
 
@@ -65,10 +70,11 @@
 #define PL_SANITIZED 0
 #endif
 
-/* Fewer scenarios under sanitizers (each open costs more there). */
+/* Fewer scenarios under sanitizers: there every recovery pass costs far more (each
+ * segment scan allocates a 1 MiB window, which ASan maps and unmaps). */
 static unsigned iters(unsigned n)
 {
-	return PL_SANITIZED ? (n + 2) / 3 : n;
+	return PL_SANITIZED ? (n + 4) / 5 : n;
 }
 
 static uint64_t g_seed;
@@ -97,7 +103,7 @@ static char g_what[256]; /* the scenario being checked, for failure messages */
 	do {                                                                               \
 		long long a_ = (long long)(a), b_ = (long long)(b);                        \
 		if (a_ != b_)                                                              \
-			fail_msg("%s:%d: %s == %s: %lld != %lld [scenario: %s; last error: "  \
+			fail_msg("%s:%d: %s == %s: %lld != %lld [scenario: %s; last ringlog error: "  \
 				 "%s; seed 0x%016" PRIx64 "]",                              \
 				 __FILE__, __LINE__, #a, #b, a_, b_, g_what,                \
 				 ringlog_last_error(), g_seed);                             \
@@ -714,17 +720,25 @@ struct extra {
 };
 
 /* The log in `dir` holds exactly batches [0, keep) at their LSNs, then `x` if any. */
-static void expect_contents(const struct world *w, const char *dir, size_t keep,
-			    const struct extra *x)
+/* Read the log in `dir` from its start, checking every record returned against
+ * batches [0, keep) and then `x`: the right LSN, batch and contents, and nothing
+ * beyond them.  Returns ringlog_reader_next's final result (or ringlog_reader_open's
+ * error); *whole gets the number of batches read whole, *partial the records of a
+ * batch read only in part (must be 0: a batch is whole or absent). */
+static int read_prefix(const struct world *w, const char *dir, size_t keep,
+		       const struct extra *x, size_t *whole, unsigned *partial)
 {
 	struct ringlog_reader *r = NULL;
-	EXPECT_INT(ringlog_reader_open(dir, 0, &r), 0);
 	size_t bi = 0;
 	unsigned ri = 0, xi = 0;
+	*whole = 0;
+	*partial = 0;
+	int err = ringlog_reader_open(dir, 0, &r);
+	if (err)
+		return err;
 	uint64_t next = 1;
 	uint8_t buf[512];
 	struct ringlog_record rec;
-	int err;
 	while ((err = ringlog_reader_next(r, &rec)) == 1) {
 		uint64_t tag, first;
 		unsigned nrecs, len, i;
@@ -738,10 +752,11 @@ static void expect_contents(const struct world *w, const char *dir, size_t keep,
 			tag = x->tag, first = x->first, nrecs = x->nrecs, len = x->len;
 			i = xi++;
 		} else {
+			ringlog_reader_close(r);
 			fail_msg("record %" PRIu64 " follows the expected end (%zu batches kept) "
 				 "[scenario: %s; seed 0x%016" PRIx64 "]",
 				 rec.lsn, keep, g_what, g_seed);
-			return;
+			return -1;
 		}
 		EXPECT_U64(rec.lsn, next);
 		EXPECT_U64(rec.lsn, first + i);
@@ -753,11 +768,56 @@ static void expect_contents(const struct world *w, const char *dir, size_t keep,
 		next++;
 	}
 	ringlog_reader_close(r);
-	EXPECT_INT(err, 0);
-	EXPECT_U64(bi, keep); /* every kept batch whole */
-	EXPECT_U64(ri, 0);
-	if (x)
-		EXPECT_U64(xi, x->nrecs);
+	*whole = bi + (x && xi == x->nrecs);
+	*partial = ri + (x && xi != x->nrecs ? xi : 0);
+	return err;
+}
+
+/* The log in `dir` holds exactly batches [0, keep) at their LSNs, then `x` if any. */
+static void expect_contents(const struct world *w, const char *dir, size_t keep,
+			    const struct extra *x)
+{
+	size_t whole;
+	unsigned partial;
+	EXPECT_INT(read_prefix(w, dir, keep, x, &whole, &partial), 0);
+	EXPECT_U64(whole, keep + (x != NULL));
+	EXPECT_U64(partial, 0);
+}
+
+/*
+ * A reader on the damaged copy before any recovery (a reader started after the crash,
+ * before the writer reopens; ringlog.h): every record before the damage, whole
+ * batches only, none after it; then a clean end when the damage is a torn tail (in the
+ * last segment's frames, or a torn rotation), -EBADMSG when it is in a sealed segment
+ * or the segment chain.
+ *
+ * A sealed segment (one with successors) torn inside its header, <= 64 bytes, must
+ * not read as a rotation in progress: a reader that reported a clean end there would
+ * silently miss every later segment (this test found that bug in src/reader.c).
+ */
+static int g_strict;
+static unsigned g_reader_bug;
+
+static void expect_reader_before_recovery(const struct world *w, const struct snap *dmg,
+					  const struct expect *e, size_t nfiles, size_t keep)
+{
+	int tail = !e->damaged || e->torn_rotation || (e->dfile == nfiles - 1 && e->doff >= HDR);
+	size_t whole;
+	unsigned partial;
+	int err = read_prefix(w, w->work, keep, NULL, &whole, &partial);
+	EXPECT_U64(partial, 0);
+	if (err == -EBADMSG && whole == 0 && e->damaged && e->dfile == 0 && e->doff == 0)
+		return; /* the first segment's header: ringlog_reader_open refuses */
+	EXPECT_U64(whole, keep);
+	if (err == 0 && !tail && e->doff == 0 && e->dfile < nfiles - 1) {
+		size_t idx[MAX_SEGS];
+		snap_segs(dmg, idx);
+		if (dmg->f[idx[e->dfile]].size <= HDR && !g_strict) {
+			g_reader_bug++;
+			return;
+		}
+	}
+	EXPECT_INT(err, tail ? 0 : -EBADMSG);
 }
 
 /* After a successful open (the log still open): the segment files are the kept ones,
@@ -842,11 +902,21 @@ static int verify_mode(struct world *w, const struct snap *dmg, const struct exp
 	snap_write(dmg, w->work);
 	struct ringlog_recovery crep[3];
 	int crc[3];
+	/* Under sanitizers, the other modes' checks only for every fourth scenario. */
+	int all_modes = !PL_SANITIZED || w->scenarios % 4 == 1;
 	for (uint32_t m = 0; m < 3; m++) {
+		if (m != mode && !all_modes)
+			continue;
+		snprintf(g_what, sizeof(g_what), "%.200s / %s, ringlog_check(%s)", saved,
+			 mode_name(mode), mode_name(m));
 		crc[m] = ringlog_check(w->work, m, &crep[m]);
 		expect_dir_is(w->work, dmg, 0, "ringlog_check");
 		expect_report(&crep[m], crc[m], e, m, n, sizes, dname);
 	}
+	snprintf(g_what, sizeof(g_what), "%.200s / %s", saved, mode_name(mode));
+
+	if (mode == TOLERATE)
+		expect_reader_before_recovery(w, dmg, e, n, keep);
 
 	struct ringlog_options o = w->o;
 	o.recovery_mode = mode;
@@ -910,16 +980,18 @@ static void cut_last_segment(void **state)
 	const struct seg *sg = &w->seg[L];
 	uint64_t offs[1024];
 	size_t n = 0;
-	const uint64_t fixed[] = {0, 1, 7, 31, 32, 33, 63, HDR, HDR + 1, HDR + 8, HDR + 31, HDR + 32};
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+	const uint64_t fixed[] = {0, 31, 63, HDR, HDR + 8, HDR + 32, 1, 7, 32, 33, HDR + 1, HDR + 31};
+	size_t nfixed = PL_SANITIZED ? 6 : sizeof(fixed) / sizeof(fixed[0]);
+	for (size_t i = 0; i < nfixed; i++)
 		offs[n++] = fixed[i];
 	for (size_t i = 0; i < sg->nfr; i++) { /* at, just after and inside every frame */
 		const struct frame *f = &sg->fr[i];
-		const uint64_t rel[] = {f->len, f->len - 1, 4, 8, 31, 32, 33};
-		for (size_t j = 0; j < sizeof(rel) / sizeof(rel[0]) && n < 600; j++)
+		const uint64_t rel[] = {f->len, 33, f->len - 1, 8};
+		size_t nrel = !PL_SANITIZED ? sizeof(rel) / sizeof(rel[0]) : i % 2 ? 1 : 2;
+		for (size_t j = 0; j < nrel && n < 600; j++)
 			offs[n++] = f->off + rel[j];
 	}
-	for (unsigned i = 0; i < iters(120); i++) /* and anywhere */
+	for (unsigned i = 0; i < iters(90); i++) /* and anywhere */
 		offs[n++] = below(&w->rng, sg->size + 1);
 	printf("    %s: %" PRIu64 " bytes, %zu frames; %zu cuts\n", sg->name, sg->size, sg->nfr, n);
 	unsigned at_boundary = 0, torn = 0, in_header = 0;
@@ -947,9 +1019,10 @@ static void cut_last_segment(void **state)
 				at_boundary++;
 			}
 		}
-		verify_mode(w, &d, &e, TOLERATE, 1);
+		/* With an append and a reopen after the recovery for every other cut. */
+		verify_mode(w, &d, &e, TOLERATE, k % 2 == 0 || !e.damaged);
 		/* ABSOLUTE opens exactly at frame boundaries, refuses every other cut. */
-		int opened = verify_mode(w, &d, &e, ABSOLUTE, k % 2);
+		int opened = verify_mode(w, &d, &e, ABSOLUTE, 1);
 		EXPECT_INT(opened, !e.damaged && !e.torn_rotation);
 		if (k % 4 == 0)
 			verify_mode(w, &d, &e, PIT, 0);
@@ -1190,8 +1263,13 @@ static void sealed_segment_damage(void **state)
 		snap_free(&d);
 	}
 
+	/* Under sanitizers, only the first, a middle and the last candidate segment. */
+#define SOME(s, first, last) (!PL_SANITIZED || (s) == (first) || (s) == (last) ||             \
+			      (s) == ((first) + (last)) / 2)
 	/* A middle segment deleted: its successor does not chain. */
 	for (size_t s = 1; s < L; s++) {
+		if (!SOME(s, 1, L - 1))
+			continue;
 		SCEN("middle segment %s deleted", w->seg[s].name);
 		snap_clone(&w->snap, &d);
 		snap_remove(&d, (size_t)snap_find(&d, w->seg[s].name));
@@ -1208,6 +1286,8 @@ static void sealed_segment_damage(void **state)
 	struct snap other;
 	snap_load(w->other, &other);
 	for (size_t s = 1; s <= L; s++) {
+		if (!SOME(s, 1, L))
+			continue;
 		ssize_t p = snap_find(&other, w->seg[s].name);
 		EXPECT(p >= 0);
 		EXPECT_U64(other.f[p].size, w->seg[s].size);
@@ -1414,6 +1494,7 @@ int main(void)
 {
 	tu_require_uring();
 	g_seed = pick_seed();
+	g_strict = !(getenv("RINGLOG_POWERLOSS_STRICT") && *getenv("RINGLOG_POWERLOSS_STRICT") == '0');
 	printf("test_powerloss: seed 0x%016" PRIx64 " (RINGLOG_POWERLOSS_SEED=0x%016" PRIx64
 	       " repeats this run)%s\n",
 	       g_seed, g_seed, PL_SANITIZED ? "; sanitizer build: fewer scenarios" : "");
@@ -1427,5 +1508,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(interrupted_point_in_time_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(check_is_read_only_and_agrees, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+	if (g_reader_bug)
+		printf("test_powerloss: reader bug reproduced %u times: a reader reports a clean end "
+		       "at a sealed segment torn inside its header (<= 64 bytes) and skips every "
+		       "later segment, where recovery refuses the log\n",
+		       g_reader_bug);
+	return failed;
 }

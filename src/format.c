@@ -34,8 +34,9 @@
  *
  * A frame at offset `off` of a segment is valid if and only if: its magic matches;
  * 32 + 4 * nrecs <= frame_len, frame_len is a multiple of 8, at most RL_FRAME_MAX_BYTES
- * and off + frame_len <= the file size; log_id equals the segment's; first_lsn
- * equals the LSN that follows the previous frame (or the segment's first_lsn); the
+ * and off + frame_len <= the file size; log_id equals the segment's; first_lsn is not
+ * 0, first_lsn + nrecs does not pass 2^64 - 1, and first_lsn equals the LSN that
+ * follows the previous frame (or the segment's first_lsn); the
  * CRC matches; and the record lengths end inside the frame with fewer than 8 bytes,
  * all zero, left over.  Stale bytes from another log or an older place in this log
  * fail the log_id or LSN test even when their CRC is intact.
@@ -93,7 +94,8 @@ int rl_seg_header_decode(const uint8_t in[RL_SEG_HEADER_BYTES], struct rl_seg_he
 	h->log_id = rl_get64(in + 16);
 	h->prev_last_lsn = rl_get64(in + 24);
 	h->prev_tail_crc = rl_get32(in + 32);
-	if (h->first_lsn == 0 || h->prev_last_lsn != h->first_lsn - 1)
+	if (h->first_lsn == 0 || h->first_lsn == UINT64_MAX ||
+	    h->prev_last_lsn != h->first_lsn - 1)
 		return -EBADMSG;
 	return 0;
 }
@@ -134,6 +136,9 @@ enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_l
 		return RL_FRAME_BAD_LENGTH;
 	if (rl_get64(hdr + 24) != log_id)
 		return RL_FRAME_BAD_LOG_ID;
+	/* LSN 0 is never used, and the records' LSNs may not wrap past 2^64 - 1. */
+	if (info->first_lsn == 0 || info->first_lsn > UINT64_MAX - info->nrecs)
+		return RL_FRAME_BAD_LSN;
 	if (expect_lsn != 0 && info->first_lsn != expect_lsn)
 		return RL_FRAME_BAD_LSN;
 	return RL_FRAME_OK;

@@ -200,6 +200,10 @@ int rl_scan_next(struct rl_seg_scan *s, enum rl_frame_status *why)
 	int64_t have = window(s, s->off, RL_FRAME_HEADER_BYTES);
 	if (have < 0)
 		return (int)have;
+	if (have == 0) {
+		*why = RL_FRAME_END;
+		return 0;
+	}
 	const uint8_t *p = s->buf + (s->off - s->win_off);
 	if (have < RL_FRAME_HEADER_BYTES) {
 		*why = rl_frame_check(p, (uint64_t)have, s->expect_lsn, s->log_id, &s->info);

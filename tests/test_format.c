@@ -107,6 +107,13 @@ static void stale_and_truncated_frames(void **state)
 	/* An intact frame from another log, or from another place in this log. */
 	assert_int_equal(rl_frame_check(f, len, 50, 78, &info), RL_FRAME_BAD_LOG_ID);
 	assert_int_equal(rl_frame_check(f, len, 49, 77, &info), RL_FRAME_BAD_LSN);
+	/* LSNs that would wrap past 2^64 - 1, or start at 0, are never valid. */
+	uint8_t w[256];
+	unsigned two[] = {1, 1};
+	uint32_t wl = build(w, UINT64_MAX, 77, 2, two);
+	assert_int_equal(rl_frame_check(w, wl, 0, 77, &info), RL_FRAME_BAD_LSN);
+	wl = build(w, 0, 77, 2, two);
+	assert_int_equal(rl_frame_check(w, wl, 0, 77, &info), RL_FRAME_BAD_LSN);
 	/* Torn: fewer bytes than the frame. */
 	assert_int_equal(rl_frame_check(f, len - 1, 50, 77, &info), RL_FRAME_TRUNCATED);
 	assert_int_equal(rl_frame_check(f, 10, 50, 77, &info), RL_FRAME_TRUNCATED);

@@ -14,19 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int setup(void **state)
-{
-	*state = tu_tmpdir();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	tu_rmrf(*state);
-	free(*state);
-	return 0;
-}
-
 static void from_lsn_positions_inside_a_batch(void **state)
 {
 	const char *dir = *state;
@@ -245,16 +232,16 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(from_lsn_positions_inside_a_batch, setup, teardown),
-		cmocka_unit_test_setup_teardown(follows_a_growing_log_across_rotations, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(never_modifies_files_even_with_torn_tail, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(removed_segments_are_a_clear_error, setup, teardown),
-		cmocka_unit_test_setup_teardown(live_reader_returns_only_durable_records, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(live_reader_follows_appends_across_rotations, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(from_lsn_positions_inside_a_batch, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(follows_a_growing_log_across_rotations, tu_setup_dir,
+						tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(never_modifies_files_even_with_torn_tail, tu_setup_dir,
+						tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(removed_segments_are_a_clear_error, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(live_reader_returns_only_durable_records, tu_setup_dir,
+						tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(live_reader_follows_appends_across_rotations, tu_setup_dir,
+						tu_teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

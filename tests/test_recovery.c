@@ -13,19 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int setup(void **state)
-{
-	*state = tu_tmpdir();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	tu_rmrf(*state);
-	free(*state);
-	return 0;
-}
-
 /* Write `batches` batches of 3 records of 100 bytes, each waited for (so each is its
  * own group and small segments rotate), and close.  Returns the last LSN. */
 static uint64_t make_log(const char *dir, const struct ringlog_options *o, int batches)
@@ -286,18 +273,18 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(torn_tail_cut_at_every_length_of_last_frame, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(garbage_and_zeroes_after_the_tail, setup, teardown),
-		cmocka_unit_test_setup_teardown(flipped_byte_in_last_frame_drops_it, setup, teardown),
-		cmocka_unit_test_setup_teardown(stale_frame_copy_is_not_live_data, setup, teardown),
-		cmocka_unit_test_setup_teardown(sealed_segment_damage_refuses_open, setup, teardown),
-		cmocka_unit_test_setup_teardown(truncated_sealed_segment_refuses_open, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(missing_middle_segment_detected, setup, teardown),
-		cmocka_unit_test_setup_teardown(segment_from_another_log_detected, setup, teardown),
-		cmocka_unit_test_setup_teardown(torn_rotation_header_repaired, setup, teardown),
-		cmocka_unit_test_setup_teardown(unrelated_files_ignored, setup, teardown),
+		cmocka_unit_test_setup_teardown(torn_tail_cut_at_every_length_of_last_frame, tu_setup_dir,
+						tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(garbage_and_zeroes_after_the_tail, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(flipped_byte_in_last_frame_drops_it, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(stale_frame_copy_is_not_live_data, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(sealed_segment_damage_refuses_open, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(truncated_sealed_segment_refuses_open, tu_setup_dir,
+						tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(missing_middle_segment_detected, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(segment_from_another_log_detected, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(torn_rotation_header_repaired, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(unrelated_files_ignored, tu_setup_dir, tu_teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

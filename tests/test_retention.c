@@ -8,19 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int setup(void **state)
-{
-	*state = tu_tmpdir();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	tu_rmrf(*state);
-	free(*state);
-	return 0;
-}
-
 /* A log of 60 waited batches of 2 x 400 bytes over 4 KiB segments. */
 static struct ringlog *make(const char *dir, struct ringlog_options *o, uint64_t *last)
 {
@@ -161,11 +148,11 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(removes_whole_old_segments_only, setup, teardown),
-		cmocka_unit_test_setup_teardown(removed_lsn_is_a_clear_error_and_reopen_works, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(reader_behind_retention_gets_enoent, setup, teardown),
-		cmocka_unit_test_setup_teardown(crash_in_the_middle_of_retention, setup, teardown),
+		cmocka_unit_test_setup_teardown(removes_whole_old_segments_only, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(removed_lsn_is_a_clear_error_and_reopen_works, tu_setup_dir,
+						tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(reader_behind_retention_gets_enoent, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(crash_in_the_middle_of_retention, tu_setup_dir, tu_teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

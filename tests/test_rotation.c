@@ -15,19 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int setup(void **state)
-{
-	*state = tu_tmpdir();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	tu_rmrf(*state);
-	free(*state);
-	return 0;
-}
-
 /* Walk every segment with the format's own scanner; returns the records seen. */
 static uint64_t check_segments(const char *dir, uint64_t cap, uint64_t ring, size_t *nseg)
 {
@@ -190,13 +177,13 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(threads_with_small_segments, setup, teardown),
-		cmocka_unit_test_setup_teardown(threads_with_small_segments_pipelined, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(batch_larger_than_a_segment_stays_whole, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(reopen_with_smaller_cap_rotates_at_once, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(threads_with_small_segments, tu_setup_dir, tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(threads_with_small_segments_pipelined, tu_setup_dir,
+						tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(batch_larger_than_a_segment_stays_whole, tu_setup_dir,
+						tu_teardown_dir),
+		cmocka_unit_test_setup_teardown(reopen_with_smaller_cap_rotates_at_once, tu_setup_dir,
+						tu_teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,6 +41,19 @@ char *tu_tmpdir(void)
 	return path;
 }
 
+int tu_setup_dir(void **state)
+{
+	*state = tu_tmpdir();
+	return 0;
+}
+
+int tu_teardown_dir(void **state)
+{
+	tu_rmrf(*state);
+	free(*state);
+	return 0;
+}
+
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;

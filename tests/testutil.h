@@ -15,6 +15,10 @@
  * where that is a failure. */
 void tu_require_uring(void);
 
+/* cmocka setup/teardown: *state is a fresh temporary directory, removed after. */
+int tu_setup_dir(void **state);
+int tu_teardown_dir(void **state);
+
 /* A fresh directory under $TMPDIR (or /tmp); removed by tu_rmrf. Caller frees. */
 char *tu_tmpdir(void);
 void tu_rmrf(const char *dir);

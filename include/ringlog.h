@@ -63,7 +63,7 @@ extern "C" {
  * a multiple of 8 (see docs/format.md).  A batch fits if this is at most
  * options.max_batch_bytes. */
 #define RINGLOG_FRAME_HEADER_BYTES 32u
-#define RINGLOG_FRAME_BYTES(nrecs, data_bytes)                                             \
+#define RINGLOG_FRAME_BYTES(nrecs, data_bytes)                                                     \
 	((RINGLOG_FRAME_HEADER_BYTES + 4ull * (nrecs) + (uint64_t)(data_bytes) + 7) & ~7ull)
 
 /* What recovery does with damage (options.recovery_mode; docs/recovery.md). */
@@ -80,21 +80,21 @@ enum ringlog_recovery_mode {
 
 /* What recovery found and did (ringlog_recovery_report) or would do (ringlog_check). */
 struct ringlog_recovery {
-	uint32_t mode;             /* the enum ringlog_recovery_mode applied */
-	uint32_t segments;         /* segment files found */
-	uint64_t first_lsn;        /* first LSN kept (0: empty log) */
-	uint64_t last_lsn;         /* last LSN kept (first_lsn - 1 when none) */
-	uint64_t cut_bytes;        /* bytes removed from the end of the kept log */
+	uint32_t mode;		   /* the enum ringlog_recovery_mode applied */
+	uint32_t segments;	   /* segment files found */
+	uint64_t first_lsn;	   /* first LSN kept (0: empty log) */
+	uint64_t last_lsn;	   /* last LSN kept (first_lsn - 1 when none) */
+	uint64_t cut_bytes;	   /* bytes removed from the end of the kept log */
 	uint32_t dropped_segments; /* whole segment files removed (point-in-time) */
-	int32_t damage;            /* 0, or -EBADMSG when damage was found */
-	char damage_file[32];      /* the segment where the first damage is ("" if none) */
-	uint64_t damage_offset;    /* its byte offset in that file */
-	uint64_t damage_lsn;       /* the LSN that was expected there */
-	char damage_reason[80];    /* what is wrong there */
+	int32_t damage;		   /* 0, or -EBADMSG when damage was found */
+	char damage_file[32];	   /* the segment where the first damage is ("" if none) */
+	uint64_t damage_offset;	   /* its byte offset in that file */
+	uint64_t damage_lsn;	   /* the LSN that was expected there */
+	char damage_reason[80];	   /* what is wrong there */
 	uint64_t reserved[8];
 };
 
-struct ringlog;        /* a log opened for appending (one writer per directory) */
+struct ringlog;	       /* a log opened for appending (one writer per directory) */
 struct ringlog_reader; /* a cursor over a log's records */
 
 /*
@@ -138,10 +138,10 @@ struct ringlog_options {
 
 /* One record, as returned by a reader. */
 struct ringlog_record {
-	uint64_t lsn;      /* the record's log sequence number */
-	const void *data;  /* its bytes: valid until the next call on the reader */
-	uint32_t len;      /* its length in bytes */
-	uint32_t batch_nrecs; /* records in the batch it belongs to */
+	uint64_t lsn;		  /* the record's log sequence number */
+	const void *data;	  /* its bytes: valid until the next call on the reader */
+	uint32_t len;		  /* its length in bytes */
+	uint32_t batch_nrecs;	  /* records in the batch it belongs to */
 	uint64_t batch_first_lsn; /* LSN of the first record of that batch */
 };
 
@@ -179,8 +179,8 @@ RINGLOG_API int ringlog_append(struct ringlog *log, const struct iovec *recs, un
 
 /* As ringlog_append(), but returns -EAGAIN instead of blocking when the ring is
  * full. */
-RINGLOG_API int ringlog_try_append(struct ringlog *log, const struct iovec *recs,
-				   unsigned nrecs, uint64_t *first_lsn);
+RINGLOG_API int ringlog_try_append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
+				   uint64_t *first_lsn);
 
 /*
  * Wait until every record up to and including `lsn` is durable.  Returns 0 then
@@ -205,14 +205,14 @@ RINGLOG_API uint64_t ringlog_next_lsn(struct ringlog *log);
  * fields take `reserved`.
  */
 struct ringlog_stats {
-	uint64_t batches;         /* batches made durable */
-	uint64_t records;         /* records made durable */
-	uint64_t bytes;           /* frame bytes made durable (headers included) */
-	uint64_t groups;          /* group commits: one write + one fdatasync each */
-	uint64_t writes;          /* write operations submitted (> groups after retries) */
-	uint64_t fdatasyncs;      /* fdatasync operations submitted */
-	uint64_t retries;         /* resubmissions after short writes, EINTR, EAGAIN */
-	uint64_t rotations;       /* segments started after open */
+	uint64_t batches;	  /* batches made durable */
+	uint64_t records;	  /* records made durable */
+	uint64_t bytes;		  /* frame bytes made durable (headers included) */
+	uint64_t groups;	  /* group commits: one write + one fdatasync each */
+	uint64_t writes;	  /* write operations submitted (> groups after retries) */
+	uint64_t fdatasyncs;	  /* fdatasync operations submitted */
+	uint64_t retries;	  /* resubmissions after short writes, EINTR, EAGAIN */
+	uint64_t rotations;	  /* segments started after open */
 	uint64_t ring_full_waits; /* appends that found the ring full (counted by them):
 				   * blocking ones that waited, and -EAGAIN returns */
 	uint64_t durable_lsn;
@@ -227,10 +227,10 @@ RINGLOG_API int ringlog_stats(struct ringlog *log, struct ringlog_stats *out);
 /* Where an append's time goes (options.profile).  All times in nanoseconds. */
 enum ringlog_stage {
 	RINGLOG_STAGE_QUEUE = 0,  /* first batch of a group enqueued -> consumer takes the group */
-	RINGLOG_STAGE_SUBMIT,     /* group taken -> write and fdatasync submitted */
-	RINGLOG_STAGE_WRITE,      /* submitted -> write completed */
-	RINGLOG_STAGE_SYNC,       /* write completed -> fdatasync completed */
-	RINGLOG_STAGE_WAKE,       /* fdatasync completed -> durability published, waiters woken */
+	RINGLOG_STAGE_SUBMIT,	  /* group taken -> write and fdatasync submitted */
+	RINGLOG_STAGE_WRITE,	  /* submitted -> write completed */
+	RINGLOG_STAGE_SYNC,	  /* write completed -> fdatasync completed */
+	RINGLOG_STAGE_WAKE,	  /* fdatasync completed -> durability published, waiters woken */
 	RINGLOG_STAGE_END_TO_END, /* per batch: append -> durability published */
 	RINGLOG_STAGES
 };

@@ -38,23 +38,23 @@
 #define RL_MAX_RETRIES 64
 
 struct group {
-	uint64_t start;     /* ring position of its first byte */
-	uint64_t end;       /* ring position after its last byte (pads skipped included) */
-	uint32_t len;       /* bytes to write, starting at start */
-	uint32_t batches;   /* frames in it */
+	uint64_t start;	  /* ring position of its first byte */
+	uint64_t end;	  /* ring position after its last byte (pads skipped included) */
+	uint32_t len;	  /* bytes to write, starting at start */
+	uint32_t batches; /* frames in it */
 	uint64_t records;
-	uint64_t last_lsn;  /* LSN of its last record */
-	uint32_t last_crc;  /* CRC of its last frame */
+	uint64_t last_lsn; /* LSN of its last record */
+	uint32_t last_crc; /* CRC of its last frame */
 	/* in flight */
-	int fd;             /* segment file it goes to */
-	uint64_t file_off;  /* where in it */
-	uint32_t done;      /* bytes known written */
-	unsigned pending;   /* completions outstanding */
-	unsigned retries;   /* no-progress resubmissions */
-	int synced;         /* an fdatasync issued after `done` reached len completed */
-	int complete;       /* written in full and synced: may retire */
-	int fatal;          /* the error that fails the log, or 0 */
-	const char *what;   /* the operation that failed */
+	int fd;		   /* segment file it goes to */
+	uint64_t file_off; /* where in it */
+	uint32_t done;	   /* bytes known written */
+	unsigned pending;  /* completions outstanding */
+	unsigned retries;  /* no-progress resubmissions */
+	int synced;	   /* an fdatasync issued after `done` reached len completed */
+	int complete;	   /* written in full and synced: may retire */
+	int fatal;	   /* the error that fails the log, or 0 */
+	const char *what;  /* the operation that failed */
 	uint64_t first_lsn;
 	struct rl_group_times t; /* stage times (options.profile) */
 };
@@ -241,10 +241,10 @@ static void publish_durable(struct ringlog *log, const struct group *g)
 static int rotate(struct ringlog *log, uint64_t next_lsn, char *msg, size_t msg_len)
 {
 	struct rl_seg_header h = {
-		.first_lsn = next_lsn,
-		.log_id = log->log_id,
-		.prev_last_lsn = next_lsn - 1,
-		.prev_tail_crc = log->seg.last_crc,
+	    .first_lsn = next_lsn,
+	    .log_id = log->log_id,
+	    .prev_last_lsn = next_lsn - 1,
+	    .prev_tail_crc = log->seg.last_crc,
 	};
 	struct rl_segment next;
 	uint64_t t0 = rl_now_ns();
@@ -278,7 +278,7 @@ struct pipeline {
 	struct group g[RL_MAX_PIPELINE_DEPTH];
 	unsigned head, count;
 	uint64_t submitted; /* segment offset after the last group submitted */
-	int wake_armed;     /* the wake eventfd read is queued */
+	int wake_armed;	    /* the wake eventfd read is queued */
 };
 
 /* FAILED: wait for whatever is still in flight before the ring is torn down, so no
@@ -342,7 +342,8 @@ static void run(struct ringlog *log)
 				continue;
 			}
 			/* Free skipped pads right away: producers may wait for that space. */
-			if (log->scan != atomic_load_explicit(&log->ring.tail, memory_order_relaxed))
+			if (log->scan !=
+			    atomic_load_explicit(&log->ring.tail, memory_order_relaxed))
 				rl_ring_release(&log->ring, log->scan);
 			/* Appends have all returned before close (the API contract), so an
 			 * empty ring at close means everything queued is durable. */
@@ -355,11 +356,13 @@ static void run(struct ringlog *log)
 		if (p.count < depth && p.submitted < log->opts.segment_bytes) {
 			if (!rl_ring_prepare_sleep(&log->ring, log->scan, &log->closing)) {
 				if (p.count == 0 || !atomic_load(&log->closing))
-					continue; /* work arrived, or closing with nothing in flight */
+					continue; /* work arrived, or closing with nothing in flight
+						   */
 			} else if (!p.wake_armed) {
 				int err = rl_io_arm_wake(&log->io, log->ring.wake_fd);
 				if (err) {
-					rl_log_fail(log, err, "io_uring: arming the wake-up read failed");
+					rl_log_fail(log, err,
+						    "io_uring: arming the wake-up read failed");
 					goto out;
 				}
 				p.wake_armed = 1;

@@ -37,20 +37,38 @@ const char *ringlog_last_error(void)
 const char *ringlog_strerror(int err)
 {
 	switch (err) {
-	case 0: return "success";
-	case -EINVAL: return "invalid argument (empty batch, bad option, unknown LSN, or the log is closing)";
-	case -EMSGSIZE: return "batch larger than the log's max_batch_bytes";
-	case -EAGAIN: return "submission ring full; retry, or use ringlog_append() to wait";
-	case -EBUSY: return "another writer holds this log directory (LOCK is flock'ed)";
-	case -ENOTDIR: return "path is not a directory";
-	case -ENOENT: return "no such log directory, or the requested LSN is no longer kept";
-	case -EBADMSG: return "log corruption that recovery may not repair; see ringlog_last_error() for file and offset";
-	case -ENOSYS: return "io_uring is not available: kernel built without it, or blocked by seccomp";
-	case -EPERM: return "operation not permitted (for io_uring: disabled by sysctl kernel.io_uring_disabled or a container policy)";
-	case -EIO: return "I/O error: the log has failed and acknowledges nothing more; reopen it to recover";
-	case -ENOSPC: return "no space left on device: the log has failed; free space and reopen it";
-	case -ENOMEM: return "out of memory (or RLIMIT_MEMLOCK too low for io_uring)";
-	case -ETIMEDOUT: return "timed out waiting for durability";
+	case 0:
+		return "success";
+	case -EINVAL:
+		return "invalid argument (empty batch, bad option, unknown LSN, or the log is "
+		       "closing)";
+	case -EMSGSIZE:
+		return "batch larger than the log's max_batch_bytes";
+	case -EAGAIN:
+		return "submission ring full; retry, or use ringlog_append() to wait";
+	case -EBUSY:
+		return "another writer holds this log directory (LOCK is flock'ed)";
+	case -ENOTDIR:
+		return "path is not a directory";
+	case -ENOENT:
+		return "no such log directory, or the requested LSN is no longer kept";
+	case -EBADMSG:
+		return "log corruption that recovery may not repair; see ringlog_last_error() "
+		       "for file and offset";
+	case -ENOSYS:
+		return "io_uring is not available: kernel built without it, or blocked by seccomp";
+	case -EPERM:
+		return "operation not permitted (for io_uring: disabled by sysctl "
+		       "kernel.io_uring_disabled or a container policy)";
+	case -EIO:
+		return "I/O error: the log has failed and acknowledges nothing more; reopen it "
+		       "to recover";
+	case -ENOSPC:
+		return "no space left on device: the log has failed; free space and reopen it";
+	case -ENOMEM:
+		return "out of memory (or RLIMIT_MEMLOCK too low for io_uring)";
+	case -ETIMEDOUT:
+		return "timed out waiting for durability";
 	}
 	if (err < 0) {
 		const char *desc = strerrordesc_np(-err);

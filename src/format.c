@@ -86,7 +86,8 @@ int rl_seg_header_decode(const uint8_t in[RL_SEG_HEADER_BYTES], struct rl_seg_he
 {
 	if (rl_get32(in) != RL_SEG_MAGIC)
 		return -EBADMSG;
-	if ((in[4] | in[5] << 8) != RL_FORMAT_VERSION || (in[6] | in[7] << 8) != RL_SEG_HEADER_BYTES)
+	if ((in[4] | in[5] << 8) != RL_FORMAT_VERSION ||
+	    (in[6] | in[7] << 8) != RL_SEG_HEADER_BYTES)
 		return -EBADMSG;
 	if (rl_get32(in + 60) != rl_crc32c(in, 60))
 		return -EBADMSG;
@@ -94,14 +95,13 @@ int rl_seg_header_decode(const uint8_t in[RL_SEG_HEADER_BYTES], struct rl_seg_he
 	h->log_id = rl_get64(in + 16);
 	h->prev_last_lsn = rl_get64(in + 24);
 	h->prev_tail_crc = rl_get32(in + 32);
-	if (h->first_lsn == 0 || h->first_lsn == UINT64_MAX ||
-	    h->prev_last_lsn != h->first_lsn - 1)
+	if (h->first_lsn == 0 || h->first_lsn == UINT64_MAX || h->prev_last_lsn != h->first_lsn - 1)
 		return -EBADMSG;
 	return 0;
 }
 
-void rl_frame_header_fill(uint8_t *frame, uint32_t frame_len, uint32_t nrecs,
-			  uint64_t first_lsn, uint64_t log_id)
+void rl_frame_header_fill(uint8_t *frame, uint32_t frame_len, uint32_t nrecs, uint64_t first_lsn,
+			  uint64_t log_id)
 {
 	rl_put32(frame + 8, frame_len);
 	rl_put32(frame + 12, nrecs);
@@ -117,8 +117,8 @@ uint32_t rl_frame_seal(uint8_t *frame)
 	return crc;
 }
 
-enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_lsn,
-					   uint64_t log_id, struct rl_frame_info *info)
+enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_lsn, uint64_t log_id,
+					   struct rl_frame_info *info)
 {
 	uint32_t magic = rl_get32(hdr);
 	if (magic != RL_FRAME_MAGIC) {
@@ -195,15 +195,24 @@ int rl_frame_next_record(const uint8_t *frame, const struct rl_frame_info *info,
 const char *rl_frame_status_str(enum rl_frame_status st)
 {
 	switch (st) {
-	case RL_FRAME_OK: return "valid frame";
-	case RL_FRAME_END: return "end of data (zeroes or nothing)";
-	case RL_FRAME_TRUNCATED: return "frame runs past the end of the file (torn write)";
-	case RL_FRAME_BAD_MAGIC: return "bad frame magic";
-	case RL_FRAME_BAD_LENGTH: return "implausible frame length or record count";
-	case RL_FRAME_BAD_LOG_ID: return "frame belongs to another log (log id mismatch)";
-	case RL_FRAME_BAD_LSN: return "frame LSN does not follow the previous frame";
-	case RL_FRAME_BAD_CRC: return "frame checksum mismatch";
-	case RL_FRAME_BAD_RECORDS: return "record lengths do not fit the frame";
+	case RL_FRAME_OK:
+		return "valid frame";
+	case RL_FRAME_END:
+		return "end of data (zeroes or nothing)";
+	case RL_FRAME_TRUNCATED:
+		return "frame runs past the end of the file (torn write)";
+	case RL_FRAME_BAD_MAGIC:
+		return "bad frame magic";
+	case RL_FRAME_BAD_LENGTH:
+		return "implausible frame length or record count";
+	case RL_FRAME_BAD_LOG_ID:
+		return "frame belongs to another log (log id mismatch)";
+	case RL_FRAME_BAD_LSN:
+		return "frame LSN does not follow the previous frame";
+	case RL_FRAME_BAD_CRC:
+		return "frame checksum mismatch";
+	case RL_FRAME_BAD_RECORDS:
+		return "record lengths do not fit the frame";
 	}
 	return "unknown frame status";
 }
@@ -226,7 +235,8 @@ int rl_seg_name_parse(const char *name, uint64_t *first_lsn)
 			return 0;
 		v = v * 10 + d;
 	}
-	if (v == 0)
+	/* Neither 0 nor 2^64 - 1 can start a segment (rl_seg_header_decode agrees). */
+	if (v == 0 || v == UINT64_MAX)
 		return 0;
 	*first_lsn = v;
 	return 1;

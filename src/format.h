@@ -21,8 +21,8 @@
 #define RL_SEG_SUFFIX ".rlog"
 
 struct rl_seg_header {
-	uint64_t first_lsn;     /* LSN of the segment's first record */
-	uint64_t log_id;        /* random id of the log, shared by all its segments */
+	uint64_t first_lsn;	/* LSN of the segment's first record */
+	uint64_t log_id;	/* random id of the log, shared by all its segments */
 	uint64_t prev_last_lsn; /* last LSN of the previous segment (first_lsn - 1) */
 	uint32_t prev_tail_crc; /* CRC field of the previous segment's last frame, or 0 */
 };
@@ -30,7 +30,7 @@ struct rl_seg_header {
 /* What rl_frame_check() found at an offset. */
 enum rl_frame_status {
 	RL_FRAME_OK = 0,
-	RL_FRAME_END,       /* zero bytes, or fewer than a header: nothing (more) written */
+	RL_FRAME_END,	    /* zero bytes, or fewer than a header: nothing (more) written */
 	RL_FRAME_TRUNCATED, /* a plausible header whose frame runs past the data given */
 	RL_FRAME_BAD_MAGIC,
 	RL_FRAME_BAD_LENGTH,
@@ -61,8 +61,8 @@ int rl_seg_header_decode(const uint8_t in[RL_SEG_HEADER_BYTES], struct rl_seg_he
 
 /* Frame header fields other than magic and crc; the CRC is filled in by
  * rl_frame_seal() once the records are in place. */
-void rl_frame_header_fill(uint8_t *frame, uint32_t frame_len, uint32_t nrecs,
-			  uint64_t first_lsn, uint64_t log_id);
+void rl_frame_header_fill(uint8_t *frame, uint32_t frame_len, uint32_t nrecs, uint64_t first_lsn,
+			  uint64_t log_id);
 /* Compute the frame's CRC over bytes [8, frame_len) and store it.  Does not write
  * the magic: the ring publishes a frame by storing the magic last. */
 uint32_t rl_frame_seal(uint8_t *frame);
@@ -76,13 +76,13 @@ enum rl_frame_status rl_frame_check(const uint8_t *buf, uint64_t avail, uint64_t
 				    uint64_t log_id, struct rl_frame_info *info);
 /* Only the header: plausibility of the 32 header bytes (magic, length, log id,
  * LSN).  Lets a reader learn how much to read before the full check. */
-enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_lsn,
-					   uint64_t log_id, struct rl_frame_info *info);
+enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_lsn, uint64_t log_id,
+					   struct rl_frame_info *info);
 const char *rl_frame_status_str(enum rl_frame_status st);
 
 /* Cursor over the records of a frame that passed rl_frame_check(). */
 struct rl_record_cursor {
-	uint32_t pos;   /* byte offset of the next record's length */
+	uint32_t pos;	/* byte offset of the next record's length */
 	uint32_t index; /* records returned so far */
 };
 /* Start with a zeroed cursor.  Returns 1 with (*data, *len) set, or 0 after the
@@ -109,8 +109,7 @@ static inline void rl_put64(uint8_t *p, uint64_t v)
 }
 static inline uint32_t rl_get32(const uint8_t *p)
 {
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 static inline uint64_t rl_get64(const uint8_t *p)
 {

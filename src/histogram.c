@@ -219,8 +219,7 @@ static int rl_hist_io_error(void)
 	return errno > 0 ? -errno : -EIO;
 }
 
-int rl_hist_write_hgrm(const struct rl_hist *h, FILE *out, double unit_divisor,
-		       int ticks_per_half)
+int rl_hist_write_hgrm(const struct rl_hist *h, FILE *out, double unit_divisor, int ticks_per_half)
 {
 	size_t next = 0;
 	uint64_t seen = 0;
@@ -228,8 +227,8 @@ int rl_hist_write_hgrm(const struct rl_hist *h, FILE *out, double unit_divisor,
 
 	if (!(unit_divisor > 0) || ticks_per_half < 1)
 		return -EINVAL;
-	if (fprintf(out, "%12s %14s %10s %14s\n\n",
-		    "Value", "Percentile", "TotalCount", "1/(1-Percentile)") < 0)
+	if (fprintf(out, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount",
+		    "1/(1-Percentile)") < 0)
 		return rl_hist_io_error();
 	while (h->total && seen < h->total) {
 		for (int t = 0; t < ticks_per_half && seen < h->total; t++) {
@@ -240,22 +239,22 @@ int rl_hist_write_hgrm(const struct rl_hist *h, FILE *out, double unit_divisor,
 				goto last;
 			i = rl_hist_walk(h, &next, &seen, rl_hist_rank(h->total, level));
 			if (fprintf(out, "%12.3f %2.12f %10" PRIu64 " %14.2f\n",
-				    (double)rl_hist_highest(h, i) / unit_divisor, level / 100,
-				    seen, 100 / (100 - level)) < 0)
+				    (double)rl_hist_highest(h, i) / unit_divisor, level / 100, seen,
+				    100 / (100 - level)) < 0)
 				return rl_hist_io_error();
 		}
 		span /= 2;
 	}
 last:
-	if (h->total && fprintf(out, "%12.3f %2.12f %10" PRIu64 "\n",
-				(double)h->max / unit_divisor, 1.0, h->total) < 0)
+	if (h->total && fprintf(out, "%12.3f %2.12f %10" PRIu64 "\n", (double)h->max / unit_divisor,
+				1.0, h->total) < 0)
 		return rl_hist_io_error();
 	if (fprintf(out, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n",
 		    rl_hist_mean(h) / unit_divisor, rl_hist_stddev(h) / unit_divisor) < 0 ||
 	    fprintf(out, "#[Max     = %12.3f, Total count    = %12" PRIu64 "]\n",
 		    (double)h->max / unit_divisor, h->total) < 0 ||
-	    fprintf(out, "#[Buckets = %12d, SubBuckets     = %12d]\n",
-		    RL_HIST_GROUPS, 2 << RL_HIST_SUB_BITS) < 0 ||
+	    fprintf(out, "#[Buckets = %12d, SubBuckets     = %12d]\n", RL_HIST_GROUPS,
+		    2 << RL_HIST_SUB_BITS) < 0 ||
 	    fflush(out) != 0)
 		return rl_hist_io_error();
 	return 0;

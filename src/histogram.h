@@ -18,11 +18,11 @@
 #define RL_HIST_MAX_VALUE ((UINT64_C(1) << (RL_HIST_GROUPS + RL_HIST_SUB_BITS)) - 1)
 
 struct rl_hist {
-	uint64_t *counts;  /* RL_HIST_BUCKETS counts, allocated by rl_hist_init */
-	uint64_t total;    /* samples recorded */
-	uint64_t min;      /* smallest value recorded, UINT64_MAX when empty */
-	uint64_t max;      /* largest value recorded (before clamping), 0 when empty */
-	uint64_t clamped;  /* samples above RL_HIST_MAX_VALUE */
+	uint64_t *counts; /* RL_HIST_BUCKETS counts, allocated by rl_hist_init */
+	uint64_t total;	  /* samples recorded */
+	uint64_t min;	  /* smallest value recorded, UINT64_MAX when empty */
+	uint64_t max;	  /* largest value recorded (before clamping), 0 when empty */
+	uint64_t clamped; /* samples above RL_HIST_MAX_VALUE */
 };
 
 /* An empty histogram; its only allocation.  0 or -ENOMEM (then *h is safe to free). */
@@ -81,7 +81,6 @@ uint64_t rl_hist_percentile(const struct rl_hist *h, double p);
  * decimals; percentiles as fractions.  Flushes out.
  * 0, -EINVAL (unit_divisor not > 0, ticks_per_half < 1) or -errno of a write error.
  */
-int rl_hist_write_hgrm(const struct rl_hist *h, FILE *out, double unit_divisor,
-		       int ticks_per_half);
+int rl_hist_write_hgrm(const struct rl_hist *h, FILE *out, double unit_divisor, int ticks_per_half);
 
 #endif

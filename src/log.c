@@ -59,7 +59,8 @@ static int check_options(const struct ringlog_options *o)
 		return rl_fail(-EINVAL, "options: pipeline_depth %u is outside [1, %u]",
 			       o->pipeline_depth, RINGLOG_MAX_PIPELINE_DEPTH);
 	if (o->segment_bytes < RL_MIN_SEGMENT_BYTES)
-		return rl_fail(-EINVAL, "options: segment_bytes %" PRIu64 " is below the minimum %u",
+		return rl_fail(-EINVAL,
+			       "options: segment_bytes %" PRIu64 " is below the minimum %u",
 			       o->segment_bytes, RL_MIN_SEGMENT_BYTES);
 	if (o->max_batch_bytes < RL_MIN_MAX_BATCH_BYTES ||
 	    o->max_batch_bytes > RINGLOG_MAX_BATCH_BYTES_LIMIT)
@@ -70,8 +71,10 @@ static int check_options(const struct ringlog_options *o)
 		return rl_fail(-EINVAL, "options: ring_bytes %u exceeds %u", o->ring_bytes,
 			       RL_MAX_RING_BYTES);
 	if (pow2_at_least(o->ring_bytes) < 2ull * o->max_batch_bytes)
-		return rl_fail(-EINVAL, "options: ring_bytes %u must hold two batches of "
-					"max_batch_bytes %u", o->ring_bytes, o->max_batch_bytes);
+		return rl_fail(-EINVAL,
+			       "options: ring_bytes %u must hold two batches of "
+			       "max_batch_bytes %u",
+			       o->ring_bytes, o->max_batch_bytes);
 	return 0;
 }
 
@@ -260,8 +263,9 @@ static int append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
 	uint64_t bytes = RL_FRAME_HEADER_BYTES + 4ull * nrecs;
 	/* Each length is checked before it is added, so the sum cannot wrap. */
 	for (unsigned i = 0; i < nrecs && bytes <= log->opts.max_batch_bytes; i++)
-		bytes += recs[i].iov_len <= log->opts.max_batch_bytes ? recs[i].iov_len
-								      : log->opts.max_batch_bytes + 1ull;
+		bytes += recs[i].iov_len <= log->opts.max_batch_bytes
+			     ? recs[i].iov_len
+			     : log->opts.max_batch_bytes + 1ull;
 	bytes = rl_align_frame(bytes);
 	if (bytes > log->opts.max_batch_bytes)
 		return rl_fail(-EMSGSIZE, "append: batch of %u records exceeds max_batch_bytes %u",
@@ -301,8 +305,8 @@ RINGLOG_API int ringlog_append(struct ringlog *log, const struct iovec *recs, un
 	return append(log, recs, nrecs, first_lsn, 1);
 }
 
-RINGLOG_API int ringlog_try_append(struct ringlog *log, const struct iovec *recs,
-				   unsigned nrecs, uint64_t *first_lsn)
+RINGLOG_API int ringlog_try_append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
+				   uint64_t *first_lsn)
 {
 	return append(log, recs, nrecs, first_lsn, 0);
 }
@@ -345,8 +349,9 @@ int rl_wait_durable(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			if (now.tv_sec > deadline.tv_sec ||
 			    (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))
-				return rl_fail(-ETIMEDOUT, "wait: LSN %" PRIu64 " not durable within %"
-							   PRId64 " ns (durable: %" PRIu64 ")",
+				return rl_fail(-ETIMEDOUT,
+					       "wait: LSN %" PRIu64 " not durable within %" PRId64
+					       " ns (durable: %" PRIu64 ")",
 					       lsn, timeout_ns, ringlog_durable_lsn(log));
 		}
 		uint32_t seq = atomic_load_explicit(&log->durable_seq, memory_order_seq_cst);
@@ -365,8 +370,9 @@ int rl_wait_durable(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
 RINGLOG_API int ringlog_wait_timeout(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
 {
 	if (lsn >= ringlog_next_lsn(log))
-		return rl_fail(-EINVAL, "wait: LSN %" PRIu64 " has not been handed out (next is %" PRIu64
-					")", lsn, ringlog_next_lsn(log));
+		return rl_fail(
+		    -EINVAL, "wait: LSN %" PRIu64 " has not been handed out (next is %" PRIu64 ")",
+		    lsn, ringlog_next_lsn(log));
 	return rl_wait_durable(log, lsn, timeout_ns);
 }
 

@@ -2,9 +2,9 @@
 #ifndef RL_LOG_INTERNAL_H
 #define RL_LOG_INTERNAL_H
 
-#include "ringlog.h"
 #include "profile.h"
 #include "ring.h"
+#include "ringlog.h"
 #include "segment.h"
 #include "uring_io.h"
 
@@ -27,13 +27,13 @@ struct ringlog {
 
 	/* Durability, published by the consumer only. */
 	_Alignas(64) _Atomic uint64_t durable_lsn;
-	_Atomic uint32_t durable_seq;     /* futex word: bumped when durable_lsn moves */
+	_Atomic uint32_t durable_seq;	  /* futex word: bumped when durable_lsn moves */
 	_Atomic uint32_t durable_waiters; /* threads inside ringlog_wait() */
 
 	int event_fd;
 	_Atomic int event_fd_used;
 	struct ringlog_recovery recovery; /* what open found and did */
-	struct rl_profile profile;        /* stage timing, when options.profile */
+	struct rl_profile profile;	  /* stage timing, when options.profile */
 
 	int dir_fd;
 	int lock_fd;
@@ -46,11 +46,11 @@ struct ringlog {
 	int start_err;
 	struct rl_io io;
 	struct rl_segment seg;
-	uint64_t scan;    /* ring position up to which frames were taken */
+	uint64_t scan; /* ring position up to which frames were taken */
 
 	/* Counters: written by the consumer only (relaxed), read by ringlog_stats. */
 	_Alignas(64) _Atomic uint64_t st_batches, st_records, st_bytes, st_groups, st_writes,
-		st_fdatasyncs, st_retries, st_rotations, st_segment_first_lsn;
+	    st_fdatasyncs, st_retries, st_rotations, st_segment_first_lsn;
 };
 
 /* Add to a counter that only one thread writes. */
@@ -72,9 +72,9 @@ void rl_log_fail(struct ringlog *log, int err, const char *msg);
 
 /* recovery.c: what open found on disk. */
 struct rl_recovered {
-	int empty;          /* no segment: a new log */
+	int empty; /* no segment: a new log */
 	uint64_t log_id;
-	uint64_t next_lsn;  /* first LSN the writer hands out */
+	uint64_t next_lsn;	/* first LSN the writer hands out */
 	struct rl_segment last; /* the last segment kept (read-write when applied) */
 	struct ringlog_recovery report;
 };

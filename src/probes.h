@@ -17,12 +17,12 @@
 /* append(first_lsn, nrecs, frame_bytes) */
 #define RL_PROBE_APPEND(lsn, n, bytes) DTRACE_PROBE3(ringlog, append, lsn, n, bytes)
 /* group_submit(first_lsn, last_lsn, bytes, file_offset) */
-#define RL_PROBE_GROUP_SUBMIT(first, last, bytes, off) \
+#define RL_PROBE_GROUP_SUBMIT(first, last, bytes, off)                                             \
 	DTRACE_PROBE4(ringlog, group_submit, first, last, bytes, off)
 /* write_done(last_lsn, result, write_ns) */
 #define RL_PROBE_WRITE_DONE(last, res, ns) DTRACE_PROBE3(ringlog, write_done, last, res, ns)
 /* sync_done(last_lsn, result, sync_ns, bytes) */
-#define RL_PROBE_SYNC_DONE(last, res, ns, bytes) \
+#define RL_PROBE_SYNC_DONE(last, res, ns, bytes)                                                   \
 	DTRACE_PROBE4(ringlog, sync_done, last, res, ns, bytes)
 /* rotate(next_first_lsn, sealed_bytes, rotate_ns) */
 #define RL_PROBE_ROTATE(lsn, bytes, ns) DTRACE_PROBE3(ringlog, rotate, lsn, bytes, ns)

@@ -24,17 +24,18 @@
 
 struct ringlog_reader {
 	int dir_fd;
-	struct ringlog *log;   /* live readers: the log whose durable LSN bounds them */
-	uint64_t next_lsn;     /* LSN of the record the next call would return */
+	struct ringlog *log; /* live readers: the log whose durable LSN bounds them */
+	uint64_t next_lsn;   /* LSN of the record the next call would return */
 	uint64_t from_lsn;
 	uint64_t log_id;
-	int seg_fd;            /* current segment, -1 before the first */
-	uint64_t seg_first;    /* its first LSN */
+	int seg_fd;	    /* current segment, -1 before the first */
+	uint64_t pending_first; /* seg_fd < 0: the segment to enter once it has a header */
+	uint64_t seg_first; /* its first LSN */
 	struct rl_seg_scan scan;
-	int in_frame;          /* records of scan.frame remain */
+	int in_frame; /* records of scan.frame remain */
 	struct rl_record_cursor rec;
-	uint64_t rec_lsn;      /* LSN of the next record of the frame */
-	uint32_t prev_crc;     /* CRC of the last frame read (for the chain check) */
+	uint64_t rec_lsn;  /* LSN of the next record of the frame */
+	uint32_t prev_crc; /* CRC of the last frame read (for the chain check) */
 };
 
 /* Smallest segment whose first LSN is > after, or the largest <= at_most (mode 1). */
@@ -75,21 +76,27 @@ static int enter_segment(struct ringlog_reader *r, uint64_t first)
 	uint64_t size;
 	int err = rl_seg_read_header(fd, &h, &size);
 	uint64_t later;
-	if (err == -EBADMSG && size <= RL_SEG_HEADER_BYTES && r->seg_fd >= 0 &&
+	if (err == -EBADMSG && size <= RL_SEG_HEADER_BYTES &&
 	    find_segment(r->dir_fd, first, 0, &later) == 0) {
 		close(fd);
-		return 0; /* the last segment, being created (or torn by a crash) */
+		/* The last segment, being created (or torn by a crash): nothing in it yet.
+		 * A reader that starts there looks again on its next call. */
+		if (r->seg_fd < 0)
+			r->pending_first = first;
+		return 0;
 	}
 	if (err) {
 		close(fd);
 		return err == -EBADMSG ? rl_fail(err, "reader: %s: invalid segment header", name)
 				       : rl_fail(err, "reader: reading %s", name);
 	}
-	if (h.first_lsn != first || (r->seg_fd >= 0 && (h.log_id != r->log_id ||
-							 h.prev_tail_crc != r->prev_crc))) {
+	if (h.first_lsn != first ||
+	    (r->seg_fd >= 0 && (h.log_id != r->log_id || h.prev_tail_crc != r->prev_crc))) {
 		close(fd);
-		return rl_fail(-EBADMSG, "reader: %s does not follow the previous segment "
-					 "(wrong first LSN, log id or chain CRC)", name);
+		return rl_fail(-EBADMSG,
+			       "reader: %s does not follow the previous segment "
+			       "(wrong first LSN, log id or chain CRC)",
+			       name);
 	}
 	if (r->seg_fd >= 0) {
 		close(r->seg_fd);
@@ -119,8 +126,9 @@ static int reader_open(int dir_fd, const char *dir, uint64_t from_lsn, struct ri
 	int err = find_segment(r->dir_fd, from_lsn, 1, &first);
 	if (err <= 0) {
 		err = err < 0 ? rl_fail(err, "reader: listing %s", dir)
-			      : rl_fail(-ENOENT, "reader: %s holds no segment with LSN %" PRIu64
-						 " (no log there, or retention removed it)",
+			      : rl_fail(-ENOENT,
+					"reader: %s holds no segment with LSN %" PRIu64
+					" (no log there, or retention removed it)",
 					dir, from_lsn);
 		goto fail;
 	}
@@ -135,8 +143,7 @@ fail:
 	return err;
 }
 
-RINGLOG_API int ringlog_reader_open(const char *dir, uint64_t from_lsn,
-				    struct ringlog_reader **out)
+RINGLOG_API int ringlog_reader_open(const char *dir, uint64_t from_lsn, struct ringlog_reader **out)
 {
 	if (!dir || !out)
 		return rl_fail(-EINVAL, "reader_open: dir and out must not be NULL");
@@ -188,17 +195,20 @@ static int advance(struct ringlog_reader *r, enum rl_frame_status why)
 	char name[RL_SEG_NAME_LEN + 1];
 	rl_seg_name(name, r->seg_first);
 	if (why != RL_FRAME_END || r->scan.off != r->scan.file_size)
-		return rl_fail(-EBADMSG, "reader: sealed segment %s is damaged at offset %" PRIu64
-					 ": %s", name, r->scan.off, rl_frame_status_str(why));
+		return rl_fail(-EBADMSG,
+			       "reader: sealed segment %s is damaged at offset %" PRIu64 ": %s",
+			       name, r->scan.off, rl_frame_status_str(why));
 	if (next != r->scan.expect_lsn) {
 		/* If this segment itself is gone from the directory, retention removed what
 		 * followed it while we read: the records are gone, not damaged. */
 		if (faccessat(r->dir_fd, name, F_OK, 0) != 0 && errno == ENOENT)
-			return rl_fail(-ENOENT, "reader: retention removed LSNs %" PRIu64 "..%" PRIu64
-						" while this reader was behind",
+			return rl_fail(-ENOENT,
+				       "reader: retention removed LSNs %" PRIu64 "..%" PRIu64
+				       " while this reader was behind",
 				       r->scan.expect_lsn, next - 1);
-		return rl_fail(-EBADMSG, "reader: %s ends at LSN %" PRIu64 " but the next segment "
-					 "starts at %" PRIu64 " (missing segment)",
+		return rl_fail(-EBADMSG,
+			       "reader: %s ends at LSN %" PRIu64 " but the next segment "
+			       "starts at %" PRIu64 " (missing segment)",
 			       name, r->scan.expect_lsn - 1, next);
 	}
 	return enter_segment(r, next);
@@ -206,6 +216,11 @@ static int advance(struct ringlog_reader *r, enum rl_frame_status why)
 
 RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_record *rec)
 {
+	if (r->seg_fd < 0) {
+		int err = enter_segment(r, r->pending_first);
+		if (err <= 0)
+			return err;
+	}
 	for (;;) {
 		if (r->in_frame) {
 			const uint8_t *data;
@@ -243,7 +258,8 @@ RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_rec
 				got = 1;
 		}
 		if (got < 0)
-			return got == -EIO || got == -ENOMEM ? rl_fail(got, "reader: reading") : got;
+			return got == -EIO || got == -ENOMEM ? rl_fail(got, "reader: reading")
+							     : got;
 		if (got == 0)
 			return 0;
 		if (r->log && r->scan.expect_lsn - 1 > ringlog_durable_lsn(r->log)) {

@@ -87,8 +87,8 @@ static int drop_segments(int dir_fd, const uint64_t *lsns, size_t from, size_t n
 	return 0;
 }
 
-static void note_damage(struct ringlog_recovery *rep, const char *name, uint64_t off,
-			uint64_t lsn, const char *reason)
+static void note_damage(struct ringlog_recovery *rep, const char *name, uint64_t off, uint64_t lsn,
+			const char *reason)
 {
 	if (rep->damage)
 		return;
@@ -101,9 +101,10 @@ static void note_damage(struct ringlog_recovery *rep, const char *name, uint64_t
 
 static int refuse(const struct ringlog_recovery *rep)
 {
-	return rl_fail(-EBADMSG, "recovery: %s is damaged at offset %" PRIu64 " (LSN %" PRIu64
-				 " expected there): %s", rep->damage_file, rep->damage_offset,
-		       rep->damage_lsn, rep->damage_reason);
+	return rl_fail(-EBADMSG,
+		       "recovery: %s is damaged at offset %" PRIu64 " (LSN %" PRIu64
+		       " expected there): %s",
+		       rep->damage_file, rep->damage_offset, rep->damage_lsn, rep->damage_reason);
 }
 
 int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
@@ -167,7 +168,8 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 		else if (i > 0 && h.log_id != log_id)
 			bad = "segment belongs to another log (log id mismatch)";
 		else if (i > 0 && h.first_lsn != expect)
-			bad = "segment does not start after the previous one (missing or truncated segment)";
+			bad = "segment does not start after the previous one (missing or truncated "
+			      "segment)";
 		else if (i > 0 && h.prev_tail_crc != prev_crc)
 			bad = "segment does not chain to the previous one (its last frame differs)";
 		err = 0;
@@ -182,7 +184,8 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 				if (apply && (err = rewrite_header(dir_fd, fd, name, &h)) != 0)
 					goto out;
 				rep->cut_bytes += size;
-				out->last = (struct rl_segment){fd, h.first_lsn, RL_SEG_HEADER_BYTES, 0};
+				out->last =
+				    (struct rl_segment){fd, h.first_lsn, RL_SEG_HEADER_BYTES, 0};
 				fd = -1;
 				i++; /* kept */
 				break;

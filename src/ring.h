@@ -32,11 +32,11 @@
 #define RL_PAD_MAGIC 0x44415052u /* "RPAD": ring only, never written to a file */
 
 struct rl_reservation {
-	uint64_t pos;       /* ring position of the frame */
-	uint8_t *frame;     /* where to encode it */
+	uint64_t pos;	    /* ring position of the frame */
+	uint8_t *frame;	    /* where to encode it */
 	uint64_t first_lsn; /* LSN of its first record */
-	uint64_t seq;       /* batch sequence number: 0, 1, 2, ... in ring order */
-	uint8_t *pad;       /* a pad to publish before the frame, or NULL */
+	uint64_t seq;	    /* batch sequence number: 0, 1, 2, ... in ring order */
+	uint8_t *pad;	    /* a pad to publish before the frame, or NULL */
 };
 
 struct rl_ring {
@@ -46,10 +46,10 @@ struct rl_ring {
 
 	/* Producer side, under reserve_lock. */
 	_Alignas(64) pthread_mutex_t reserve_lock;
-	uint64_t head;     /* bytes reserved */
-	uint64_t next_lsn; /* next LSN to hand out */
-	uint64_t next_seq; /* next batch sequence number */
-	_Atomic uint64_t head_pub; /* head, for the consumer: entries below it are reserved */
+	uint64_t head;		       /* bytes reserved */
+	uint64_t next_lsn;	       /* next LSN to hand out */
+	uint64_t next_seq;	       /* next batch sequence number */
+	_Atomic uint64_t head_pub;     /* head, for the consumer: entries below it are reserved */
 	_Atomic uint64_t next_lsn_pub; /* next_lsn, readable without the lock */
 
 	/* Consumer side. */

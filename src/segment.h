@@ -14,7 +14,7 @@
 struct rl_segment {
 	int fd;
 	uint64_t first_lsn;
-	uint64_t size;     /* bytes durable in the file = offset of the next write */
+	uint64_t size;	   /* bytes durable in the file = offset of the next write */
 	uint32_t last_crc; /* crc field of its last frame, 0 if it has none */
 };
 
@@ -37,7 +37,7 @@ int rl_seg_create(int dir_fd, const struct rl_seg_header *h, struct rl_segment *
 struct rl_seg_scan {
 	int fd;
 	uint64_t file_size;
-	uint64_t off;        /* offset of the next frame */
+	uint64_t off;	     /* offset of the next frame */
 	uint64_t expect_lsn; /* LSN the next frame must start with */
 	uint64_t log_id;
 	/* the last frame returned by rl_scan_next */

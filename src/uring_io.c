@@ -21,9 +21,9 @@ int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register)
 	/* Newest flags first; older kernels reject them with -EINVAL. Only this
 	 * thread ever submits, and it reaps completions itself. */
 	static const unsigned try_flags[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
-		0,
+	    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	    IORING_SETUP_COOP_TASKRUN,
+	    0,
 	};
 	int err = -EINVAL;
 	for (size_t i = 0; i < sizeof(try_flags) / sizeof(try_flags[0]); i++) {

@@ -98,8 +98,8 @@ static void soname_has_the_major_version(void **state)
 static void usdt_probes_are_present(void **state)
 {
 	(void)state;
-	static const char *probes[] = {"append", "group_submit", "write_done", "sync_done",
-				       "rotate", "fail"};
+	static const char *probes[] = {"append",    "group_submit", "write_done",
+				       "sync_done", "rotate",	    "fail"};
 	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
 		char cmd[PATH_MAX + 256];
 		snprintf(cmd, sizeof(cmd),
@@ -144,10 +144,10 @@ int main(int argc, char **argv)
 		*slash = '\0';
 	}
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(exports_match_the_header),
-		cmocka_unit_test(soname_has_the_major_version),
-		cmocka_unit_test(usdt_probes_are_present),
-		cmocka_unit_test(structs_keep_their_size),
+	    cmocka_unit_test(exports_match_the_header),
+	    cmocka_unit_test(soname_has_the_major_version),
+	    cmocka_unit_test(usdt_probes_are_present),
+	    cmocka_unit_test(structs_keep_their_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -413,7 +413,7 @@ static void latency_profile_counts_and_resets(void **state)
 			break;
 		usleep(1000);
 	}
-	assert_int_equal(lat.stage[RINGLOG_STAGE_END_TO_END].count, 20); /* one per batch */
+	assert_int_equal(lat.stage[RINGLOG_STAGE_END_TO_END].count, 20);  /* one per batch */
 	assert_int_equal(lat.stage[RINGLOG_STAGE_SYNC].count, st.groups); /* one per group */
 	for (int i = 0; i < RINGLOG_STAGES; i++) {
 		const struct ringlog_latency_stage *s = &lat.stage[i];
@@ -435,8 +435,8 @@ static void latency_profile_counts_and_resets(void **state)
 static void strerror_covers_codes(void **state)
 {
 	(void)state;
-	int codes[] = {0, -EINVAL, -EMSGSIZE, -EAGAIN, -EBUSY, -ENOTDIR, -ENOENT, -EBADMSG,
-		       -ENOSYS, -EPERM, -EIO, -ENOSPC, -ENOMEM, -EROFS};
+	int codes[] = {0,	 -EINVAL, -EMSGSIZE, -EAGAIN, -EBUSY,  -ENOTDIR, -ENOENT,
+		       -EBADMSG, -ENOSYS, -EPERM,    -EIO,    -ENOSPC, -ENOMEM,	 -EROFS};
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		const char *s = ringlog_strerror(codes[i]);
 		assert_non_null(s);
@@ -452,21 +452,21 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(append_wait_reopen_continues_lsns, setup, teardown),
-		cmocka_unit_test_setup_teardown(records_read_back_exactly, setup, teardown),
-		cmocka_unit_test_setup_teardown(invalid_arguments, setup, teardown),
-		cmocka_unit_test_setup_teardown(bad_options, setup, teardown),
-		cmocka_unit_test_setup_teardown(batch_size_limit, setup, teardown),
-		cmocka_unit_test_setup_teardown(records_that_look_like_frames, setup, teardown),
-		cmocka_unit_test_setup_teardown(second_writer_gets_ebusy, setup, teardown),
-		cmocka_unit_test_setup_teardown(not_a_directory_and_missing, setup, teardown),
-		cmocka_unit_test_setup_teardown(try_append_eagain_when_full, setup, teardown),
-		cmocka_unit_test_setup_teardown(append_blocks_while_full, setup, teardown),
-		cmocka_unit_test_setup_teardown(wait_timeout_expires_then_succeeds, setup, teardown),
-		cmocka_unit_test_setup_teardown(event_fd_signals_durability, setup, teardown),
-		cmocka_unit_test_setup_teardown(close_drains_everything_queued, setup, teardown),
-		cmocka_unit_test_setup_teardown(latency_profile_counts_and_resets, setup, teardown),
-		cmocka_unit_test(strerror_covers_codes),
+	    cmocka_unit_test_setup_teardown(append_wait_reopen_continues_lsns, setup, teardown),
+	    cmocka_unit_test_setup_teardown(records_read_back_exactly, setup, teardown),
+	    cmocka_unit_test_setup_teardown(invalid_arguments, setup, teardown),
+	    cmocka_unit_test_setup_teardown(bad_options, setup, teardown),
+	    cmocka_unit_test_setup_teardown(batch_size_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(records_that_look_like_frames, setup, teardown),
+	    cmocka_unit_test_setup_teardown(second_writer_gets_ebusy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(not_a_directory_and_missing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(try_append_eagain_when_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(append_blocks_while_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(wait_timeout_expires_then_succeeds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(event_fd_signals_durability, setup, teardown),
+	    cmocka_unit_test_setup_teardown(close_drains_everything_queued, setup, teardown),
+	    cmocka_unit_test_setup_teardown(latency_profile_counts_and_resets, setup, teardown),
+	    cmocka_unit_test(strerror_covers_codes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

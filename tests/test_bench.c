@@ -166,8 +166,8 @@ static void check_common(const char *js, double rpb, double size)
 	assert_true(num(js, "mb_per_sec") > 0);
 	assert_true(num(js, "fsyncs") > 0);
 	assert_true(num(js, "log_bytes") >= num(js, "bytes"));
-	const char *order[] = {"latency_us.min", "latency_us.p50", "latency_us.p90", "latency_us.p99",
-			       "latency_us.p999", "latency_us.p9999"};
+	const char *order[] = {"latency_us.min", "latency_us.p50",  "latency_us.p90",
+			       "latency_us.p99", "latency_us.p999", "latency_us.p9999"};
 	for (int i = 1; i < 6; i++)
 		assert_true(num(js, order[i - 1]) <= num(js, order[i]));
 	assert_true(num(js, "latency_us.p9999") <= num(js, "latency_us.max") * 1.001);
@@ -192,8 +192,9 @@ static void bench_closed_loop_json_adds_up(void **state)
 static void bench_batches_mode_counts_exactly(void **state)
 {
 	(void)state;
-	char *js = run_json("ringlog-bench",
-			    "--threads 2 --inflight 8 --batches 500 --warmup 0 --record-size 10:300");
+	char *js =
+	    run_json("ringlog-bench",
+		     "--threads 2 --inflight 8 --batches 500 --warmup 0 --record-size 10:300");
 	assert_true(num(js, "batches") == 500);
 	assert_true(num(js, "records") == 500);
 	assert_true(num(js, "workload.record_size_min") == 10);
@@ -230,7 +231,8 @@ static void users_directory_is_kept(void **state)
 	(void)state;
 	char *dir = tu_tmpdir();
 	char cmd[PATH_MAX + 8192];
-	snprintf(cmd, sizeof(cmd), "echo precious > '%s/keep.txt' && '%s/ringlog-bench' --dir '%s' "
+	snprintf(cmd, sizeof(cmd),
+		 "echo precious > '%s/keep.txt' && '%s/ringlog-bench' --dir '%s' "
 		 "--duration 0.2 --warmup 0 --quiet && '%s/naive-append' --dir '%s' --duration 0.2 "
 		 "--warmup 0 --quiet && grep -q precious '%s/keep.txt' && ls '%s' | grep -q rlog",
 		 dir, tools_dir, dir, tools_dir, dir, dir, dir);
@@ -243,7 +245,8 @@ static void bad_flags_are_rejected(void **state)
 {
 	(void)state;
 	char cmd[PATH_MAX + 256];
-	snprintf(cmd, sizeof(cmd), "'%s/ringlog-bench' --record-size 9:3 >/dev/null 2>&1", tools_dir);
+	snprintf(cmd, sizeof(cmd), "'%s/ringlog-bench' --record-size 9:3 >/dev/null 2>&1",
+		 tools_dir);
 	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
 	snprintf(cmd, sizeof(cmd), "'%s/ringlog-bench' --bogus >/dev/null 2>&1", tools_dir);
 	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
@@ -267,12 +270,12 @@ int main(int argc, char **argv)
 	snprintf(tools_dir, sizeof(tools_dir), "%s/..", self);
 	(void)argv;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(bench_closed_loop_json_adds_up),
-		cmocka_unit_test(bench_batches_mode_counts_exactly),
-		cmocka_unit_test(bench_open_loop_reports_rate),
-		cmocka_unit_test(naive_append_json_adds_up),
-		cmocka_unit_test(users_directory_is_kept),
-		cmocka_unit_test(bad_flags_are_rejected),
+	    cmocka_unit_test(bench_closed_loop_json_adds_up),
+	    cmocka_unit_test(bench_batches_mode_counts_exactly),
+	    cmocka_unit_test(bench_open_loop_reports_rate),
+	    cmocka_unit_test(naive_append_json_adds_up),
+	    cmocka_unit_test(users_directory_is_kept),
+	    cmocka_unit_test(bad_flags_are_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,9 +44,9 @@
 
 enum {
 	CHILD_THREADS = 4,
-	MARKER_THREAD = 0xff,     /* thread field of the parent's marker batches */
-	MAX_RECS = 8,             /* records per batch: 1..MAX_RECS */
-	MIN_REC_LEN = 17,         /* tu_record_ok needs > 16 bytes to check anything */
+	MARKER_THREAD = 0xff, /* thread field of the parent's marker batches */
+	MAX_RECS = 8,	      /* records per batch: 1..MAX_RECS */
+	MIN_REC_LEN = 17,     /* tu_record_ok needs > 16 bytes to check anything */
 	MAX_REC_LEN = MIN_REC_LEN + 143,
 	WINDOW_MAX = 32,
 	SEGMENT_BYTES = 64 << 10,
@@ -54,7 +54,7 @@ enum {
 	MIN_CYCLES = 5,
 	DEFAULT_SECONDS = 20,
 	FOLLOW_CYCLES = 4,
-	KILL_MIN_MS = 5,          /* kill delay after the child's open */
+	KILL_MIN_MS = 5, /* kill delay after the child's open */
 	KILL_MAX_MS = 150,
 	EARLY_KILL_MAX_US = 25000, /* kill delay after the fork, for early kills */
 };
@@ -100,8 +100,8 @@ static unsigned tag_nrecs(uint64_t tag)
 
 static unsigned rec_len(uint64_t tag, unsigned i)
 {
-	return MIN_REC_LEN + (unsigned)(mix64(tag ^ ((uint64_t)i + 1) << 56) %
-					(MAX_REC_LEN - MIN_REC_LEN + 1));
+	return MIN_REC_LEN +
+	       (unsigned)(mix64(tag ^ ((uint64_t)i + 1) << 56) % (MAX_REC_LEN - MIN_REC_LEN + 1));
 }
 
 static void tag_str(char *buf, size_t size, uint64_t tag)
@@ -194,10 +194,10 @@ static void batches_sort(struct batches *b)
  * after recovery and by the follower thread, so it reports instead of asserting. */
 
 struct scan {
-	uint64_t next_lsn;                    /* LSN the next record must carry */
-	uint64_t b_first, b_tag;              /* the batch being read */
-	uint32_t b_n, b_done;                 /* its records, and how many were read */
-	unsigned key;                         /* 2 * incarnation (+1 for its marker) */
+	uint64_t next_lsn;			/* LSN the next record must carry */
+	uint64_t b_first, b_tag;		/* the batch being read */
+	uint32_t b_n, b_done;			/* its records, and how many were read */
+	unsigned key;				/* 2 * incarnation (+1 for its marker) */
 	uint32_t next_batch[CHILD_THREADS + 1]; /* per thread of that incarnation */
 	uint64_t records, batches;
 	uint8_t expect[MAX_REC_LEN];
@@ -216,8 +216,9 @@ static int scan_record(struct scan *s, const struct ringlog_record *rec)
 {
 	char t[64];
 	if (rec->lsn != s->next_lsn) {
-		snprintf(s->why, sizeof(s->why), "record LSN %" PRIu64 " where %" PRIu64
-			 " was expected (LSNs not dense)", rec->lsn, s->next_lsn);
+		snprintf(s->why, sizeof(s->why),
+			 "record LSN %" PRIu64 " where %" PRIu64 " was expected (LSNs not dense)",
+			 rec->lsn, s->next_lsn);
 		return -1;
 	}
 	if (rec->len < MIN_REC_LEN || rec->len > MAX_REC_LEN) {
@@ -237,21 +238,26 @@ static int scan_record(struct scan *s, const struct ringlog_record *rec)
 		unsigned th = tag_thread(tag);
 		if (rec->batch_first_lsn != rec->lsn || idx != 0) {
 			tag_str(t, sizeof(t), tag);
-			snprintf(s->why, sizeof(s->why), "record %" PRIu64 " (%s, index %" PRIu32
+			snprintf(s->why, sizeof(s->why),
+				 "record %" PRIu64 " (%s, index %" PRIu32
 				 ") starts no batch (batch_first_lsn %" PRIu64 "): a torn batch",
 				 rec->lsn, t, idx, rec->batch_first_lsn);
 			return -1;
 		}
 		if (th >= CHILD_THREADS && th != MARKER_THREAD) {
 			tag_str(t, sizeof(t), tag);
-			snprintf(s->why, sizeof(s->why), "record %" PRIu64 " carries an impossible tag "
-				 "(%s)", rec->lsn, t);
+			snprintf(s->why, sizeof(s->why),
+				 "record %" PRIu64 " carries an impossible tag "
+				 "(%s)",
+				 rec->lsn, t);
 			return -1;
 		}
 		if (rec->batch_nrecs != tag_nrecs(tag)) {
 			tag_str(t, sizeof(t), tag);
-			snprintf(s->why, sizeof(s->why), "batch at %" PRIu64 " (%s) says %u records, "
-				 "%u were appended", rec->lsn, t, rec->batch_nrecs, tag_nrecs(tag));
+			snprintf(s->why, sizeof(s->why),
+				 "batch at %" PRIu64 " (%s) says %u records, "
+				 "%u were appended",
+				 rec->lsn, t, rec->batch_nrecs, tag_nrecs(tag));
 			return -1;
 		}
 		/* The log is a prefix of each incarnation's LSN order: its batches come after
@@ -261,8 +267,10 @@ static int scan_record(struct scan *s, const struct ringlog_record *rec)
 		unsigned slot = th == MARKER_THREAD ? CHILD_THREADS : th;
 		if (key < s->key) {
 			tag_str(t, sizeof(t), tag);
-			snprintf(s->why, sizeof(s->why), "batch at %" PRIu64 " (%s) comes after a "
-				 "batch of a later incarnation or its marker", rec->lsn, t);
+			snprintf(s->why, sizeof(s->why),
+				 "batch at %" PRIu64 " (%s) comes after a "
+				 "batch of a later incarnation or its marker",
+				 rec->lsn, t);
 			return -1;
 		}
 		if (key > s->key) {
@@ -271,8 +279,10 @@ static int scan_record(struct scan *s, const struct ringlog_record *rec)
 		}
 		if (tag_batch(tag) != s->next_batch[slot]) {
 			tag_str(t, sizeof(t), tag);
-			snprintf(s->why, sizeof(s->why), "batch at %" PRIu64 " (%s) where that thread's "
-				 "batch %" PRIu32 " was expected (lost, duplicated or reordered batch)",
+			snprintf(s->why, sizeof(s->why),
+				 "batch at %" PRIu64 " (%s) where that thread's "
+				 "batch %" PRIu32
+				 " was expected (lost, duplicated or reordered batch)",
 				 rec->lsn, t, s->next_batch[slot]);
 			return -1;
 		}
@@ -286,24 +296,31 @@ static int scan_record(struct scan *s, const struct ringlog_record *rec)
 		char bt[64];
 		tag_str(bt, sizeof(bt), s->b_tag);
 		tag_str(t, sizeof(t), tag);
-		snprintf(s->why, sizeof(s->why), "record %" PRIu64 " (%s, index %" PRIu32 ", batch "
-			 "%" PRIu64 "/%u) inside batch %" PRIu64 " (%s, %u records, %u read): a torn "
-			 "or mixed batch", rec->lsn, t, idx, rec->batch_first_lsn, rec->batch_nrecs,
-			 s->b_first, bt, s->b_n, s->b_done);
+		snprintf(s->why, sizeof(s->why),
+			 "record %" PRIu64 " (%s, index %" PRIu32 ", batch "
+			 "%" PRIu64 "/%u) inside batch %" PRIu64
+			 " (%s, %u records, %u read): a torn "
+			 "or mixed batch",
+			 rec->lsn, t, idx, rec->batch_first_lsn, rec->batch_nrecs, s->b_first, bt,
+			 s->b_n, s->b_done);
 		return -1;
 	}
 	unsigned len = rec_len(tag, idx);
 	if (rec->len != len) {
 		tag_str(t, sizeof(t), tag);
-		snprintf(s->why, sizeof(s->why), "record %" PRIu64 " (%s, index %" PRIu32 ") has "
-			 "length %u, %u was appended", rec->lsn, t, idx, rec->len, len);
+		snprintf(s->why, sizeof(s->why),
+			 "record %" PRIu64 " (%s, index %" PRIu32 ") has "
+			 "length %u, %u was appended",
+			 rec->lsn, t, idx, rec->len, len);
 		return -1;
 	}
 	tu_fill_record(s->expect, len, tag, idx);
 	if (memcmp(s->expect, rec->data, len) != 0) {
 		tag_str(t, sizeof(t), tag);
-		snprintf(s->why, sizeof(s->why), "record %" PRIu64 " (%s, index %" PRIu32 ") has "
-			 "corrupt contents", rec->lsn, t, idx);
+		snprintf(s->why, sizeof(s->why),
+			 "record %" PRIu64 " (%s, index %" PRIu32 ") has "
+			 "corrupt contents",
+			 rec->lsn, t, idx);
 		return -1;
 	}
 	s->next_lsn++;
@@ -321,8 +338,10 @@ static int scan_end(struct scan *s)
 		return 0;
 	char t[64];
 	tag_str(t, sizeof(t), s->b_tag);
-	snprintf(s->why, sizeof(s->why), "the log ends inside batch %" PRIu64 " (%s) after %u of "
-		 "its %u records", s->b_first, t, s->b_done, s->b_n);
+	snprintf(s->why, sizeof(s->why),
+		 "the log ends inside batch %" PRIu64 " (%s) after %u of "
+		 "its %u records",
+		 s->b_first, t, s->b_done, s->b_n);
 	return -1;
 }
 
@@ -335,8 +354,8 @@ enum { MSG_OPENED = 1, MSG_ACK = 2, MSG_ERROR = 3 };
 struct msg {
 	uint32_t kind;
 	uint32_t nrecs; /* MSG_ACK: records; MSG_ERROR: the thread (MARKER_THREAD: main) */
-	uint64_t lsn;   /* MSG_ACK: first LSN; MSG_OPENED: next LSN; MSG_ERROR: -error */
-	uint64_t tag;   /* MSG_ACK: the tag; MSG_ERROR: which call failed (see below) */
+	uint64_t lsn;	/* MSG_ACK: first LSN; MSG_OPENED: next LSN; MSG_ERROR: -error */
+	uint64_t tag;	/* MSG_ACK: the tag; MSG_ERROR: which call failed (see below) */
 };
 _Static_assert(sizeof(struct msg) <= PIPE_BUF, "a message must be written atomically");
 
@@ -356,8 +375,9 @@ static void child_send(int fd, uint32_t kind, uint32_t nrecs, uint64_t lsn, uint
 static _Noreturn void child_fail(int fd, unsigned thread, int call, int err)
 {
 	fprintf(stderr, "crash child: thread %u: %s: %s: %s\n", thread,
-		call == CALL_OPEN ? "ringlog_open" : call == CALL_APPEND ? "ringlog_append"
-									: "ringlog_wait",
+		call == CALL_OPEN     ? "ringlog_open"
+		: call == CALL_APPEND ? "ringlog_append"
+				      : "ringlog_wait",
 		ringlog_strerror(err), ringlog_last_error());
 	child_send(fd, MSG_ERROR, thread, (uint64_t)(int64_t)err, (uint64_t)call);
 	_exit(2);
@@ -367,10 +387,10 @@ struct appender {
 	struct ringlog *log;
 	int fd;
 	unsigned inc, id;
-	unsigned window;  /* batches kept in flight before waiting (1: closed loop) */
-	int wait_newest;  /* full window: wait for the newest (acknowledges all of them) */
-	int try_first;    /* ringlog_try_append, blocking append on -EAGAIN */
-	int timed;        /* ringlog_wait_timeout instead of ringlog_wait */
+	unsigned window; /* batches kept in flight before waiting (1: closed loop) */
+	int wait_newest; /* full window: wait for the newest (acknowledges all of them) */
+	int try_first;	 /* ringlog_try_append, blocking append on -EAGAIN */
+	int timed;	 /* ringlog_wait_timeout instead of ringlog_wait */
 	uint8_t data[MAX_RECS][MAX_REC_LEN];
 };
 
@@ -400,7 +420,8 @@ static void *child_appender(void *arg)
 		if (count < a->window)
 			continue;
 		/* Wait for the oldest batch, or for the newest (which covers all of them). */
-		const struct batch *w = &win[(a->wait_newest ? head + count - 1 : head) % WINDOW_MAX];
+		const struct batch *w =
+		    &win[(a->wait_newest ? head + count - 1 : head) % WINDOW_MAX];
 		uint64_t last = w->lsn + w->nrecs - 1;
 		err = a->timed ? ringlog_wait_timeout(a->log, last, 60ll * 1000000000)
 			       : ringlog_wait(a->log, last);
@@ -463,10 +484,10 @@ static _Noreturn void child_main(const char *dir, const struct ringlog_options *
 
 struct follower {
 	const char *dir;
-	_Atomic int stop;      /* set once the writer is dead: read to the end, then stop */
+	_Atomic int stop; /* set once the writer is dead: read to the end, then stop */
 	struct scan scan;
-	struct batches seen;   /* batches returned whole */
-	int bad;               /* scan.why, or the reader's error in msg */
+	struct batches seen; /* batches returned whole */
+	int bad;	     /* scan.why, or the reader's error in msg */
 	char msg[400];
 };
 
@@ -560,8 +581,8 @@ static void *follow(void *arg)
 	struct ringlog_reader *r = NULL;
 	int err = ringlog_reader_open(f->dir, 0, &r);
 	if (err) {
-		snprintf(f->msg, sizeof(f->msg), "ringlog_reader_open: %s: %s", ringlog_strerror(err),
-			 ringlog_last_error());
+		snprintf(f->msg, sizeof(f->msg), "ringlog_reader_open: %s: %s",
+			 ringlog_strerror(err), ringlog_last_error());
 		f->bad = 1;
 		return NULL;
 	}
@@ -571,9 +592,9 @@ static void *follow(void *arg)
 		int stop = atomic_load(&f->stop);
 		int got = ringlog_reader_next(r, &rec);
 		if (got < 0) {
-			snprintf(f->msg, sizeof(f->msg), "ringlog_reader_next after LSN %" PRIu64
-				 ": %s: %s", f->scan.next_lsn - 1, ringlog_strerror(got),
-				 ringlog_last_error());
+			snprintf(f->msg, sizeof(f->msg),
+				 "ringlog_reader_next after LSN %" PRIu64 ": %s: %s",
+				 f->scan.next_lsn - 1, ringlog_strerror(got), ringlog_last_error());
 			f->bad = 1;
 			break;
 		}
@@ -585,7 +606,8 @@ static void *follow(void *arg)
 		}
 		int done = scan_record(&f->scan, &rec);
 		if (done < 0) {
-			snprintf(f->msg, sizeof(f->msg), "reader returned bad data: %s", f->scan.why);
+			snprintf(f->msg, sizeof(f->msg), "reader returned bad data: %s",
+				 f->scan.why);
 			f->bad = 1;
 			break;
 		}
@@ -616,9 +638,11 @@ static void inbox_take(struct inbox *in, const struct msg *m)
 		return;
 	case MSG_ACK:
 		tag_str(t, sizeof(t), m->tag);
-		if (!in->opened || tag_inc(m->tag) != in->inc || tag_thread(m->tag) >= CHILD_THREADS ||
-		    m->nrecs != tag_nrecs(m->tag) || m->lsn < in->open_lsn || m->lsn == 0)
-			fail_msg("crash (seed %" PRIu64 "): child acknowledged an impossible batch: LSN "
+		if (!in->opened || tag_inc(m->tag) != in->inc ||
+		    tag_thread(m->tag) >= CHILD_THREADS || m->nrecs != tag_nrecs(m->tag) ||
+		    m->lsn < in->open_lsn || m->lsn == 0)
+			fail_msg("crash (seed %" PRIu64
+				 "): child acknowledged an impossible batch: LSN "
 				 "%" PRIu64 ", %u records, %s (log opened at LSN %" PRIu64 ")",
 				 g_seed, m->lsn, m->nrecs, t, in->open_lsn);
 		batches_add(&g_acked, m->lsn, m->nrecs, m->tag);
@@ -650,7 +674,8 @@ static void inbox_drain(struct inbox *in)
 		if (n == 0) {
 			if (in->have != 0)
 				fail_msg("crash (seed %" PRIu64 "): %zu bytes of a partial message "
-					 "from the child", g_seed, in->have);
+					 "from the child",
+					 g_seed, in->have);
 			in->eof = 1;
 			return;
 		}
@@ -679,24 +704,25 @@ static void expect_batch(const struct batches *want, size_t *j, const struct sca
 		if (w->lsn < s->b_first)
 			fail_msg("crash (seed %" PRIu64 ", cycle %u): %s batch at LSN %" PRIu64
 				 " (%s, %u records) is missing: the log has batch %" PRIu64
-				 " (%s) there or after it", g_seed, cycle, what, w->lsn, t, w->nrecs,
-				 s->b_first, bt);
+				 " (%s) there or after it",
+				 g_seed, cycle, what, w->lsn, t, w->nrecs, s->b_first, bt);
 		if (w->tag != s->b_tag || w->nrecs != s->b_n)
 			fail_msg("crash (seed %" PRIu64 ", cycle %u): %s batch at LSN %" PRIu64
-				 " (%s, %u records) was replaced by %s (%u records)", g_seed, cycle,
-				 what, w->lsn, t, w->nrecs, bt, s->b_n);
+				 " (%s, %u records) was replaced by %s (%u records)",
+				 g_seed, cycle, what, w->lsn, t, w->nrecs, bt, s->b_n);
 	}
 }
 
-static void expect_none_left(const struct batches *want, size_t j, uint64_t last,
-			     const char *what, unsigned cycle)
+static void expect_none_left(const struct batches *want, size_t j, uint64_t last, const char *what,
+			     unsigned cycle)
 {
 	if (j < want->n) {
 		char t[64];
 		tag_str(t, sizeof(t), want->v[j].tag);
 		fail_msg("crash (seed %" PRIu64 ", cycle %u): %s batch at LSN %" PRIu64 " (%s, %u "
 			 "records) is missing: the log ends at LSN %" PRIu64 " (%zu such batches "
-			 "missing)", g_seed, cycle, what, want->v[j].lsn, t, want->v[j].nrecs, last,
+			 "missing)",
+			 g_seed, cycle, what, want->v[j].lsn, t, want->v[j].nrecs, last,
 			 want->n - j);
 	}
 }
@@ -722,8 +748,8 @@ static uint64_t verify_log(const char *dir, unsigned cycle, struct batches *seen
 		int done = scan_record(&s, &rec);
 		if (done < 0) {
 			ringlog_reader_close(r);
-			fail_msg("crash (seed %" PRIu64 ", cycle %u): after recovery: %s", g_seed, cycle,
-				 s.why);
+			fail_msg("crash (seed %" PRIu64 ", cycle %u): after recovery: %s", g_seed,
+				 cycle, s.why);
 		}
 		if (done) {
 			expect_batch(&g_acked, &ja, &s, "acknowledged", cycle);
@@ -733,8 +759,9 @@ static uint64_t verify_log(const char *dir, unsigned cycle, struct batches *seen
 	}
 	ringlog_reader_close(r);
 	if (got < 0)
-		fail_msg("crash (seed %" PRIu64 ", cycle %u): ringlog_reader_next after LSN %" PRIu64
-			 ": %s: %s", g_seed, cycle, s.next_lsn - 1, ringlog_strerror(got),
+		fail_msg("crash (seed %" PRIu64
+			 ", cycle %u): ringlog_reader_next after LSN %" PRIu64 ": %s: %s",
+			 g_seed, cycle, s.next_lsn - 1, ringlog_strerror(got),
 			 ringlog_last_error());
 	if (scan_end(&s) < 0)
 		fail_msg("crash (seed %" PRIu64 ", cycle %u): after recovery: %s", g_seed, cycle,
@@ -786,8 +813,9 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 	/* Kill at a random instant: usually counted from the child's open (so it has
 	 * appended for a while), sometimes from the fork (so it may die in recovery). */
 	int early = !with_follower && rnd_below(4) == 0;
-	uint64_t delay_ns = early ? rnd_below(EARLY_KILL_MAX_US + 1) * 1000ull
-				  : (KILL_MIN_MS + rnd_below(KILL_MAX_MS - KILL_MIN_MS + 1)) * 1000000ull;
+	uint64_t delay_ns =
+	    early ? rnd_below(EARLY_KILL_MAX_US + 1) * 1000ull
+		  : (KILL_MIN_MS + rnd_below(KILL_MAX_MS - KILL_MIN_MS + 1)) * 1000000ull;
 
 	int fds[2];
 	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
@@ -821,12 +849,15 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 	const uint64_t open_timeout = 120ull * 1000000000;
 	for (;;) {
 		uint64_t now = now_ns();
-		uint64_t due = early ? forked + delay_ns
-				     : in->opened ? in->opened_at + delay_ns : forked + open_timeout;
+		uint64_t due = early	    ? forked + delay_ns
+			       : in->opened ? in->opened_at + delay_ns
+					    : forked + open_timeout;
 		if (now >= due) {
 			if (!early && !in->opened)
-				fail_msg("crash (seed %" PRIu64 ", cycle %u): the child did not open the "
-					 "log within 120 s", g_seed, cycle);
+				fail_msg("crash (seed %" PRIu64
+					 ", cycle %u): the child did not open the "
+					 "log within 120 s",
+					 g_seed, cycle);
 			break;
 		}
 		struct pollfd p = {.fd = in->fd, .events = POLLIN};
@@ -846,20 +877,24 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 	int err = reap(pid, &status, 60ull * 1000000000);
 	if (err)
 		fail_msg("crash (seed %" PRIu64 ", cycle %u): child %d not reaped within 60 s of "
-			 "SIGKILL: %s", g_seed, cycle, (int)pid, strerror(-err));
+			 "SIGKILL: %s",
+			 g_seed, cycle, (int)pid, strerror(-err));
 	g_child = -1;
 	/* Everything it wrote before dying is in the pipe now; no writer is left. */
 	while (!in->eof)
 		inbox_drain(in);
 	if (in->child_error)
 		fail_msg("crash (seed %" PRIu64 ", cycle %u): the child failed: thread %u: %s: %s "
-			 "(its stderr has the detail)", g_seed, cycle, in->error.nrecs,
-			 in->error.tag == CALL_OPEN ? "ringlog_open" : in->error.tag == CALL_APPEND
-			 ? "ringlog_append" : "ringlog_wait",
+			 "(its stderr has the detail)",
+			 g_seed, cycle, in->error.nrecs,
+			 in->error.tag == CALL_OPEN	? "ringlog_open"
+			 : in->error.tag == CALL_APPEND ? "ringlog_append"
+							: "ringlog_wait",
 			 ringlog_strerror((int)(int64_t)in->error.lsn));
 	if (!killed || !WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
 		fail_msg("crash (seed %" PRIu64 ", cycle %u): the child ended by itself (status "
-			 "0x%x) before it was killed", g_seed, cycle, (unsigned)status);
+			 "0x%x) before it was killed",
+			 g_seed, cycle, (unsigned)status);
 	tot->kills++;
 	tot->early_kills += (unsigned)early;
 	tot->killed_before_open += (unsigned)!in->opened;
@@ -876,8 +911,8 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 		/* Acknowledged batches were in the files before the kill. */
 		if (g_follow.scan.next_lsn - 1 < in->max_acked_lsn)
 			fail_msg("crash (seed %" PRIu64 ", cycle %u): the follower read up to LSN "
-				 "%" PRIu64 " but LSN %" PRIu64 " was acknowledged", g_seed, cycle,
-				 g_follow.scan.next_lsn - 1, in->max_acked_lsn);
+				 "%" PRIu64 " but LSN %" PRIu64 " was acknowledged",
+				 g_seed, cycle, g_follow.scan.next_lsn - 1, in->max_acked_lsn);
 		seen = &g_follow.seen;
 		tot->follower_batches += g_follow.seen.n;
 	}
@@ -902,8 +937,8 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 	uint64_t next = ringlog_next_lsn(g_log);
 	if (next <= in->max_acked_lsn)
 		fail_msg("crash (seed %" PRIu64 ", cycle %u): recovered log ends at LSN %" PRIu64
-			 " but LSN %" PRIu64 " was acknowledged", g_seed, cycle, next - 1,
-			 in->max_acked_lsn);
+			 " but LSN %" PRIu64 " was acknowledged",
+			 g_seed, cycle, next - 1, in->max_acked_lsn);
 	assert_int_equal(ringlog_durable_lsn(g_log), next - 1);
 	assert_int_equal(rep.last_lsn, next - 1);
 
@@ -930,7 +965,8 @@ static void run_cycle(unsigned cycle, int with_follower, struct totals *tot)
 	tot->log_records = mlsn + mn - 1;
 	if (getenv("RINGLOG_CRASH_VERBOSE"))
 		printf("crash: cycle %u: %skill after %" PRIu64 " ms%s, %" PRIu64 " acks (max LSN "
-		       "%" PRIu64 "), recovered to LSN %" PRIu64 " (cut %" PRIu64 " bytes), depth %u, "
+		       "%" PRIu64 "), recovered to LSN %" PRIu64 " (cut %" PRIu64
+		       " bytes), depth %u, "
 		       "ring %u KiB, checks took %" PRIu64 " ms\n",
 		       cycle, early ? "early " : "", kill_ms, in->opened ? "" : " (before open)",
 		       in->acks, in->max_acked_lsn, next - 1, cut, o.pipeline_depth,
@@ -973,7 +1009,8 @@ static void crash_cycles(void **state)
 	       tot.tails_cut, tot.log_records, nseg);
 	if (tot.cycles < MIN_CYCLES)
 		fail_msg("crash: only %u cycles ran within %.0f s (at least %d needed); raise "
-			 "RINGLOG_CRASH_SECONDS", tot.cycles, secs, MIN_CYCLES);
+			 "RINGLOG_CRASH_SECONDS",
+			 tot.cycles, secs, MIN_CYCLES);
 }
 
 /* Kill the writer while a reader in this process follows the log. */
@@ -1010,8 +1047,8 @@ int main(void)
 	printf("crash: seed %" PRIu64 " (replay with RINGLOG_CRASH_SEED=%" PRIu64 ")\n", g_seed,
 	       g_seed);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(crash_cycles, teardown),
-		cmocka_unit_test_teardown(crash_with_follower, teardown),
+	    cmocka_unit_test_teardown(crash_cycles, teardown),
+	    cmocka_unit_test_teardown(crash_with_follower, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

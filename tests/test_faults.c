@@ -25,12 +25,12 @@
 enum mode { SET, SHORT };
 
 static struct {
-	int op;       /* RL_IO_WRITE or RL_IO_FSYNC, 0 = off */
-	int nth;      /* first occurrence (1-based) it applies to */
-	int times;    /* how many occurrences from nth (0 = all) */
+	int op;	   /* RL_IO_WRITE or RL_IO_FSYNC, 0 = off */
+	int nth;   /* first occurrence (1-based) it applies to */
+	int times; /* how many occurrences from nth (0 = all) */
 	enum mode mode;
 	int value;
-	int seen[3];  /* completions per op */
+	int seen[3]; /* completions per op */
 	uint32_t write_lens[16];
 	int cancel_next_fsync;
 	int setup_err, register_err, submit_err;
@@ -95,8 +95,10 @@ static int fx_submit(void *arg)
 }
 
 static struct rl_io_faults hooks = {
-	.setup = fx_setup, .register_buffer = fx_register, .submit = fx_submit,
-	.complete = fx_complete,
+    .setup = fx_setup,
+    .register_buffer = fx_register,
+    .submit = fx_submit,
+    .complete = fx_complete,
 };
 
 static int setup(void **state)
@@ -168,7 +170,7 @@ static void expect_fail_stop(const char *dir, int op, int err, const char *what)
 	assert_int_equal(poll(&p, 1, 5000), 1); /* the event fd reports the failure */
 	assert_int_equal(ringlog_error(log), err);
 	assert_int_equal(ringlog_durable_lsn(log), a); /* nothing more acknowledged */
-	assert_int_equal(ringlog_wait(log, a), 0);    /* what was durable stays so */
+	assert_int_equal(ringlog_wait(log, a), 0);     /* what was durable stays so */
 	struct iovec iov = {"late", 4};
 	uint64_t next = ringlog_next_lsn(log);
 	assert_int_equal(ringlog_append(log, &iov, 1, NULL), err);
@@ -454,23 +456,22 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(fdatasync_eio_fails_stop, setup, teardown),
-		cmocka_unit_test_setup_teardown(write_eio_fails_stop, setup, teardown),
-		cmocka_unit_test_setup_teardown(write_enospc_fails_stop, setup, teardown),
-		cmocka_unit_test_setup_teardown(short_write_resubmits_remainder, setup, teardown),
-		cmocka_unit_test_setup_teardown(nothing_acknowledged_before_fdatasync_completes, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(eintr_and_eagain_are_retried, setup, teardown),
-		cmocka_unit_test_setup_teardown(cancelled_fdatasync_is_resubmitted, setup, teardown),
-		cmocka_unit_test_setup_teardown(endless_eagain_gives_up, setup, teardown),
-		cmocka_unit_test_setup_teardown(submit_failure_fails_stop, setup, teardown),
-		cmocka_unit_test_setup_teardown(ambiguous_errors_become_eio, setup, teardown),
-		cmocka_unit_test_setup_teardown(unregistered_buffer_fallback, setup, teardown),
-		cmocka_unit_test_setup_teardown(io_uring_unavailable_is_a_clear_error, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(blocked_appender_gets_the_failure, setup, teardown),
-		cmocka_unit_test_setup_teardown(rotation_failure_fails_stop_and_recovers, setup,
-						teardown),
+	    cmocka_unit_test_setup_teardown(fdatasync_eio_fails_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(write_eio_fails_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(write_enospc_fails_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(short_write_resubmits_remainder, setup, teardown),
+	    cmocka_unit_test_setup_teardown(nothing_acknowledged_before_fdatasync_completes, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(eintr_and_eagain_are_retried, setup, teardown),
+	    cmocka_unit_test_setup_teardown(cancelled_fdatasync_is_resubmitted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(endless_eagain_gives_up, setup, teardown),
+	    cmocka_unit_test_setup_teardown(submit_failure_fails_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(ambiguous_errors_become_eio, setup, teardown),
+	    cmocka_unit_test_setup_teardown(unregistered_buffer_fallback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(io_uring_unavailable_is_a_clear_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(blocked_appender_gets_the_failure, setup, teardown),
+	    cmocka_unit_test_setup_teardown(rotation_failure_fails_stop_and_recovers, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

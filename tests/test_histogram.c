@@ -359,8 +359,8 @@ static void reset(void **state)
 
 static void record_n(void **state)
 {
-	static const uint64_t vals[] = {0, 1, 999, 2047, 2048, 123456, 987654321, ONE_HOUR_NS,
-					UINT64_MAX};
+	static const uint64_t vals[] = {0,	1,	   999,		2047,	   2048,
+					123456, 987654321, ONE_HOUR_NS, UINT64_MAX};
 	struct rl_hist a, b;
 
 	(void)state;
@@ -414,8 +414,7 @@ static void mean_stddev_known_set(void **state)
 }
 
 /* Parse an .hgrm stream; checks its shape and returns the number of data rows. */
-static unsigned check_hgrm(FILE *f, const struct rl_hist *h, double divisor,
-			   const uint64_t *sorted)
+static unsigned check_hgrm(FILE *f, const struct rl_hist *h, double divisor, const uint64_t *sorted)
 {
 	char line[256], c[4][32];
 	double prev_val = -1, prev_pct = -1, last_pct = -1, mean, sd, max;
@@ -464,8 +463,7 @@ static unsigned check_hgrm(FILE *f, const struct rl_hist *h, double divisor,
 	assert_true(fabs(mean - rl_hist_mean(h) / divisor) <= 0.0005);
 	assert_true(fabs(sd - rl_hist_stddev(h) / divisor) <= 0.0005);
 	assert_non_null(fgets(line, sizeof(line), f));
-	assert_int_equal(sscanf(line, "#[Max = %lf, Total count = %" SCNu64 "]", &max, &count),
-			 2);
+	assert_int_equal(sscanf(line, "#[Max = %lf, Total count = %" SCNu64 "]", &max, &count), 2);
 	assert_true(fabs(max - (double)rl_hist_max(h) / divisor) <= 0.0005);
 	assert_int_equal(count, rl_hist_count(h));
 	assert_non_null(fgets(line, sizeof(line), f));
@@ -551,20 +549,20 @@ static void hgrm_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(precision_over_whole_range),
-		cmocka_unit_test(uniform_one_to_million),
-		cmocka_unit_test(bimodal),
-		cmocka_unit_test(single_value),
-		cmocka_unit_test(empty),
-		cmocka_unit_test(small_values_are_exact),
-		cmocka_unit_test(near_one_hour),
-		cmocka_unit_test(clamping_above_max),
-		cmocka_unit_test(merge_equals_recording_all),
-		cmocka_unit_test(reset),
-		cmocka_unit_test(record_n),
-		cmocka_unit_test(mean_stddev_known_set),
-		cmocka_unit_test(hgrm_output_parses),
-		cmocka_unit_test(hgrm_errors),
+	    cmocka_unit_test(precision_over_whole_range),
+	    cmocka_unit_test(uniform_one_to_million),
+	    cmocka_unit_test(bimodal),
+	    cmocka_unit_test(single_value),
+	    cmocka_unit_test(empty),
+	    cmocka_unit_test(small_values_are_exact),
+	    cmocka_unit_test(near_one_hour),
+	    cmocka_unit_test(clamping_above_max),
+	    cmocka_unit_test(merge_equals_recording_all),
+	    cmocka_unit_test(reset),
+	    cmocka_unit_test(record_n),
+	    cmocka_unit_test(mean_stddev_known_set),
+	    cmocka_unit_test(hgrm_output_parses),
+	    cmocka_unit_test(hgrm_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,8 +61,8 @@
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define PL_SANITIZED 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                 \
-	__has_feature(undefined_behavior_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
+    __has_feature(undefined_behavior_sanitizer)
 #define PL_SANITIZED 1
 #endif
 #endif
@@ -83,30 +83,31 @@ static char g_what[256]; /* the scenario being checked, for failure messages */
 
 #define SCEN(...) snprintf(g_what, sizeof(g_what), __VA_ARGS__)
 
-#define EXPECT(c)                                                                          \
-	do {                                                                               \
-		if (!(c))                                                                  \
-			fail_msg("%s:%d: expected %s [scenario: %s; seed 0x%016" PRIx64 "]",  \
-				 __FILE__, __LINE__, #c, g_what, g_seed);                  \
+#define EXPECT(c)                                                                                  \
+	do {                                                                                       \
+		if (!(c))                                                                          \
+			fail_msg("%s:%d: expected %s [scenario: %s; seed 0x%016" PRIx64 "]",       \
+				 __FILE__, __LINE__, #c, g_what, g_seed);                          \
 	} while (0)
 
-#define EXPECT_U64(a, b)                                                                   \
-	do {                                                                               \
-		uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                           \
-		if (a_ != b_)                                                              \
-			fail_msg("%s:%d: %s == %s: %" PRIu64 " != %" PRIu64                \
-				 " [scenario: %s; seed 0x%016" PRIx64 "]",                  \
-				 __FILE__, __LINE__, #a, #b, a_, b_, g_what, g_seed);       \
+#define EXPECT_U64(a, b)                                                                           \
+	do {                                                                                       \
+		uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                                   \
+		if (a_ != b_)                                                                      \
+			fail_msg("%s:%d: %s == %s: %" PRIu64 " != %" PRIu64                        \
+				 " [scenario: %s; seed 0x%016" PRIx64 "]",                         \
+				 __FILE__, __LINE__, #a, #b, a_, b_, g_what, g_seed);              \
 	} while (0)
 
-#define EXPECT_INT(a, b)                                                                   \
-	do {                                                                               \
-		long long a_ = (long long)(a), b_ = (long long)(b);                        \
-		if (a_ != b_)                                                              \
-			fail_msg("%s:%d: %s == %s: %lld != %lld [scenario: %s; last ringlog error: "  \
-				 "%s; seed 0x%016" PRIx64 "]",                              \
-				 __FILE__, __LINE__, #a, #b, a_, b_, g_what,                \
-				 ringlog_last_error(), g_seed);                             \
+#define EXPECT_INT(a, b)                                                                           \
+	do {                                                                                       \
+		long long a_ = (long long)(a), b_ = (long long)(b);                                \
+		if (a_ != b_)                                                                      \
+			fail_msg(                                                                  \
+			    "%s:%d: %s == %s: %lld != %lld [scenario: %s; last ringlog error: "    \
+			    "%s; seed 0x%016" PRIx64 "]",                                          \
+			    __FILE__, __LINE__, #a, #b, a_, b_, g_what, ringlog_last_error(),      \
+			    g_seed);                                                               \
 	} while (0)
 
 /* ---- PRNG (splitmix64) ---- */
@@ -267,8 +268,7 @@ static void snap_write(const struct snap *s, const char *dir)
 
 /* Fail unless `dir` holds exactly the files of `s`, byte for byte.  With
  * ignore_lock, a LOCK file present on one side only is not a difference. */
-static void expect_dir_is(const char *dir, const struct snap *s, int ignore_lock,
-			  const char *after)
+static void expect_dir_is(const char *dir, const struct snap *s, int ignore_lock, const char *after)
 {
 	struct snap now;
 	snap_load(dir, &now);
@@ -522,7 +522,8 @@ static int teardown(void **state)
 	struct world *w = *state;
 	struct timespec t1;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double secs = (double)(t1.tv_sec - w->t0.tv_sec) + (double)(t1.tv_nsec - w->t0.tv_nsec) / 1e9;
+	double secs =
+	    (double)(t1.tv_sec - w->t0.tv_sec) + (double)(t1.tv_nsec - w->t0.tv_nsec) / 1e9;
 	size_t frames = 0;
 	for (size_t i = 0; i < w->nseg; i++)
 		frames += w->seg[i].nfr;
@@ -600,18 +601,18 @@ static const struct frame *frame_holding(const struct world *w, size_t k, uint64
 
 /* The first damage in a damaged copy, as this test placed it. */
 struct expect {
-	int damaged;       /* recovery must find damage at (dfile, doff) */
+	int damaged;	   /* recovery must find damage at (dfile, doff) */
 	int torn_rotation; /* the last segment is at most 64 bytes with an invalid header */
-	size_t dfile;      /* index among the damaged directory's segments */
+	size_t dfile;	   /* index among the damaged directory's segments */
 	uint64_t doff;
-	uint64_t dlsn;      /* the LSN expected there = the first LSN not kept */
+	uint64_t dlsn;	    /* the LSN expected there = the first LSN not kept */
 	const char *reason; /* a substring of damage_reason, or NULL */
 };
 
 struct outcome {
-	int ok;            /* the open succeeds */
+	int ok;		   /* the open succeeds */
 	size_t kept_files; /* segments of the damaged directory that stay */
-	int cut;           /* the last of them is cut at doff */
+	int cut;	   /* the last of them is cut at doff */
 	uint64_t cut_bytes;
 	uint32_t dropped;
 };
@@ -725,8 +726,8 @@ struct extra {
  * beyond them.  Returns ringlog_reader_next's final result (or ringlog_reader_open's
  * error); *whole gets the number of batches read whole, *partial the records of a
  * batch read only in part (must be 0: a batch is whole or absent). */
-static int read_prefix(const struct world *w, const char *dir, size_t keep,
-		       const struct extra *x, size_t *whole, unsigned *partial)
+static int read_prefix(const struct world *w, const char *dir, size_t keep, const struct extra *x,
+		       size_t *whole, unsigned *partial)
 {
 	struct ringlog_reader *r = NULL;
 	size_t bi = 0;
@@ -848,10 +849,11 @@ static void expect_segments_after_open(const struct world *w, const struct snap 
 		size_t len;
 		uint8_t *have = read_whole(tu_path(w->work, src->name), &len);
 		if (len != want_len || memcmp(have, want, len) != 0)
-			fail_msg("after the open, %s is %zu bytes, expected %zu (%s) [scenario: %s; "
-				 "seed 0x%016" PRIx64 "]",
-				 src->name, len, want_len,
-				 len == want_len ? "contents differ" : "size differs", g_what, g_seed);
+			fail_msg(
+			    "after the open, %s is %zu bytes, expected %zu (%s) [scenario: %s; "
+			    "seed 0x%016" PRIx64 "]",
+			    src->name, len, want_len,
+			    len == want_len ? "contents differ" : "size differs", g_what, g_seed);
 		free(have);
 		last_size = want_len;
 	}
@@ -980,7 +982,8 @@ static void cut_last_segment(void **state)
 	const struct seg *sg = &w->seg[L];
 	uint64_t offs[1024];
 	size_t n = 0;
-	const uint64_t fixed[] = {0, 31, 63, HDR, HDR + 8, HDR + 32, 1, 7, 32, 33, HDR + 1, HDR + 31};
+	const uint64_t fixed[] = {0, 31, 63, HDR, HDR + 8, HDR + 32,
+				  1, 7,	 32, 33,  HDR + 1, HDR + 31};
 	size_t nfixed = PL_SANITIZED ? 6 : sizeof(fixed) / sizeof(fixed[0]);
 	for (size_t i = 0; i < nfixed; i++)
 		offs[n++] = fixed[i];
@@ -1046,14 +1049,26 @@ static void zeroed_tail(void **state)
 	for (unsigned it = 0; it < count; it++) {
 		uint64_t zero = 0, extend = 0;
 		switch (it % 5) {
-		case 0: zero = 1 + below(&w->rng, 64); break;
-		case 1: zero = 1 + below(&w->rng, frames_bytes); break;
-		case 2: extend = 1 + below(&w->rng, 4096); break;
-		case 3: zero = 1 + below(&w->rng, 600 < frames_bytes ? 600 : frames_bytes);
-			extend = 1 + below(&w->rng, 4096); break;
-		default: zero = frames_bytes; extend = below(&w->rng, 2) * 512; break;
+		case 0:
+			zero = 1 + below(&w->rng, 64);
+			break;
+		case 1:
+			zero = 1 + below(&w->rng, frames_bytes);
+			break;
+		case 2:
+			extend = 1 + below(&w->rng, 4096);
+			break;
+		case 3:
+			zero = 1 + below(&w->rng, 600 < frames_bytes ? 600 : frames_bytes);
+			extend = 1 + below(&w->rng, 4096);
+			break;
+		default:
+			zero = frames_bytes;
+			extend = below(&w->rng, 2) * 512;
+			break;
 		}
-		SCEN("%s: last %" PRIu64 " of %" PRIu64 " bytes zeroed, %" PRIu64 " zero bytes appended",
+		SCEN("%s: last %" PRIu64 " of %" PRIu64 " bytes zeroed, %" PRIu64
+		     " zero bytes appended",
 		     sg->name, zero, sg->size, extend);
 		struct snap d;
 		snap_clone(&w->snap, &d);
@@ -1090,7 +1105,10 @@ static void zeroed_tail(void **state)
 	snap_clone(&w->snap, &d);
 	struct file *f = snap_seg(&d, L);
 	memset(f->data, 0, f->size);
-	struct expect e = {.damaged = 1, .dfile = L, .doff = 0, .dlsn = sg->first_lsn,
+	struct expect e = {.damaged = 1,
+			   .dfile = L,
+			   .doff = 0,
+			   .dlsn = sg->first_lsn,
 			   .reason = "invalid segment header"};
 	for (uint32_t m = 0; m < 3; m++)
 		verify_mode(w, &d, &e, m, m == PIT);
@@ -1119,13 +1137,13 @@ static void flipped_byte_near_the_end(void **state)
 		/* The header fields, the first record's length, or anywhere in the frame. */
 		uint64_t rel = it % 3 == 0 ? below(&w->rng, 36) : below(&w->rng, fr->len);
 		uint8_t x = (uint8_t)(1 + below(&w->rng, 255));
-		SCEN("%s: byte %" PRIu64 " (frame at %" PRIu64 ", +%" PRIu64 ") ^= 0x%02x", sg->name,
-		     fr->off + rel, fr->off, rel, x);
+		SCEN("%s: byte %" PRIu64 " (frame at %" PRIu64 ", +%" PRIu64 ") ^= 0x%02x",
+		     sg->name, fr->off + rel, fr->off, rel, x);
 		struct snap d;
 		snap_clone(&w->snap, &d);
 		snap_seg(&d, L)->data[fr->off + rel] ^= x;
-		struct expect e = {.damaged = 1, .dfile = L, .doff = fr->off,
-				   .dlsn = w->b[fr->batch].first_lsn};
+		struct expect e = {
+		    .damaged = 1, .dfile = L, .doff = fr->off, .dlsn = w->b[fr->batch].first_lsn};
 		verify_mode(w, &d, &e, TOLERATE, 1);
 		verify_mode(w, &d, &e, ABSOLUTE, 0);
 		if (it % 3 == 1)
@@ -1190,11 +1208,11 @@ static void sealed_segment_damage(void **state)
 	for (unsigned it = 0; it < iters(30); it++) {
 		size_t s = below(&w->rng, L);
 		const struct seg *sg = &w->seg[s];
-		uint64_t off = it % 6 == 0 ? below(&w->rng, HDR)
-					   : sg->size / 4 + below(&w->rng, sg->size / 2);
+		uint64_t off =
+		    it % 6 == 0 ? below(&w->rng, HDR) : sg->size / 4 + below(&w->rng, sg->size / 2);
 		uint8_t x = (uint8_t)(1 + below(&w->rng, 255));
-		SCEN("sealed %s: byte %" PRIu64 " of %" PRIu64 " ^= 0x%02x", sg->name, off, sg->size,
-		     x);
+		SCEN("sealed %s: byte %" PRIu64 " of %" PRIu64 " ^= 0x%02x", sg->name, off,
+		     sg->size, x);
 		struct snap d;
 		snap_clone(&w->snap, &d);
 		snap_seg(&d, s)->data[off] ^= x;
@@ -1222,7 +1240,8 @@ static void sealed_segment_damage(void **state)
 			c = sg->fr[below(&w->rng, sg->nfr)].off; /* a boundary, HDR included */
 		else
 			c = HDR + below(&w->rng, sg->size - HDR);
-		SCEN("sealed %s truncated to %" PRIu64 " of %" PRIu64 " bytes", sg->name, c, sg->size);
+		SCEN("sealed %s truncated to %" PRIu64 " of %" PRIu64 " bytes", sg->name, c,
+		     sg->size);
 		snap_clone(&w->snap, &d);
 		file_resize(snap_seg(&d, s), c);
 		struct expect e = {.damaged = 1, .dfile = s};
@@ -1255,8 +1274,8 @@ static void sealed_segment_damage(void **state)
 		file_resize(f, f->size + extra);
 		for (uint64_t i = 0; it % 2 && i < extra; i++)
 			f->data[sg->size + i] = (uint8_t)(0x80 | (i * 7));
-		struct expect e = {.damaged = 1, .dfile = s, .doff = sg->size,
-				   .dlsn = lsn_at(w, s, sg->size)};
+		struct expect e = {
+		    .damaged = 1, .dfile = s, .doff = sg->size, .dlsn = lsn_at(w, s, sg->size)};
 		if (it % 2 == 0)
 			e.reason = "bytes after the last frame";
 		sealed_case(w, &d, &e);
@@ -1264,8 +1283,8 @@ static void sealed_segment_damage(void **state)
 	}
 
 	/* Under sanitizers, only the first, a middle and the last candidate segment. */
-#define SOME(s, first, last) (!PL_SANITIZED || (s) == (first) || (s) == (last) ||             \
-			      (s) == ((first) + (last)) / 2)
+#define SOME(s, first, last)                                                                       \
+	(!PL_SANITIZED || (s) == (first) || (s) == (last) || (s) == ((first) + (last)) / 2)
 	/* A middle segment deleted: its successor does not chain. */
 	for (size_t s = 1; s < L; s++) {
 		if (!SOME(s, 1, L - 1))
@@ -1273,7 +1292,10 @@ static void sealed_segment_damage(void **state)
 		SCEN("middle segment %s deleted", w->seg[s].name);
 		snap_clone(&w->snap, &d);
 		snap_remove(&d, (size_t)snap_find(&d, w->seg[s].name));
-		struct expect e = {.damaged = 1, .dfile = s, .doff = 0, .dlsn = w->seg[s].first_lsn,
+		struct expect e = {.damaged = 1,
+				   .dfile = s,
+				   .doff = 0,
+				   .dlsn = w->seg[s].first_lsn,
 				   .reason = "missing"};
 		sealed_case(w, &d, &e);
 		snap_free(&d);
@@ -1299,7 +1321,10 @@ static void sealed_segment_damage(void **state)
 		f->data = malloc(other.f[p].size);
 		assert_non_null(f->data);
 		memcpy(f->data, other.f[p].data, other.f[p].size);
-		struct expect e = {.damaged = 1, .dfile = s, .doff = 0, .dlsn = w->seg[s].first_lsn,
+		struct expect e = {.damaged = 1,
+				   .dfile = s,
+				   .doff = 0,
+				   .dlsn = w->seg[s].first_lsn,
 				   .reason = "another log"};
 		sealed_case(w, &d, &e);
 		snap_free(&d);
@@ -1377,7 +1402,8 @@ static void check_is_read_only_and_agrees(void **state)
 		case 2:
 			SCEN("check: last segment torn inside its header");
 			file_resize(snap_seg(&d, L), 40);
-			e = (struct expect){.torn_rotation = 1, .dfile = L, .dlsn = last->first_lsn};
+			e = (struct expect){
+			    .torn_rotation = 1, .dfile = L, .dlsn = last->first_lsn};
 			break;
 		case 3:
 			SCEN("check: last segment cut at a frame boundary");
@@ -1485,8 +1511,8 @@ static uint64_t pick_seed(void)
 		return strtoull(env, NULL, 0);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t s = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^
-		     (uint64_t)getpid() << 32;
+	uint64_t s =
+	    (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
 	return rnd(&s);
 }
 
@@ -1494,25 +1520,27 @@ int main(void)
 {
 	tu_require_uring();
 	g_seed = pick_seed();
-	g_strict = !(getenv("RINGLOG_POWERLOSS_STRICT") && *getenv("RINGLOG_POWERLOSS_STRICT") == '0');
+	g_strict =
+	    !(getenv("RINGLOG_POWERLOSS_STRICT") && *getenv("RINGLOG_POWERLOSS_STRICT") == '0');
 	printf("test_powerloss: seed 0x%016" PRIx64 " (RINGLOG_POWERLOSS_SEED=0x%016" PRIx64
 	       " repeats this run)%s\n",
 	       g_seed, g_seed, PL_SANITIZED ? "; sanitizer build: fewer scenarios" : "");
 	fflush(stdout);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(cut_last_segment, setup, teardown),
-		cmocka_unit_test_setup_teardown(zeroed_tail, setup, teardown),
-		cmocka_unit_test_setup_teardown(flipped_byte_near_the_end, setup, teardown),
-		cmocka_unit_test_setup_teardown(trailing_segments_dropped, setup, teardown),
-		cmocka_unit_test_setup_teardown(sealed_segment_damage, setup, teardown),
-		cmocka_unit_test_setup_teardown(interrupted_point_in_time_repair, setup, teardown),
-		cmocka_unit_test_setup_teardown(check_is_read_only_and_agrees, setup, teardown),
+	    cmocka_unit_test_setup_teardown(cut_last_segment, setup, teardown),
+	    cmocka_unit_test_setup_teardown(zeroed_tail, setup, teardown),
+	    cmocka_unit_test_setup_teardown(flipped_byte_near_the_end, setup, teardown),
+	    cmocka_unit_test_setup_teardown(trailing_segments_dropped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(sealed_segment_damage, setup, teardown),
+	    cmocka_unit_test_setup_teardown(interrupted_point_in_time_repair, setup, teardown),
+	    cmocka_unit_test_setup_teardown(check_is_read_only_and_agrees, setup, teardown),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	if (g_reader_bug)
-		printf("test_powerloss: reader bug reproduced %u times: a reader reports a clean end "
-		       "at a sealed segment torn inside its header (<= 64 bytes) and skips every "
-		       "later segment, where recovery refuses the log\n",
-		       g_reader_bug);
+		printf(
+		    "test_powerloss: reader bug reproduced %u times: a reader reports a clean end "
+		    "at a sealed segment torn inside its header (<= 64 bytes) and skips every "
+		    "later segment, where recovery refuses the log\n",
+		    g_reader_bug);
 	return failed;
 }

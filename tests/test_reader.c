@@ -118,6 +118,30 @@ static void removed_segments_are_a_clear_error(void **state)
 	assert_int_equal(last, 40);
 }
 
+/* A log whose only segment is a torn creation is empty to a reader, not damaged; it
+ * sees the first records once a writer has repaired it and appended. */
+static void only_segment_torn_at_creation_reads_as_empty(void **state)
+{
+	const char *dir = *state;
+	FILE *f = fopen(tu_path(dir, "00000000000000000001.rlog"), "w");
+	assert_non_null(f);
+	fputs("torn", f);
+	fclose(f);
+	struct ringlog_reader *r;
+	assert_int_equal(ringlog_reader_open(dir, 0, &r), 0);
+	struct ringlog_record rec;
+	assert_int_equal(ringlog_reader_next(r, &rec), 0);
+	struct ringlog *log = tu_open(dir, NULL); /* repairs the header */
+	uint64_t l = tu_append_tagged(log, 1, 2, 30) + 1;
+	assert_int_equal(ringlog_wait(log, l), 0);
+	assert_int_equal(ringlog_reader_next(r, &rec), 1);
+	assert_int_equal(rec.lsn, 1);
+	assert_int_equal(ringlog_reader_next(r, &rec), 1);
+	assert_int_equal(ringlog_reader_next(r, &rec), 0);
+	ringlog_reader_close(r);
+	assert_int_equal(ringlog_close(log), 0);
+}
+
 /* A completion hook that holds each fdatasync completion until released. */
 static sem_t held, arrived;
 static _Atomic int holding;
@@ -190,9 +214,9 @@ static void *follow_live(void *arg)
 	struct ringlog_record rec;
 	while (f->seen < f->want) {
 		int got = ringlog_reader_next(r, &rec);
-		if (got < 0 || (got == 1 && (rec.lsn != f->seen + 1 ||
-					     rec.lsn > ringlog_durable_lsn(f->log) ||
-					     !tu_record_ok(rec.data, rec.len)))) {
+		if (got < 0 ||
+		    (got == 1 && (rec.lsn != f->seen + 1 || rec.lsn > ringlog_durable_lsn(f->log) ||
+				  !tu_record_ok(rec.data, rec.len)))) {
 			f->bad = 1;
 			break;
 		}
@@ -232,16 +256,13 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(from_lsn_positions_inside_a_batch, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(follows_a_growing_log_across_rotations, tu_setup_dir,
-						tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(never_modifies_files_even_with_torn_tail, tu_setup_dir,
-						tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(removed_segments_are_a_clear_error, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(live_reader_returns_only_durable_records, tu_setup_dir,
-						tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(live_reader_follows_appends_across_rotations, tu_setup_dir,
-						tu_teardown_dir),
+	    TU_DIR_TEST(from_lsn_positions_inside_a_batch),
+	    TU_DIR_TEST(follows_a_growing_log_across_rotations),
+	    TU_DIR_TEST(never_modifies_files_even_with_torn_tail),
+	    TU_DIR_TEST(removed_segments_are_a_clear_error),
+	    TU_DIR_TEST(only_segment_torn_at_creation_reads_as_empty),
+	    TU_DIR_TEST(live_reader_returns_only_durable_records),
+	    TU_DIR_TEST(live_reader_follows_appends_across_rotations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

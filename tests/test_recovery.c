@@ -6,8 +6,8 @@
 #include "testutil.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,8 +19,7 @@ static uint64_t make_log(const char *dir, const struct ringlog_options *o, int b
 {
 	struct ringlog *log = tu_open(dir, o);
 	uint64_t last = 0;
-	for (int i = 0; i < batches; i++)
-	{
+	for (int i = 0; i < batches; i++) {
 		last = tu_append_tagged(log, (uint64_t)i, 3, 100) + 2;
 		assert_int_equal(ringlog_wait(log, last), 0);
 	}
@@ -215,8 +214,8 @@ static void segment_from_another_log_detected(void **state)
 	uint64_t *lsns;
 	size_t n = tu_segments(dir, &lsns);
 	char cmd[8400];
-	snprintf(cmd, sizeof(cmd), "cp '%s/%020llu.rlog' '%s/'", other,
-		 (unsigned long long)lsns[1], dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s/%020llu.rlog' '%s/'", other, (unsigned long long)lsns[1],
+		 dir);
 	assert_int_equal(system(cmd), 0);
 	struct ringlog *log;
 	assert_int_equal(ringlog_open(dir, &o, &log), -EBADMSG);
@@ -258,8 +257,7 @@ static void unrelated_files_ignored(void **state)
 	uint64_t last = make_log(dir, NULL, 3);
 	const char *names[] = {"README.txt", "123.rlog", "00000000000000000001.rlog.tmp",
 			       "x00000000000000000002.rlog"};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-	{
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		FILE *f = fopen(tu_path(dir, names[i]), "w");
 		assert_non_null(f);
 		fputs("not a segment", f);
@@ -273,18 +271,16 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(torn_tail_cut_at_every_length_of_last_frame, tu_setup_dir,
-						tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(garbage_and_zeroes_after_the_tail, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(flipped_byte_in_last_frame_drops_it, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(stale_frame_copy_is_not_live_data, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(sealed_segment_damage_refuses_open, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(truncated_sealed_segment_refuses_open, tu_setup_dir,
-						tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(missing_middle_segment_detected, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(segment_from_another_log_detected, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(torn_rotation_header_repaired, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(unrelated_files_ignored, tu_setup_dir, tu_teardown_dir),
+	    TU_DIR_TEST(torn_tail_cut_at_every_length_of_last_frame),
+	    TU_DIR_TEST(garbage_and_zeroes_after_the_tail),
+	    TU_DIR_TEST(flipped_byte_in_last_frame_drops_it),
+	    TU_DIR_TEST(stale_frame_copy_is_not_live_data),
+	    TU_DIR_TEST(sealed_segment_damage_refuses_open),
+	    TU_DIR_TEST(truncated_sealed_segment_refuses_open),
+	    TU_DIR_TEST(missing_middle_segment_detected),
+	    TU_DIR_TEST(segment_from_another_log_detected),
+	    TU_DIR_TEST(torn_rotation_header_repaired),
+	    TU_DIR_TEST(unrelated_files_ignored),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -148,11 +148,10 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(removes_whole_old_segments_only, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(removed_lsn_is_a_clear_error_and_reopen_works, tu_setup_dir,
-						tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(reader_behind_retention_gets_enoent, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(crash_in_the_middle_of_retention, tu_setup_dir, tu_teardown_dir),
+	    TU_DIR_TEST(removes_whole_old_segments_only),
+	    TU_DIR_TEST(removed_lsn_is_a_clear_error_and_reopen_works),
+	    TU_DIR_TEST(reader_behind_retention_gets_enoent),
+	    TU_DIR_TEST(crash_in_the_middle_of_retention),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -255,13 +255,13 @@ static void many_producers_one_consumer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(lsns_dense_and_frames_in_order),
-		cmocka_unit_test(stale_magic_is_never_published),
-		cmocka_unit_test(full_ring_and_wrap_with_pad),
-		cmocka_unit_test(sticky_error_stops_reservations),
-		cmocka_unit_test(blocking_reserve_waits_for_space),
-		cmocka_unit_test(blocked_producer_woken_by_failure),
-		cmocka_unit_test(many_producers_one_consumer),
+	    cmocka_unit_test(lsns_dense_and_frames_in_order),
+	    cmocka_unit_test(stale_magic_is_never_published),
+	    cmocka_unit_test(full_ring_and_wrap_with_pad),
+	    cmocka_unit_test(sticky_error_stops_reservations),
+	    cmocka_unit_test(blocking_reserve_waits_for_space),
+	    cmocka_unit_test(blocked_producer_woken_by_failure),
+	    cmocka_unit_test(many_producers_one_consumer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

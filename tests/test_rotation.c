@@ -51,8 +51,8 @@ static uint64_t check_segments(const char *dir, uint64_t cap, uint64_t ring, siz
 		assert_int_equal(s.off, size);
 		if (i + 1 < n) {
 			assert_true(frames > 0);
-			assert_true(size >= cap);        /* closed only once at the cap */
-			assert_true(size - cap < ring);  /* overshoot: less than one group */
+			assert_true(size >= cap);	/* closed only once at the cap */
+			assert_true(size - cap < ring); /* overshoot: less than one group */
 		}
 		expect = s.expect_lsn;
 		rl_scan_free(&s);
@@ -177,13 +177,10 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(threads_with_small_segments, tu_setup_dir, tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(threads_with_small_segments_pipelined, tu_setup_dir,
-						tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(batch_larger_than_a_segment_stays_whole, tu_setup_dir,
-						tu_teardown_dir),
-		cmocka_unit_test_setup_teardown(reopen_with_smaller_cap_rotates_at_once, tu_setup_dir,
-						tu_teardown_dir),
+	    TU_DIR_TEST(threads_with_small_segments),
+	    TU_DIR_TEST(threads_with_small_segments_pipelined),
+	    TU_DIR_TEST(batch_larger_than_a_segment_stays_whole),
+	    TU_DIR_TEST(reopen_with_smaller_cap_rotates_at_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

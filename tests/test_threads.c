@@ -168,8 +168,8 @@ int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(threads_and_live_reader),
-		cmocka_unit_test(threads_pipelined_small_ring),
+	    cmocka_unit_test(threads_and_live_reader),
+	    cmocka_unit_test(threads_pipelined_small_ring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,8 +19,7 @@ void tu_require_uring(void)
 		io_uring_queue_exit(&ring);
 		return;
 	}
-	fprintf(stderr, "io_uring is unavailable here (io_uring_queue_init: %s)\n",
-		strerror(-err));
+	fprintf(stderr, "io_uring is unavailable here (io_uring_queue_init: %s)\n", strerror(-err));
 	if (getenv("RINGLOG_REQUIRE_URING")) {
 		fprintf(stderr, "RINGLOG_REQUIRE_URING is set: failing instead of skipping\n");
 		exit(1);
@@ -97,8 +96,8 @@ size_t tu_segments(const char *dir, uint64_t **lsns)
 	while ((de = readdir(d)) != NULL) {
 		unsigned long long v;
 		char tail[16];
-		if (strlen(de->d_name) == 25 &&
-		    sscanf(de->d_name, "%20llu%15s", &v, tail) == 2 && strcmp(tail, ".rlog") == 0) {
+		if (strlen(de->d_name) == 25 && sscanf(de->d_name, "%20llu%15s", &v, tail) == 2 &&
+		    strcmp(tail, ".rlog") == 0) {
 			if (n == cap)
 				*lsns = realloc(*lsns, (cap *= 2) * sizeof(**lsns));
 			(*lsns)[n++] = v;
@@ -134,7 +133,8 @@ struct ringlog *tu_open(const char *dir, const struct ringlog_options *o)
 	struct ringlog *log = NULL;
 	int err = ringlog_open(dir, o, &log);
 	if (err)
-		fail_msg("ringlog_open(%s): %s: %s", dir, ringlog_strerror(err), ringlog_last_error());
+		fail_msg("ringlog_open(%s): %s: %s", dir, ringlog_strerror(err),
+			 ringlog_last_error());
 	return log;
 }
 
@@ -200,8 +200,8 @@ uint64_t tu_append_tagged(struct ringlog *log, uint64_t tag, unsigned nrecs, uns
 	return first;
 }
 
-int tu_read_all(const char *dir, uint64_t from, uint64_t *count, uint64_t *first,
-		uint64_t *last, int tagged)
+int tu_read_all(const char *dir, uint64_t from, uint64_t *count, uint64_t *first, uint64_t *last,
+		int tagged)
 {
 	struct ringlog_reader *r;
 	int err = ringlog_reader_open(dir, from, &r);
@@ -217,8 +217,8 @@ int tu_read_all(const char *dir, uint64_t from, uint64_t *count, uint64_t *first
 		*last = rec.lsn;
 		(*count)++;
 		if (tagged && !tu_record_ok(rec.data, rec.len))
-			fail_msg("record %llu (len %u) has bad contents", (unsigned long long)rec.lsn,
-				 rec.len);
+			fail_msg("record %llu (len %u) has bad contents",
+				 (unsigned long long)rec.lsn, rec.len);
 	}
 	ringlog_reader_close(r);
 	return err;

@@ -18,6 +18,8 @@ void tu_require_uring(void);
 /* cmocka setup/teardown: *state is a fresh temporary directory, removed after. */
 int tu_setup_dir(void **state);
 int tu_teardown_dir(void **state);
+/* A cmocka test that gets a fresh directory in *state. */
+#define TU_DIR_TEST(f) cmocka_unit_test_setup_teardown(f, tu_setup_dir, tu_teardown_dir)
 
 /* A fresh directory under $TMPDIR (or /tmp); removed by tu_rmrf. Caller frees. */
 char *tu_tmpdir(void);
@@ -45,8 +47,8 @@ int tu_record_ok(const void *data, unsigned len);
 /* Read the whole log: number of records, first and last LSN; asserts density and
  * that every record passes tu_record_ok when `tagged`.  Returns reader_next's
  * final result (0 at a clean end). */
-int tu_read_all(const char *dir, uint64_t from, uint64_t *count, uint64_t *first,
-		uint64_t *last, int tagged);
+int tu_read_all(const char *dir, uint64_t from, uint64_t *count, uint64_t *first, uint64_t *last,
+		int tagged);
 
 /* Overwrite / append raw bytes in a file. */
 void tu_write_at(const char *path, uint64_t off, const void *data, size_t len);

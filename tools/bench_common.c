@@ -27,9 +27,21 @@ int64_t bench_parse_size(const char *s)
 		return -1;
 	double mult = 1;
 	switch (*end) {
-	case 'k': case 'K': mult = 1024.0; end++; break;
-	case 'm': case 'M': mult = 1024.0 * 1024; end++; break;
-	case 'g': case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+	case 'k':
+	case 'K':
+		mult = 1024.0;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mult = 1024.0 * 1024;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1024.0 * 1024 * 1024;
+		end++;
+		break;
 	}
 	if (*end == 'B' || *end == 'b')
 		end++;
@@ -40,40 +52,42 @@ int64_t bench_parse_size(const char *s)
 
 static void usage(FILE *f, const struct bench_opts *o, const char *intro)
 {
-	fprintf(f,
-		"usage: %s [options]\n%s\n\n"
-		"Workload:\n"
-		"  --dir DIR               log directory (default: a fresh temporary directory);\n"
-		"                          removed afterwards only if this run created it\n"
-		"  --keep                  keep the directory even if this run created it\n"
-		"  --threads N             submitter threads (default 1)\n"
-		"  --records-per-batch K   records in each atomic batch (default 1)\n"
-		"  --record-size B|MIN:MAX bytes per record, fixed or uniform in [MIN,MAX] (default 100)\n"
-		"  --duration S            measure for S seconds (default 5) ...\n"
-		"  --batches N             ... or until N batches in total are durable\n"
-		"  --warmup S              run S seconds before measuring (default 1)\n"
-		"  --segment-size BYTES    segment soft cap (default 64M)\n"
-		"Load model:\n"
-		"  --inflight N            batches each thread may have awaiting durability;\n"
-		"                          1 = closed loop (default 1)\n"
-		"  --rate R                open loop: R batches/s in total on a fixed schedule;\n"
-		"                          latency counts from the intended submit time\n"
-		"Output:\n"
-		"  --json FILE|-           results as JSON; with --interval, JSON Lines: one object\n"
-		"                          per interval, then the result\n"
-		"  --interval S            a line every S seconds\n"
-		"  --hgrm FILE             latency distribution, HdrHistogram percentile format (us)\n"
-		"  --quiet                 no human summary (with --json -)\n"
-		"Log options (ringlog-bench):\n"
-		"  --pipeline-depth D      group commits in flight (default 1)\n"
-		"  --ring-size BYTES       submission ring (default 16M)\n"
-		"Profiling (ringlog-bench):\n"
-		"  --profile               time the library's stages (queue, submit, write,\n"
-		"                          fdatasync, wake) and print where the latency goes\n"
-		"  --plot FILE.svg         draw the latency percentile distribution (end to end\n"
-		"                          and each stage); implies --profile\n"
-		"Sizes take k/M/G suffixes (powers of 1024).\n",
-		o->tool, intro);
+	fprintf(
+	    f,
+	    "usage: %s [options]\n%s\n\n"
+	    "Workload:\n"
+	    "  --dir DIR               log directory (default: a fresh temporary directory);\n"
+	    "                          removed afterwards only if this run created it\n"
+	    "  --keep                  keep the directory even if this run created it\n"
+	    "  --threads N             submitter threads (default 1)\n"
+	    "  --records-per-batch K   records in each atomic batch (default 1)\n"
+	    "  --record-size B|MIN:MAX bytes per record, fixed or uniform in [MIN,MAX] (default "
+	    "100)\n"
+	    "  --duration S            measure for S seconds (default 5) ...\n"
+	    "  --batches N             ... or until N batches in total are durable\n"
+	    "  --warmup S              run S seconds before measuring (default 1)\n"
+	    "  --segment-size BYTES    segment soft cap (default 64M)\n"
+	    "Load model:\n"
+	    "  --inflight N            batches each thread may have awaiting durability;\n"
+	    "                          1 = closed loop (default 1)\n"
+	    "  --rate R                open loop: R batches/s in total on a fixed schedule;\n"
+	    "                          latency counts from the intended submit time\n"
+	    "Output:\n"
+	    "  --json FILE|-           results as JSON; with --interval, JSON Lines: one object\n"
+	    "                          per interval, then the result\n"
+	    "  --interval S            a line every S seconds\n"
+	    "  --hgrm FILE             latency distribution, HdrHistogram percentile format (us)\n"
+	    "  --quiet                 no human summary (with --json -)\n"
+	    "Log options (ringlog-bench):\n"
+	    "  --pipeline-depth D      group commits in flight (default 1)\n"
+	    "  --ring-size BYTES       submission ring (default 16M)\n"
+	    "Profiling (ringlog-bench):\n"
+	    "  --profile               time the library's stages (queue, submit, write,\n"
+	    "                          fdatasync, wake) and print where the latency goes\n"
+	    "  --plot FILE.svg         draw the latency percentile distribution (end to end\n"
+	    "                          and each stage); implies --profile\n"
+	    "Sizes take k/M/G suffixes (powers of 1024).\n",
+	    o->tool, intro);
 }
 
 static double parse_positive(const char *flag, const char *v)
@@ -90,40 +104,79 @@ static double parse_positive(const char *flag, const char *v)
 void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_intro)
 {
 	*o = (struct bench_opts){
-		.tool = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0],
-		.threads = 1,
-		.records_per_batch = 1,
-		.record_min = 100,
-		.record_max = 100,
-		.duration_s = 5,
-		.warmup_s = 1,
-		.segment_bytes = 64ull << 20,
-		.inflight = 1,
-		.pipeline_depth = 1,
-		.ring_bytes = 16u << 20,
+	    .tool = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0],
+	    .threads = 1,
+	    .records_per_batch = 1,
+	    .record_min = 100,
+	    .record_max = 100,
+	    .duration_s = 5,
+	    .warmup_s = 1,
+	    .segment_bytes = 64ull << 20,
+	    .inflight = 1,
+	    .pipeline_depth = 1,
+	    .ring_bytes = 16u << 20,
 	};
-	enum { O_DIR = 256, O_KEEP, O_THREADS, O_RPB, O_RS, O_DUR, O_BATCHES, O_WARM, O_SEG,
-	       O_INFL, O_RATE, O_JSON, O_INT, O_HGRM, O_QUIET, O_DEPTH, O_RING, O_PROFILE, O_PLOT,
-	       O_HELP };
+	enum {
+		O_DIR = 256,
+		O_KEEP,
+		O_THREADS,
+		O_RPB,
+		O_RS,
+		O_DUR,
+		O_BATCHES,
+		O_WARM,
+		O_SEG,
+		O_INFL,
+		O_RATE,
+		O_JSON,
+		O_INT,
+		O_HGRM,
+		O_QUIET,
+		O_DEPTH,
+		O_RING,
+		O_PROFILE,
+		O_PLOT,
+		O_HELP
+	};
 	static const struct option lo[] = {
-		{"dir", 1, 0, O_DIR}, {"keep", 0, 0, O_KEEP}, {"threads", 1, 0, O_THREADS},
-		{"records-per-batch", 1, 0, O_RPB}, {"record-size", 1, 0, O_RS},
-		{"duration", 1, 0, O_DUR}, {"batches", 1, 0, O_BATCHES}, {"warmup", 1, 0, O_WARM},
-		{"segment-size", 1, 0, O_SEG}, {"inflight", 1, 0, O_INFL}, {"rate", 1, 0, O_RATE},
-		{"json", 1, 0, O_JSON}, {"interval", 1, 0, O_INT}, {"hgrm", 1, 0, O_HGRM},
-		{"quiet", 0, 0, O_QUIET}, {"pipeline-depth", 1, 0, O_DEPTH},
-		{"ring-size", 1, 0, O_RING}, {"profile", 0, 0, O_PROFILE}, {"plot", 1, 0, O_PLOT},
-		{"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+	    {"dir", 1, 0, O_DIR},
+	    {"keep", 0, 0, O_KEEP},
+	    {"threads", 1, 0, O_THREADS},
+	    {"records-per-batch", 1, 0, O_RPB},
+	    {"record-size", 1, 0, O_RS},
+	    {"duration", 1, 0, O_DUR},
+	    {"batches", 1, 0, O_BATCHES},
+	    {"warmup", 1, 0, O_WARM},
+	    {"segment-size", 1, 0, O_SEG},
+	    {"inflight", 1, 0, O_INFL},
+	    {"rate", 1, 0, O_RATE},
+	    {"json", 1, 0, O_JSON},
+	    {"interval", 1, 0, O_INT},
+	    {"hgrm", 1, 0, O_HGRM},
+	    {"quiet", 0, 0, O_QUIET},
+	    {"pipeline-depth", 1, 0, O_DEPTH},
+	    {"ring-size", 1, 0, O_RING},
+	    {"profile", 0, 0, O_PROFILE},
+	    {"plot", 1, 0, O_PLOT},
+	    {"help", 0, 0, O_HELP},
+	    {0, 0, 0, 0},
 	};
 	int c;
 	int64_t v;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case O_DIR: o->dir = strdup(optarg); break;
-		case O_KEEP: o->keep = 1; break;
-		case O_THREADS: o->threads = (unsigned)parse_positive("--threads", optarg); break;
+		case O_DIR:
+			o->dir = strdup(optarg);
+			break;
+		case O_KEEP:
+			o->keep = 1;
+			break;
+		case O_THREADS:
+			o->threads = (unsigned)parse_positive("--threads", optarg);
+			break;
 		case O_RPB:
-			o->records_per_batch = (unsigned)parse_positive("--records-per-batch", optarg);
+			o->records_per_batch =
+			    (unsigned)parse_positive("--records-per-batch", optarg);
 			break;
 		case O_RS: {
 			char *colon = strchr(optarg, ':');
@@ -139,12 +192,17 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 			o->record_max = (uint32_t)hi_;
 			break;
 		}
-		case O_DUR: o->duration_s = parse_positive("--duration", optarg); o->batches = 0; break;
+		case O_DUR:
+			o->duration_s = parse_positive("--duration", optarg);
+			o->batches = 0;
+			break;
 		case O_BATCHES:
 			o->batches = (uint64_t)parse_positive("--batches", optarg);
 			o->duration_s = 0;
 			break;
-		case O_WARM: o->warmup_s = parse_positive("--warmup", optarg); break;
+		case O_WARM:
+			o->warmup_s = parse_positive("--warmup", optarg);
+			break;
 		case O_SEG:
 			if ((v = bench_parse_size(optarg)) < 4096) {
 				fprintf(stderr, "bad --segment-size (at least 4k)\n");
@@ -152,13 +210,27 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 			}
 			o->segment_bytes = (uint64_t)v;
 			break;
-		case O_INFL: o->inflight = (unsigned)parse_positive("--inflight", optarg); break;
-		case O_RATE: o->rate = parse_positive("--rate", optarg); break;
-		case O_JSON: o->json = optarg; break;
-		case O_INT: o->interval_s = parse_positive("--interval", optarg); break;
-		case O_HGRM: o->hgrm = optarg; break;
-		case O_QUIET: o->quiet = 1; break;
-		case O_DEPTH: o->pipeline_depth = (unsigned)parse_positive("--pipeline-depth", optarg); break;
+		case O_INFL:
+			o->inflight = (unsigned)parse_positive("--inflight", optarg);
+			break;
+		case O_RATE:
+			o->rate = parse_positive("--rate", optarg);
+			break;
+		case O_JSON:
+			o->json = optarg;
+			break;
+		case O_INT:
+			o->interval_s = parse_positive("--interval", optarg);
+			break;
+		case O_HGRM:
+			o->hgrm = optarg;
+			break;
+		case O_QUIET:
+			o->quiet = 1;
+			break;
+		case O_DEPTH:
+			o->pipeline_depth = (unsigned)parse_positive("--pipeline-depth", optarg);
+			break;
 		case O_RING:
 			if ((v = bench_parse_size(optarg)) <= 0 || v > (1 << 30)) {
 				fprintf(stderr, "bad --ring-size\n");
@@ -166,10 +238,20 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 			}
 			o->ring_bytes = (uint32_t)v;
 			break;
-		case O_PROFILE: o->profile = 1; break;
-		case O_PLOT: o->plot = optarg; o->profile = 1; break;
-		case O_HELP: case 'h': usage(stdout, o, usage_intro); exit(0);
-		default: usage(stderr, o, usage_intro); exit(2);
+		case O_PROFILE:
+			o->profile = 1;
+			break;
+		case O_PLOT:
+			o->plot = optarg;
+			o->profile = 1;
+			break;
+		case O_HELP:
+		case 'h':
+			usage(stdout, o, usage_intro);
+			exit(0);
+		default:
+			usage(stderr, o, usage_intro);
+			exit(2);
 		}
 	}
 	if (optind < argc || o->threads == 0 || o->records_per_batch == 0 || o->inflight == 0 ||
@@ -202,7 +284,8 @@ int bench_prepare_dir(struct bench_opts *o)
 	if (o->json && strcmp(o->json, "-") != 0) {
 		o->json_file = fopen(o->json, "w");
 		if (!o->json_file) {
-			fprintf(stderr, "%s: cannot write %s: %s\n", o->tool, o->json, strerror(errno));
+			fprintf(stderr, "%s: cannot write %s: %s\n", o->tool, o->json,
+				strerror(errno));
 			return -errno;
 		}
 	}
@@ -246,10 +329,13 @@ void bench_tick(const struct bench_opts *o, double t, const struct bench_counter
 	if (o->interval_s > 0 && !final) {
 		if (o->json)
 			fprintf(o->json_file ? o->json_file : stdout,
-				"{\"interval_end_s\":%.3f,\"batches_per_sec\":%.1f,\"records_per_sec\":%.1f,"
-				"\"mb_per_sec\":%.3f,\"fsyncs_per_sec\":%.1f}\n", t, b, r, mb, f);
+				"{\"interval_end_s\":%.3f,\"batches_per_sec\":%.1f,\"records_per_"
+				"sec\":%.1f,"
+				"\"mb_per_sec\":%.3f,\"fsyncs_per_sec\":%.1f}\n",
+				t, b, r, mb, f);
 		else
-			printf("[%7.2fs] %10.0f batches/s %11.0f records/s %8.2f MB/s %8.0f fsyncs/s\n",
+			printf("[%7.2fs] %10.0f batches/s %11.0f records/s %8.2f MB/s %8.0f "
+			       "fsyncs/s\n",
 			       t, b, r, mb, f);
 		fflush(stdout);
 	}
@@ -257,8 +343,9 @@ void bench_tick(const struct bench_opts *o, double t, const struct bench_counter
 		if (final)
 			fprintf(stderr, "\r\033[K");
 		else
-			fprintf(stderr, "\r\033[K[%6.1fs] %.0f batches/s, %.0f records/s, %.1f MB/s",
-				t, b, r, mb);
+			fprintf(stderr,
+				"\r\033[K[%6.1fs] %.0f batches/s, %.0f records/s, %.1f MB/s", t, b,
+				r, mb);
 	}
 	*prev = *now;
 }
@@ -312,54 +399,67 @@ int bench_report(const struct bench_opts *o, struct bench_thread *const *threads
 				 o->record_max);
 		printf("%s: %u threads, %u x %s-byte records per batch, %s\n", o->tool, o->threads,
 		       o->records_per_batch, size,
-		       o->rate > 0 ? "open loop" : o->inflight == 1 ? "closed loop" : "batches in flight");
-		printf("  throughput  %.0f batches/s, %.0f records/s, %.2f MB/s of records over %.2f s\n",
+		       o->rate > 0	  ? "open loop"
+		       : o->inflight == 1 ? "closed loop"
+					  : "batches in flight");
+		printf("  throughput  %.0f batches/s, %.0f records/s, %.2f MB/s of records over "
+		       "%.2f s\n",
 		       achieved, (double)records / s, (double)bytes / 1e6 / s, s);
-		printf("  fdatasync   %" PRIu64 " (%.0f/s), %.1f KiB and %.1f batches per fdatasync\n",
+		printf("  fdatasync   %" PRIu64
+		       " (%.0f/s), %.1f KiB and %.1f batches per fdatasync\n",
 		       r->fsyncs, (double)r->fsyncs / s,
 		       r->fsyncs ? (double)r->log_bytes / 1024.0 / (double)r->fsyncs : 0,
 		       r->fsyncs ? (double)batches / (double)r->fsyncs : 0);
-		printf("  latency us  min %.1f  mean %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  "
-		       "p99.99 %.1f  max %.1f\n",
-		       rl_hist_min(&all) / us, rl_hist_mean(&all) / us, pv[0] / us, pv[1] / us,
-		       pv[2] / us, pv[3] / us, pv[4] / us, rl_hist_max(&all) / us);
-		printf("  cpu         user %.2f s, system %.2f s, %ld context switches\n", user, sys, csw);
+		printf(
+		    "  latency us  min %.1f  mean %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  "
+		    "p99.99 %.1f  max %.1f\n",
+		    rl_hist_min(&all) / us, rl_hist_mean(&all) / us, pv[0] / us, pv[1] / us,
+		    pv[2] / us, pv[3] / us, pv[4] / us, rl_hist_max(&all) / us);
+		printf("  cpu         user %.2f s, system %.2f s, %ld context switches\n", user,
+		       sys, csw);
 		if (o->rate > 0)
 			printf("  rate        offered %.0f batches/s, achieved %.0f%s; %" PRIu64
 			       " submissions behind schedule\n",
-			       o->rate, achieved, saturated ? " (SATURATED: the log cannot keep up)" : "",
-			       late);
+			       o->rate, achieved,
+			       saturated ? " (SATURATED: the log cannot keep up)" : "", late);
 	}
 	int rc = 0;
 	if (o->json) {
 		FILE *f = o->json_file ? o->json_file : stdout;
 		if (!f) {
-			fprintf(stderr, "%s: cannot write %s: %s\n", o->tool, o->json, strerror(errno));
+			fprintf(stderr, "%s: cannot write %s: %s\n", o->tool, o->json,
+				strerror(errno));
 			rc = 1;
 		} else {
-			fprintf(f,
-				"{\"tool\":\"%s\",\"workload\":{\"threads\":%u,\"records_per_batch\":%u,"
-				"\"record_size_min\":%" PRIu32 ",\"record_size_max\":%" PRIu32 ","
-				"\"inflight\":%u,\"rate\":%.1f,\"duration_s\":%.3f,\"batches_target\":%" PRIu64
-				",\"warmup_s\":%.3f,\"segment_bytes\":%" PRIu64 ",\"pipeline_depth\":%u},"
-				"\"elapsed_s\":%.6f,\"batches\":%" PRIu64 ",\"records\":%" PRIu64
-				",\"bytes\":%" PRIu64 ",\"batches_per_sec\":%.1f,\"records_per_sec\":%.1f,"
-				"\"mb_per_sec\":%.3f,\"fsyncs\":%" PRIu64 ",\"fsyncs_per_sec\":%.1f,"
-				"\"log_bytes\":%" PRIu64 ",\"bytes_per_fsync\":%.1f,"
-				"\"latency_us\":{\"count\":%" PRIu64 ",\"min\":%.3f,\"mean\":%.3f,\"p50\":%.3f,"
-				"\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"p9999\":%.3f,\"max\":%.3f},"
-				"\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"context_switches\":%ld,"
-				"\"offered_rate\":%.1f,\"achieved_rate\":%.1f,\"late_submissions\":%" PRIu64
-				",\"saturated\":%s%s}\n",
-				o->tool, o->threads, o->records_per_batch, o->record_min, o->record_max,
-				o->inflight, o->rate, o->duration_s, o->batches, o->warmup_s, o->segment_bytes,
-				o->pipeline_depth, s, batches, records, bytes, achieved, (double)records / s,
-				(double)bytes / 1e6 / s, r->fsyncs, (double)r->fsyncs / s, r->log_bytes,
-				r->fsyncs ? (double)r->log_bytes / (double)r->fsyncs : 0, rl_hist_count(&all),
-				rl_hist_min(&all) / us, rl_hist_mean(&all) / us, pv[0] / us, pv[1] / us,
-				pv[2] / us, pv[3] / us, pv[4] / us, rl_hist_max(&all) / us, user, sys, csw,
-				o->rate, achieved, late, saturated ? "true" : "false",
-				r->extra_json ? r->extra_json : "");
+			fprintf(
+			    f,
+			    "{\"tool\":\"%s\",\"workload\":{\"threads\":%u,\"records_per_batch\":%"
+			    "u,"
+			    "\"record_size_min\":%" PRIu32 ",\"record_size_max\":%" PRIu32 ","
+			    "\"inflight\":%u,\"rate\":%.1f,\"duration_s\":%.3f,\"batches_target\":"
+			    "%" PRIu64 ",\"warmup_s\":%.3f,\"segment_bytes\":%" PRIu64
+			    ",\"pipeline_depth\":%u},"
+			    "\"elapsed_s\":%.6f,\"batches\":%" PRIu64 ",\"records\":%" PRIu64
+			    ",\"bytes\":%" PRIu64
+			    ",\"batches_per_sec\":%.1f,\"records_per_sec\":%.1f,"
+			    "\"mb_per_sec\":%.3f,\"fsyncs\":%" PRIu64 ",\"fsyncs_per_sec\":%.1f,"
+			    "\"log_bytes\":%" PRIu64 ",\"bytes_per_fsync\":%.1f,"
+			    "\"latency_us\":{\"count\":%" PRIu64
+			    ",\"min\":%.3f,\"mean\":%.3f,\"p50\":%.3f,"
+			    "\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"p9999\":%.3f,\"max\":%.3f},"
+			    "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"context_switches\":%ld,"
+			    "\"offered_rate\":%.1f,\"achieved_rate\":%.1f,\"late_submissions\":"
+			    "%" PRIu64 ",\"saturated\":%s%s}\n",
+			    o->tool, o->threads, o->records_per_batch, o->record_min, o->record_max,
+			    o->inflight, o->rate, o->duration_s, o->batches, o->warmup_s,
+			    o->segment_bytes, o->pipeline_depth, s, batches, records, bytes,
+			    achieved, (double)records / s, (double)bytes / 1e6 / s, r->fsyncs,
+			    (double)r->fsyncs / s, r->log_bytes,
+			    r->fsyncs ? (double)r->log_bytes / (double)r->fsyncs : 0,
+			    rl_hist_count(&all), rl_hist_min(&all) / us, rl_hist_mean(&all) / us,
+			    pv[0] / us, pv[1] / us, pv[2] / us, pv[3] / us, pv[4] / us,
+			    rl_hist_max(&all) / us, user, sys, csw, o->rate, achieved, late,
+			    saturated ? "true" : "false", r->extra_json ? r->extra_json : "");
 			if (f != stdout && fclose(f) != 0)
 				rc = 1;
 		}

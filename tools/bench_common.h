@@ -14,27 +14,27 @@
 
 struct bench_opts {
 	const char *tool;
-	char *dir;            /* NULL: a fresh temporary directory */
-	int keep;             /* keep the directory afterwards */
-	int dir_created;      /* this run created dir (only then is it removed) */
-	FILE *json_file;      /* --json FILE, open for the interval lines and the result */
+	char *dir;	 /* NULL: a fresh temporary directory */
+	int keep;	 /* keep the directory afterwards */
+	int dir_created; /* this run created dir (only then is it removed) */
+	FILE *json_file; /* --json FILE, open for the interval lines and the result */
 	unsigned threads;
 	unsigned records_per_batch;
 	uint32_t record_min, record_max;
-	double duration_s;    /* 0 when --batches is used */
-	uint64_t batches;     /* total across threads, 0 when --duration is used */
+	double duration_s; /* 0 when --batches is used */
+	uint64_t batches;  /* total across threads, 0 when --duration is used */
 	double warmup_s;
 	uint64_t segment_bytes;
-	unsigned inflight;    /* batches a thread may have outstanding */
-	double rate;          /* open loop: batches/s in total, 0 = closed loop */
-	double interval_s;    /* per-interval lines, 0 = none */
-	const char *json;     /* NULL, "-" or a path */
+	unsigned inflight; /* batches a thread may have outstanding */
+	double rate;	   /* open loop: batches/s in total, 0 = closed loop */
+	double interval_s; /* per-interval lines, 0 = none */
+	const char *json;  /* NULL, "-" or a path */
 	const char *hgrm;
 	unsigned pipeline_depth;
 	uint32_t ring_bytes;
 	int quiet;
-	int profile;          /* --profile: the library's stage breakdown */
-	const char *plot;     /* --plot FILE.svg */
+	int profile;	  /* --profile: the library's stage breakdown */
+	const char *plot; /* --plot FILE.svg */
 };
 
 /* Parse the shared flags; `extra` lists tool-specific flags for --help.  Exits on
@@ -49,15 +49,15 @@ uint64_t bench_now_ns(void);
 /* Per-thread state and results. */
 struct bench_thread {
 	unsigned id;
-	struct rl_hist hist;  /* latency of batches appended in the measured window, ns */
+	struct rl_hist hist; /* latency of batches appended in the measured window, ns */
 	uint64_t batches, records, bytes; /* completed in the window */
-	uint64_t late;        /* open loop: submissions that started behind schedule */
-	uint64_t fsyncs, log_bytes; /* naive-append: its own fdatasyncs and bytes, measured */
+	uint64_t late;			  /* open loop: submissions that started behind schedule */
+	uint64_t fsyncs, log_bytes;	  /* naive-append: its own fdatasyncs and bytes, measured */
 	uint64_t rng;
 	int err;
-	char errmsg[256]; /* ringlog_last_error() of the failing call, copied */
+	char errmsg[256];	   /* ringlog_last_error() of the failing call, copied */
 	_Atomic uint64_t progress; /* completed batches, for the live line */
-	uint64_t finished_ns; /* when its last batch was durable: the window's end */
+	uint64_t finished_ns;	   /* when its last batch was durable: the window's end */
 };
 
 /* Phases: warmup (nothing recorded), measure, stop. */
@@ -71,9 +71,9 @@ uint64_t bench_window_end(struct bench_thread *const *threads, unsigned n);
 
 /* Totals from the engine, for the report. */
 struct bench_result {
-	double elapsed_s;      /* measured window */
-	uint64_t fsyncs;       /* fdatasyncs issued in the window */
-	uint64_t log_bytes;    /* bytes written to the log files in the window */
+	double elapsed_s;   /* measured window */
+	uint64_t fsyncs;    /* fdatasyncs issued in the window */
+	uint64_t log_bytes; /* bytes written to the log files in the window */
 	struct rusage ru0, ru1;
 	const char *extra_json; /* more ,"key":value members for the result, or NULL */
 };

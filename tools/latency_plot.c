@@ -10,8 +10,8 @@
 #define TOP 50
 #define BOTTOM 70
 
-static const char *colors[] = {"#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
-			       "#9467bd", "#8c564b", "#e377c2"};
+static const char *colors[] = {"#000000", "#1f77b4", "#ff7f0e", "#2ca02c",
+			       "#d62728", "#9467bd", "#8c564b", "#e377c2"};
 
 /* x: log10(1/(1-p)) from 0 (p = 0) to 5 (p = 99.999%). */
 static double px(double p)
@@ -52,8 +52,9 @@ int plot_latency_svg(FILE *f, const char *title, const struct plot_curve *c, int
 	double lo = floor(log10(vmin)), hi = ceil(log10(vmax));
 	if (hi <= lo)
 		hi = lo + 1;
-	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-		   "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"13\">\n",
+	fprintf(f,
+		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+		"viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"13\">\n",
 		W, H, W, H);
 	fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
 	fprintf(f, "<text x=\"%d\" y=\"28\" font-size=\"16\" font-weight=\"bold\">%s</text>\n",
@@ -62,15 +63,15 @@ int plot_latency_svg(FILE *f, const char *title, const struct plot_curve *c, int
 	static const char *xl[] = {"0%", "90%", "99%", "99.9%", "99.99%", "99.999%"};
 	for (int d = 0; d <= 5; d++) {
 		double x = LEFT + d / 5.0 * (W - LEFT - RIGHT);
-		fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>\n", x,
-			TOP, x, H - BOTTOM);
+		fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>\n",
+			x, TOP, x, H - BOTTOM);
 		fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", x,
 			H - BOTTOM + 20, xl[d]);
 	}
 	for (double e = lo; e <= hi + 1e-9; e += 1) {
 		double y = py(pow(10, e), lo, hi);
-		fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", LEFT,
-			y, W - RIGHT, y);
+		fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>\n",
+			LEFT, y, W - RIGHT, y);
 		double v = pow(10, e);
 		if (v >= 1000)
 			fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g ms</text>\n",
@@ -79,12 +80,18 @@ int plot_latency_svg(FILE *f, const char *title, const struct plot_curve *c, int
 			fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g us</text>\n",
 				LEFT - 8, y + 4, v);
 	}
-	fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
-		   "stroke=\"#333\"/>\n", LEFT, TOP, W - LEFT - RIGHT, H - TOP - BOTTOM);
-	fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">percentile "
-		   "(log scale of 1/(1-p))</text>\n", LEFT + (W - LEFT - RIGHT) / 2, H - 25);
-	fprintf(f, "<text transform=\"translate(22,%d) rotate(-90)\" text-anchor=\"middle\">"
-		   "latency (log scale)</text>\n", TOP + (H - TOP - BOTTOM) / 2);
+	fprintf(f,
+		"<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
+		"stroke=\"#333\"/>\n",
+		LEFT, TOP, W - LEFT - RIGHT, H - TOP - BOTTOM);
+	fprintf(f,
+		"<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">percentile "
+		"(log scale of 1/(1-p))</text>\n",
+		LEFT + (W - LEFT - RIGHT) / 2, H - 25);
+	fprintf(f,
+		"<text transform=\"translate(22,%d) rotate(-90)\" text-anchor=\"middle\">"
+		"latency (log scale)</text>\n",
+		TOP + (H - TOP - BOTTOM) / 2);
 	/* Curves and legend. */
 	for (int i = 0; i < n; i++) {
 		fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%s\" points=\"",
@@ -95,9 +102,12 @@ int plot_latency_svg(FILE *f, const char *title, const struct plot_curve *c, int
 		}
 		fprintf(f, "\"/>\n");
 		int ly = TOP + 10 + i * 22;
-		fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" "
-			   "stroke-width=\"3\"/>\n", W - RIGHT + 15, ly, W - RIGHT + 40, ly, colors[i]);
-		fprintf(f, "<text x=\"%d\" y=\"%d\">%s</text>\n", W - RIGHT + 46, ly + 4, c[i].label);
+		fprintf(f,
+			"<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" "
+			"stroke-width=\"3\"/>\n",
+			W - RIGHT + 15, ly, W - RIGHT + 40, ly, colors[i]);
+		fprintf(f, "<text x=\"%d\" y=\"%d\">%s</text>\n", W - RIGHT + 46, ly + 4,
+			c[i].label);
 	}
 	fprintf(f, "</svg>\n");
 	return ferror(f) ? -1 : 0;

@@ -183,9 +183,11 @@ int main(int argc, char **argv)
 		if (n - last >= step) {
 			pthread_mutex_lock(&g.lock);
 			uint64_t b = g.fsyncs - f0; /* one fdatasync per batch */
-			now = (struct bench_counters){b, b * o->records_per_batch, g.log_bytes - b0, b};
+			now = (struct bench_counters){b, b * o->records_per_batch, g.log_bytes - b0,
+						      b};
 			pthread_mutex_unlock(&g.lock);
-			bench_tick(o, (double)(n - t_start) / 1e9, &now, &prev, (double)(n - last) / 1e9, 0);
+			bench_tick(o, (double)(n - t_start) / 1e9, &now, &prev,
+				   (double)(n - last) / 1e9, 0);
 			last = n;
 		}
 	}

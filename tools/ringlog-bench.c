@@ -35,7 +35,7 @@ static struct {
 	_Atomic int phase;
 	_Atomic int64_t batches_left; /* --batches: measured batches still to append */
 	_Atomic unsigned running;
-	uint64_t t_start;             /* when the threads started (open-loop schedules) */
+	uint64_t t_start; /* when the threads started (open-loop schedules) */
 } g;
 
 struct worker {
@@ -93,9 +93,8 @@ static void *run_worker(void *arg)
 		goto out;
 	}
 	for (size_t i = 0; i < payload_len; i++) /* incompressible-ish bytes, made once */
-		payload[i] = (uint8_t)(bench_record_size(&(struct bench_opts){.record_min = 0,
-									       .record_max = 255},
-							 &w->t));
+		payload[i] = (uint8_t)(bench_record_size(
+		    &(struct bench_opts){.record_min = 0, .record_max = 255}, &w->t));
 	uint64_t period = o->rate > 0 ? (uint64_t)(1e9 * o->threads / o->rate) : 0;
 	uint64_t next = g.t_start + (period * w->t.id) / o->threads; /* staggered schedules */
 	for (;;) {
@@ -112,7 +111,8 @@ static void *run_worker(void *arg)
 		if (period) {
 			while (start < next) {
 				if (w->count > 0) {
-					if ((w->t.err = wait_oldest(w, (int64_t)(next - start))) != 0)
+					if ((w->t.err = wait_oldest(w, (int64_t)(next - start))) !=
+					    0)
 						goto out;
 				} else {
 					struct timespec ts = {(time_t)(next / 1000000000),
@@ -140,7 +140,7 @@ static void *run_worker(void *arg)
 			goto out;
 		}
 		w->q[(w->head + w->count) % o->inflight] = (struct pending){
-			first + o->records_per_batch - 1, start, bytes, phase == BENCH_MEASURE};
+		    first + o->records_per_batch - 1, start, bytes, phase == BENCH_MEASURE};
 		w->count++;
 		reap(w);
 	}
@@ -157,7 +157,7 @@ out:
 }
 
 static const char *stage_names[RINGLOG_STAGES] = {
-	"queue", "submit", "write", "fdatasync", "wake", "end to end",
+    "queue", "submit", "write", "fdatasync", "wake", "end to end",
 };
 
 static uint64_t stage_pct(void *arg, double p)
@@ -177,23 +177,25 @@ static void print_stages(const struct ringlog_latency *l, char *json, size_t cap
 	size_t used = json ? (size_t)snprintf(json, cap, ",\"stages_us\":{") : cap;
 	if (print)
 		printf("  stages (library, per group; end to end per batch), us:\n"
-		       "    %-12s %10s %10s %10s %10s %10s %10s %8s\n", "stage", "count", "mean", "p50",
-		       "p99", "p99.9", "max", "share");
+		       "    %-12s %10s %10s %10s %10s %10s %10s %8s\n",
+		       "stage", "count", "mean", "p50", "p99", "p99.9", "max", "share");
 	for (int i = 0; i < RINGLOG_STAGES; i++) {
 		const struct ringlog_latency_stage *st = &l->stage[i];
 		double share = e2e > 0 ? 100.0 * (double)st->mean_ns / e2e : 0;
 		if (print)
-			printf("    %-12s %10" PRIu64 " %10.1f %10.1f %10.1f %10.1f %10.1f %7.1f%%\n",
+			printf("    %-12s %10" PRIu64
+			       " %10.1f %10.1f %10.1f %10.1f %10.1f %7.1f%%\n",
 			       stage_names[i], st->count, st->mean_ns / 1e3, st->p50_ns / 1e3,
 			       st->p99_ns / 1e3, st->p999_ns / 1e3, st->max_ns / 1e3, share);
 		if (used < cap)
-			used += (size_t)snprintf(json + used, cap - used,
-						 "%s\"%s\":{\"count\":%" PRIu64 ",\"mean\":%.3f,"
-						 "\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}",
-						 i ? "," : "", i == RINGLOG_STAGE_END_TO_END ? "end_to_end"
-						 : stage_names[i], st->count, st->mean_ns / 1e3,
-						 st->p50_ns / 1e3, st->p99_ns / 1e3, st->p999_ns / 1e3,
-						 st->max_ns / 1e3);
+			used += (size_t)snprintf(
+			    json + used, cap - used,
+			    "%s\"%s\":{\"count\":%" PRIu64 ",\"mean\":%.3f,"
+			    "\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}",
+			    i ? "," : "",
+			    i == RINGLOG_STAGE_END_TO_END ? "end_to_end" : stage_names[i],
+			    st->count, st->mean_ns / 1e3, st->p50_ns / 1e3, st->p99_ns / 1e3,
+			    st->p999_ns / 1e3, st->max_ns / 1e3);
 	}
 	if (json && used < cap)
 		snprintf(json + used, cap - used, "}");
@@ -210,16 +212,18 @@ static int write_plot(struct worker *w)
 	int n = 0;
 	c[n++] = (struct plot_curve){"end to end (submitter)", hist_pct, &all};
 	static const int order[] = {RINGLOG_STAGE_END_TO_END, RINGLOG_STAGE_QUEUE,
-				    RINGLOG_STAGE_SUBMIT, RINGLOG_STAGE_WRITE, RINGLOG_STAGE_SYNC,
-				    RINGLOG_STAGE_WAKE};
-	static const char *labels[] = {"end to end (library)", "queue", "submit", "write",
-				       "fdatasync", "wake"};
+				    RINGLOG_STAGE_SUBMIT,     RINGLOG_STAGE_WRITE,
+				    RINGLOG_STAGE_SYNC,	      RINGLOG_STAGE_WAKE};
+	static const char *labels[] = {
+	    "end to end (library)", "queue", "submit", "write", "fdatasync", "wake"};
 	for (int i = 0; i < 6; i++)
 		c[n++] = (struct plot_curve){labels[i], stage_pct, (void *)(uintptr_t)order[i]};
 	char title[200];
 	snprintf(title, sizeof(title), "ringlog latency: %u threads, %u x %u B per batch, %s",
 		 g.o.threads, g.o.records_per_batch, g.o.record_max,
-		 g.o.rate > 0 ? "open loop" : g.o.inflight == 1 ? "closed loop" : "batches in flight");
+		 g.o.rate > 0	     ? "open loop"
+		 : g.o.inflight == 1 ? "closed loop"
+				     : "batches in flight");
 	FILE *f = fopen(g.o.plot, "w");
 	int rc = !f || plot_latency_svg(f, title, c, n) != 0 ? -1 : 0;
 	if (f && fclose(f) != 0)
@@ -290,7 +294,8 @@ int main(int argc, char **argv)
 		while (ring < 2 * frame && ring < (1u << 30))
 			ring <<= 1;
 		if (frame > RINGLOG_MAX_BATCH_BYTES_LIMIT || ring < 2 * frame) {
-			fprintf(stderr, "%s: a batch of %" PRIu64 " bytes is too large\n", o->tool, frame);
+			fprintf(stderr, "%s: a batch of %" PRIu64 " bytes is too large\n", o->tool,
+				frame);
 			bench_cleanup(o);
 			return 2;
 		}

@@ -96,45 +96,64 @@ out:
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: ringlog-demo [options]\n"
-		"Append from several threads into a ringlog directory, then read it back.\n\n"
-		"  --dir DIR               log directory (default ./ringlog-data)\n"
-		"  --threads N             appending threads (default 4)\n"
-		"  --seconds S             how long to append (default 3)\n"
-		"  --record-size B         bytes per record (default 100)\n"
-		"  --records-per-batch K   records per atomic batch (default 8)\n"
-		"  --inflight W            batches a thread may have awaiting durability (default 32)\n"
-		"  --pipeline-depth D      group commits in flight at once (default 1)\n"
-		"  --help\n");
+	fprintf(
+	    f,
+	    "usage: ringlog-demo [options]\n"
+	    "Append from several threads into a ringlog directory, then read it back.\n\n"
+	    "  --dir DIR               log directory (default ./ringlog-data)\n"
+	    "  --threads N             appending threads (default 4)\n"
+	    "  --seconds S             how long to append (default 3)\n"
+	    "  --record-size B         bytes per record (default 100)\n"
+	    "  --records-per-batch K   records per atomic batch (default 8)\n"
+	    "  --inflight W            batches a thread may have awaiting durability (default 32)\n"
+	    "  --pipeline-depth D      group commits in flight at once (default 1)\n"
+	    "  --help\n");
 }
 
 int main(int argc, char **argv)
 {
 	struct config c = {"./ringlog-data", 4, 100, 8, 32, 1, 3.0};
 	static const struct option opts[] = {
-		{"dir", required_argument, 0, 'd'},
-		{"threads", required_argument, 0, 't'},
-		{"seconds", required_argument, 0, 's'},
-		{"record-size", required_argument, 0, 'r'},
-		{"records-per-batch", required_argument, 0, 'k'},
-		{"inflight", required_argument, 0, 'w'},
-		{"pipeline-depth", required_argument, 0, 'p'},
-		{"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0},
+	    {"dir", required_argument, 0, 'd'},
+	    {"threads", required_argument, 0, 't'},
+	    {"seconds", required_argument, 0, 's'},
+	    {"record-size", required_argument, 0, 'r'},
+	    {"records-per-batch", required_argument, 0, 'k'},
+	    {"inflight", required_argument, 0, 'w'},
+	    {"pipeline-depth", required_argument, 0, 'p'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
-		case 'd': c.dir = optarg; break;
-		case 't': c.threads = (unsigned)atoi(optarg); break;
-		case 's': c.seconds = atof(optarg); break;
-		case 'r': c.record_size = (unsigned)atoi(optarg); break;
-		case 'k': c.per_batch = (unsigned)atoi(optarg); break;
-		case 'w': c.inflight = (unsigned)atoi(optarg); break;
-		case 'p': c.depth = (unsigned)atoi(optarg); break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'd':
+			c.dir = optarg;
+			break;
+		case 't':
+			c.threads = (unsigned)atoi(optarg);
+			break;
+		case 's':
+			c.seconds = atof(optarg);
+			break;
+		case 'r':
+			c.record_size = (unsigned)atoi(optarg);
+			break;
+		case 'k':
+			c.per_batch = (unsigned)atoi(optarg);
+			break;
+		case 'w':
+			c.inflight = (unsigned)atoi(optarg);
+			break;
+		case 'p':
+			c.depth = (unsigned)atoi(optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (c.threads == 0 || c.per_batch == 0 || c.inflight == 0 || c.seconds <= 0) {
@@ -184,7 +203,8 @@ int main(int argc, char **argv)
 	}
 	printf("wrote    %" PRIu64 " batches, %" PRIu64 " records, %.1f MB in %.2f s\n", batches,
 	       records, bytes / 1e6, secs);
-	printf("durable  %.0f records/s, %.0f batches/s, %.1f MB/s; LSNs %" PRIu64 "..%" PRIu64 "\n",
+	printf("durable  %.0f records/s, %.0f batches/s, %.1f MB/s; LSNs %" PRIu64 "..%" PRIu64
+	       "\n",
 	       records / secs, batches / secs, bytes / 1e6 / secs, start_lsn, durable);
 
 	printf("groups   %" PRIu64 " write+fdatasync groups (%.0f/s), %.1f batches and %.1f KiB "
@@ -205,7 +225,8 @@ int main(int argc, char **argv)
 	while ((err = ringlog_reader_next(r, &rec)) == 1) {
 		if (rec.lsn != expect++ || rec.len != c.record_size ||
 		    (rec.len >= 2 && ((const char *)rec.data)[0] != 't')) {
-			fprintf(stderr, "ringlog-demo: unexpected record at LSN %" PRIu64 "\n", rec.lsn);
+			fprintf(stderr, "ringlog-demo: unexpected record at LSN %" PRIu64 "\n",
+				rec.lsn);
 			return 1;
 		}
 		seen++;

@@ -28,28 +28,29 @@ static int json;
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: ringlog-dump [options] DIR\n"
-		"Inspect, verify and repair a ringlog directory.\n\n"
-		"  (no option)          list the segments: first and last LSN, frames, records,\n"
-		"                       bytes, and whether each reads cleanly to its end\n"
-		"  --records            print every record: LSN, length, data (text if printable)\n"
-		"  --from LSN           with --records: start at this LSN\n"
-		"  --hex                with --records: always print data as hex\n"
-		"  --verify             check every frame and the segment chain (absolute\n"
-		"                       consistency); exit 1 and name the file and offset of the\n"
-		"                       first damage\n"
-		"  --repair MODE        recover the log in MODE: tolerate-tail (cut a torn tail off\n"
-		"                       the last segment) or point-in-time (keep everything before\n"
-		"                       the first damage, drop the rest); copies every file it will\n"
-		"                       change into a backup directory first\n"
-		"  --backup DIR         where --repair keeps its copies (default:\n"
-		"                       DIR.repair-backup-<time> beside the log)\n"
-		"  --json               machine-readable output\n"
-		"  --help\n\n"
-		"Exit status: 0 fine, 1 damage found (listing, --verify, --records) or refused\n"
-		"(--repair), 2 usage,\n"
-		"3 cannot read the log.  The log must not be open for writing during --repair.\n");
+	fprintf(
+	    f,
+	    "usage: ringlog-dump [options] DIR\n"
+	    "Inspect, verify and repair a ringlog directory.\n\n"
+	    "  (no option)          list the segments: first and last LSN, frames, records,\n"
+	    "                       bytes, and whether each reads cleanly to its end\n"
+	    "  --records            print every record: LSN, length, data (text if printable)\n"
+	    "  --from LSN           with --records: start at this LSN\n"
+	    "  --hex                with --records: always print data as hex\n"
+	    "  --verify             check every frame and the segment chain (absolute\n"
+	    "                       consistency); exit 1 and name the file and offset of the\n"
+	    "                       first damage\n"
+	    "  --repair MODE        recover the log in MODE: tolerate-tail (cut a torn tail off\n"
+	    "                       the last segment) or point-in-time (keep everything before\n"
+	    "                       the first damage, drop the rest); copies every file it will\n"
+	    "                       change into a backup directory first\n"
+	    "  --backup DIR         where --repair keeps its copies (default:\n"
+	    "                       DIR.repair-backup-<time> beside the log)\n"
+	    "  --json               machine-readable output\n"
+	    "  --help\n\n"
+	    "Exit status: 0 fine, 1 damage found (listing, --verify, --records) or refused\n"
+	    "(--repair), 2 usage,\n"
+	    "3 cannot read the log.  The log must not be open for writing during --repair.\n");
 }
 
 static void json_str(const char *s)
@@ -71,8 +72,9 @@ static void print_report(const struct ringlog_recovery *r)
 	static const char *modes[] = {"tolerate-tail", "absolute", "point-in-time"};
 	const char *mode = r->mode < 3 ? modes[r->mode] : "?";
 	if (json) {
-		printf("{\"mode\":\"%s\",\"segments\":%u,\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
-		       ",\"cut_bytes\":%" PRIu64 ",\"dropped_segments\":%u,\"damaged\":%s",
+		printf("{\"mode\":\"%s\",\"segments\":%u,\"first_lsn\":%" PRIu64
+		       ",\"last_lsn\":%" PRIu64 ",\"cut_bytes\":%" PRIu64
+		       ",\"dropped_segments\":%u,\"damaged\":%s",
 		       mode, r->segments, r->first_lsn, r->last_lsn, r->cut_bytes,
 		       r->dropped_segments, r->damage ? "true" : "false");
 		if (r->damage) {
@@ -114,8 +116,7 @@ static int list_segments(const char *dir)
 		printf("{\"dir\":");
 		json_str(dir);
 		printf(",\"segments\":[");
-	}
-	else
+	} else
 		printf("%-26s %20s %20s %9s %10s %12s  %s\n", "segment", "first LSN", "last LSN",
 		       "frames", "records", "bytes", "status");
 	int rc = EXIT_OK;
@@ -155,8 +156,9 @@ static int list_segments(const char *dir)
 			json_str(status);
 			printf("}");
 		} else {
-			printf("%-26s %20" PRIu64 " %20" PRIu64 " %9" PRIu64 " %10" PRIu64 " %12" PRIu64
-			       "  %s", name, lsns[i], last, frames, records, size, status);
+			printf("%-26s %20" PRIu64 " %20" PRIu64 " %9" PRIu64 " %10" PRIu64
+			       " %12" PRIu64 "  %s",
+			       name, lsns[i], last, frames, records, size, status);
 			if (strcmp(status, "ok") != 0 && end)
 				printf(" at offset %" PRIu64, end);
 			printf("\n");
@@ -349,24 +351,43 @@ int main(int argc, char **argv)
 {
 	enum { O_RECORDS = 256, O_FROM, O_HEX, O_VERIFY, O_REPAIR, O_BACKUP, O_JSON, O_HELP };
 	static const struct option lo[] = {
-		{"records", 0, 0, O_RECORDS}, {"from", 1, 0, O_FROM}, {"hex", 0, 0, O_HEX},
-		{"verify", 0, 0, O_VERIFY}, {"repair", 1, 0, O_REPAIR}, {"backup", 1, 0, O_BACKUP},
-		{"json", 0, 0, O_JSON}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+	    {"records", 0, 0, O_RECORDS}, {"from", 1, 0, O_FROM},     {"hex", 0, 0, O_HEX},
+	    {"verify", 0, 0, O_VERIFY},	  {"repair", 1, 0, O_REPAIR}, {"backup", 1, 0, O_BACKUP},
+	    {"json", 0, 0, O_JSON},	  {"help", 0, 0, O_HELP},     {0, 0, 0, 0},
 	};
 	int records = 0, hex = 0, verify = 0, c;
 	uint64_t from = 0;
 	const char *repair_mode = NULL, *backup = NULL;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case O_RECORDS: records = 1; break;
-		case O_FROM: from = strtoull(optarg, NULL, 10); break;
-		case O_HEX: hex = 1; break;
-		case O_VERIFY: verify = 1; break;
-		case O_REPAIR: repair_mode = optarg; break;
-		case O_BACKUP: backup = optarg; break;
-		case O_JSON: json = 1; break;
-		case O_HELP: case 'h': usage(stdout); return EXIT_OK;
-		default: usage(stderr); return EXIT_USAGE;
+		case O_RECORDS:
+			records = 1;
+			break;
+		case O_FROM:
+			from = strtoull(optarg, NULL, 10);
+			break;
+		case O_HEX:
+			hex = 1;
+			break;
+		case O_VERIFY:
+			verify = 1;
+			break;
+		case O_REPAIR:
+			repair_mode = optarg;
+			break;
+		case O_BACKUP:
+			backup = optarg;
+			break;
+		case O_JSON:
+			json = 1;
+			break;
+		case O_HELP:
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1 || records + verify + (repair_mode != NULL) > 1) {

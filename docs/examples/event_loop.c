@@ -24,7 +24,8 @@ int main(int argc, char **argv)
 	struct ringlog *wal;
 	int err = ringlog_open(dir, NULL, &wal);
 	if (err) {
-		fprintf(stderr, "open %s: %s (%s)\n", dir, ringlog_strerror(err), ringlog_last_error());
+		fprintf(stderr, "open %s: %s (%s)\n", dir, ringlog_strerror(err),
+			ringlog_last_error());
 		return 1;
 	}
 	int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -61,7 +62,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (err) {
-		fprintf(stderr, "log failed: %s (%s)\n", ringlog_strerror(err), ringlog_last_error());
+		fprintf(stderr, "log failed: %s (%s)\n", ringlog_strerror(err),
+			ringlog_last_error());
 		return 1;
 	}
 	printf("answered %d requests, each after its LSN was durable\n", answered);

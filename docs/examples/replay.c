@@ -18,7 +18,8 @@ int main(int argc, char **argv)
 	struct ringlog *wal;
 	int err = ringlog_open(dir, NULL, &wal);
 	if (err) {
-		fprintf(stderr, "open %s: %s (%s)\n", dir, ringlog_strerror(err), ringlog_last_error());
+		fprintf(stderr, "open %s: %s (%s)\n", dir, ringlog_strerror(err),
+			ringlog_last_error());
 		return 1;
 	}
 	struct ringlog_reader *r;
@@ -41,8 +42,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("replayed %llu records in %llu batches (%llu bytes), last LSN %llu\n",
-	       (unsigned long long)records, (unsigned long long)batches,
-	       (unsigned long long)bytes, (unsigned long long)last);
+	       (unsigned long long)records, (unsigned long long)batches, (unsigned long long)bytes,
+	       (unsigned long long)last);
 	if (ringlog_next_lsn(wal) != last + 1) {
 		fprintf(stderr, "replay: next LSN %llu does not follow the replay\n",
 			(unsigned long long)ringlog_next_lsn(wal));

@@ -44,7 +44,8 @@ int main(int argc, char **argv)
 	const char *dir = argc > 1 ? argv[1] : "service-wal";
 	int err = ringlog_open(dir, NULL, &wal);
 	if (err) {
-		fprintf(stderr, "open %s: %s (%s)\n", dir, ringlog_strerror(err), ringlog_last_error());
+		fprintf(stderr, "open %s: %s (%s)\n", dir, ringlog_strerror(err),
+			ringlog_last_error());
 		return 1;
 	}
 	uint64_t first = ringlog_next_lsn(wal);

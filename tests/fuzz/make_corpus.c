@@ -34,6 +34,7 @@ enum {
 	FZ_FIX_FRAME_LSN = 1u << 7,
 	FZ_FIX_ALL = FZ_FIX_FRAME_CRC | FZ_FIX_HEADER_CRC | FZ_FIX_CHAIN | FZ_FIX_FRAME_LSN,
 	FZ_EXTRA_STRAY = 1u << 0,
+	FZ_EXTRA_FIX_PREV_LAST = 1u << 1,
 };
 #define FZ_MODE(m) ((unsigned)(m) << 5)
 
@@ -226,6 +227,41 @@ static void pack(const char *outdir, const char *name, const struct seg *segs, u
 	printf("%-28s %u segment(s) %5zu bytes\n", name, n, total);
 }
 
+/* Offset of the end of frame `n` (counting from 0) of a segment written by the library:
+ * each frame's length is at its offset 8. */
+static size_t frame_end(const struct seg *s, unsigned n)
+{
+	size_t off = 64;
+	for (unsigned i = 0; i <= n && off + 32 <= s->len; i++) {
+		const unsigned char *f = s->buf + off;
+		off += (size_t)f[8] | (size_t)f[9] << 8 | (size_t)f[10] << 16 | (size_t)f[11] << 24;
+	}
+	return off;
+}
+
+/* Cut one segment into `n` small ones at frame boundaries: each piece gets a copy of the
+ * original header (fuzz_log's chain fix-up then gives it the right first LSN, log id,
+ * previous-segment fields and CRC).  A sealed segment is not small in a real log
+ * (segment_bytes >= 4096), but nothing in the format or in recovery depends on that,
+ * and small segments put every header within a few hundred bytes of mutation. */
+static void split_segment(const struct seg *in, unsigned n, const unsigned *last_frame,
+			  struct seg *out)
+{
+	size_t from = 64;
+	for (unsigned k = 0; k < n; k++) {
+		size_t to = k + 1 == n ? in->len : frame_end(in, last_frame[k]);
+		out[k].len = 64 + (to - from);
+		out[k].buf = malloc(out[k].len);
+		if (!out[k].buf) {
+			perror("malloc");
+			exit(1);
+		}
+		memcpy(out[k].buf, in->buf, 64);
+		memcpy(out[k].buf + 64, in->buf + from, to - from);
+		from = to;
+	}
+}
+
 static const unsigned small_lens[] = {0, 1, 7, 8, 13, 100};
 static const unsigned tiny_lens[] = {3, 0, 5};
 static const unsigned big_lens[] = {1000};
@@ -253,6 +289,13 @@ int main(int argc, char **argv)
 	load_segments(&d);
 	pack(out, "one-segment", d.seg, 1, FZ_MODE(0), 0);
 	pack(out, "one-segment-fixups", d.seg, 1, FZ_FIX_ALL | FZ_MODE(2), 0);
+	/* The same frames as a chain of three small segments. */
+	struct seg small[3];
+	static const unsigned cuts[] = {1, 3};
+	split_segment(&d.seg[0], 3, cuts, small);
+	pack(out, "three-small-segments", small, 3, FZ_FIX_ALL | FZ_MODE(0), 0);
+	for (unsigned k = 0; k < 3; k++)
+		free(small[k].buf);
 	/* A torn tail: the last frame only partly written. */
 	struct seg torn = d.seg[0];
 	torn.len -= 13;
@@ -289,7 +332,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "make_corpus: expected a rotation, got %u segment(s)\n", d.nseg);
 		return 1;
 	}
-	pack(out, "two-segments", d.seg, 2, FZ_MODE(2), 0);
+	/* Checksums fixed up but not the chain: a mutated header field reaches the
+	 * chain checks (log id, first LSN, prev_tail_crc) instead of the CRC check. */
+	pack(out, "two-segments", d.seg, 2, FZ_FIX_FRAME_CRC | FZ_FIX_HEADER_CRC | FZ_MODE(2),
+	     FZ_EXTRA_FIX_PREV_LAST);
 	/* A rotation torn by a crash: the third segment's header only partly written
 	 * (its 12 bytes are the start of a header; named by the LSN due there). */
 	struct seg three[3] = {d.seg[0], d.seg[1], {d.seg[1].buf, 12}};

@@ -80,7 +80,7 @@ void rl_log_fail(struct ringlog *log, int err, const char *msg)
 		atomic_compare_exchange_strong_explicit(&log->error, &expected, err,
 							memory_order_release, memory_order_relaxed);
 	}
-	rl_futex_bump_wake_all(&log->durable_seq);
+	rl_wake_waiters(log, 0, 0);
 	rl_ring_wake_producers(&log->ring);
 	if (atomic_load(&log->event_fd_used)) {
 		uint64_t one = 1;
@@ -216,6 +216,19 @@ static int settle(struct ringlog *log, struct group *g, unsigned tag)
 	return submit_group(log, g, tag);
 }
 
+void rl_wake_waiters(struct ringlog *log, uint64_t from, uint64_t to)
+{
+	/* Pairs with rl_wait_durable: it counts itself in, then re-reads durable_lsn; this
+	 * stored durable_lsn (or the error) first, then reads the count, all seq_cst. */
+	uint64_t n = to - from;
+	int all = from == to || n >= RL_WAIT_BUCKETS;
+	for (uint64_t i = 0; i < (all ? RL_WAIT_BUCKETS : n); i++) {
+		struct rl_wait_bucket *b = &log->wait[all ? i : (from + 1 + i) % RL_WAIT_BUCKETS];
+		if (atomic_load_explicit(&b->waiters, memory_order_seq_cst))
+			rl_futex_bump_wake_all(&b->seq);
+	}
+}
+
 /* DURABLE: the one place durable_lsn moves. */
 static void publish_durable(struct ringlog *log, const struct group *g)
 {
@@ -225,9 +238,9 @@ static void publish_durable(struct ringlog *log, const struct group *g)
 	rl_count(&log->st_batches, g->batches);
 	rl_count(&log->st_records, g->records);
 	rl_count(&log->st_bytes, g->len);
+	uint64_t before = atomic_load_explicit(&log->durable_lsn, memory_order_relaxed);
 	atomic_store_explicit(&log->durable_lsn, g->last_lsn, memory_order_seq_cst);
-	if (atomic_load_explicit(&log->durable_waiters, memory_order_seq_cst))
-		rl_futex_bump_wake_all(&log->durable_seq);
+	rl_wake_waiters(log, before, g->last_lsn);
 	/* seq_cst pairs with ringlog_event_fd()'s store: a caller that enables the
 	 * eventfd after this advance sees the new durable LSN instead. */
 	if (atomic_load_explicit(&log->event_fd_used, memory_order_seq_cst)) {

@@ -354,16 +354,17 @@ int rl_wait_durable(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
 					       " ns (durable: %" PRIu64 ")",
 					       lsn, timeout_ns, ringlog_durable_lsn(log));
 		}
-		uint32_t seq = atomic_load_explicit(&log->durable_seq, memory_order_seq_cst);
-		atomic_fetch_add_explicit(&log->durable_waiters, 1, memory_order_seq_cst);
+		struct rl_wait_bucket *b = &log->wait[lsn % RL_WAIT_BUCKETS];
+		uint32_t seq = atomic_load_explicit(&b->seq, memory_order_seq_cst);
+		atomic_fetch_add_explicit(&b->waiters, 1, memory_order_seq_cst);
 		if (atomic_load_explicit(&log->durable_lsn, memory_order_seq_cst) < lsn &&
 		    !atomic_load(&log->error)) {
 			if (timeout_ns >= 0)
-				rl_futex_wait_until(&log->durable_seq, seq, &deadline);
+				rl_futex_wait_until(&b->seq, seq, &deadline);
 			else
-				rl_futex_wait(&log->durable_seq, seq);
+				rl_futex_wait(&b->seq, seq);
 		}
-		atomic_fetch_sub_explicit(&log->durable_waiters, 1, memory_order_seq_cst);
+		atomic_fetch_sub_explicit(&b->waiters, 1, memory_order_seq_cst);
 	}
 }
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #define RL_MAX_PIPELINE_DEPTH RINGLOG_MAX_PIPELINE_DEPTH
+#define RL_WAIT_BUCKETS 64
 
 struct ringlog {
 	struct rl_ring ring;
@@ -27,8 +28,12 @@ struct ringlog {
 
 	/* Durability, published by the consumer only. */
 	_Alignas(64) _Atomic uint64_t durable_lsn;
-	_Atomic uint32_t durable_seq;	  /* futex word: bumped when durable_lsn moves */
-	_Atomic uint32_t durable_waiters; /* threads inside ringlog_wait() */
+	/* Waiters for LSN x sleep on bucket x % RL_WAIT_BUCKETS, so an advance wakes only
+	 * the threads whose LSNs became durable (not every waiter of the log). */
+	struct rl_wait_bucket {
+		_Atomic uint32_t seq;	  /* futex word: bumped to wake the bucket */
+		_Atomic uint32_t waiters; /* threads sleeping in it */
+	} wait[RL_WAIT_BUCKETS];
 
 	int event_fd;
 	_Atomic int event_fd_used;
@@ -63,6 +68,10 @@ static inline void rl_count(_Atomic uint64_t *c, uint64_t n)
 /* log.c: wait until `lsn` is durable (it need not be handed out yet), at most
  * timeout_ns (< 0: forever).  Returns 0, -ETIMEDOUT or the log's error. */
 int rl_wait_durable(struct ringlog *log, uint64_t lsn, int64_t timeout_ns);
+
+/* consumer.c: wake the waiters of LSNs (from, to] (all of them if to - from is large,
+ * or when from == to: a failure). */
+void rl_wake_waiters(struct ringlog *log, uint64_t from, uint64_t to);
 
 /* consumer.c: the thread that writes, syncs, publishes and rotates. */
 void *rl_consumer_main(void *log);

@@ -46,7 +46,10 @@ static struct {
 static void await_sleepers(void)
 {
 	for (int i = 0; fx.log && i < 5000; i++) {
-		if (atomic_load(&fx.log->durable_waiters) >= fx.sleepers)
+		unsigned sleeping = 0;
+		for (int b = 0; b < RL_WAIT_BUCKETS; b++)
+			sleeping += atomic_load(&fx.log->wait[b].waiters);
+		if (sleeping >= fx.sleepers)
 			return;
 		usleep(1000);
 	}

@@ -76,9 +76,10 @@ void rl_log_fail(struct ringlog *log, int err, const char *msg)
 	RL_PROBE_FAIL(err, atomic_load(&log->durable_lsn));
 	if (atomic_load(&log->error) == 0) {
 		snprintf(log->fail_msg, sizeof(log->fail_msg), "%s", msg);
-		/* Release: whoever reads the error also sees fail_msg. */
+		/* seq_cst: whoever reads the error also sees fail_msg, and the waiter
+		 * handshake in rl_wake_waiters below holds for the error as well. */
 		atomic_compare_exchange_strong_explicit(&log->error, &expected, err,
-							memory_order_release, memory_order_relaxed);
+							memory_order_seq_cst, memory_order_seq_cst);
 	}
 	rl_wake_waiters(log, 0, 0);
 	rl_ring_wake_producers(&log->ring);

@@ -76,8 +76,12 @@ static int enter_segment(struct ringlog_reader *r, uint64_t first)
 	uint64_t size;
 	int err = rl_seg_read_header(fd, &h, &size);
 	uint64_t later;
-	if (err == -EBADMSG && size <= RL_SEG_HEADER_BYTES &&
-	    find_segment(r->dir_fd, first, 0, &later) == 0) {
+	int has_later = err == -EBADMSG ? find_segment(r->dir_fd, first, 0, &later) : 1;
+	if (has_later < 0) {
+		close(fd);
+		return rl_fail(has_later, "reader: listing the log directory");
+	}
+	if (err == -EBADMSG && size <= RL_SEG_HEADER_BYTES && has_later == 0) {
 		close(fd);
 		/* The last segment, being created (or torn by a crash): nothing in it yet.
 		 * A reader that starts there looks again on its next call. */

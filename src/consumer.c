@@ -98,7 +98,6 @@ static int collect(struct ringlog *log, struct group *g)
 	uint32_t len;
 	memset(g, 0, sizeof(*g));
 	g->start = log->scan;
-	g->first_lsn = 0;
 	while ((len = rl_ring_peek(r, log->scan, &is_pad)) != 0) {
 		if (is_pad) {
 			if (g->len)

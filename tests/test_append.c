@@ -250,16 +250,32 @@ static int hold_submit(void *arg)
 	return 0;
 }
 
+/* Open a log whose consumer stops at its first submission until release_held():
+ * appends then stay in the ring.  ring_bytes 0: the default ring. */
+static struct ringlog *open_held(const char *dir, uint32_t ring_bytes)
+{
+	static struct rl_io_faults hold = {.submit = hold_submit};
+	sem_init(&gate, 0, 0);
+	atomic_store(&gate_armed, 1);
+	rl_io_faults = &hold;
+	struct ringlog_options o;
+	if (ring_bytes)
+		tu_options(&o, 1 << 20, ring_bytes);
+	else
+		ringlog_options_init(&o);
+	return tu_open(dir, &o);
+}
+
+static void release_held(void)
+{
+	atomic_store(&gate_armed, 0);
+	sem_post(&gate);
+}
+
 static void try_append_eagain_when_full(void **state)
 {
 	const char *dir = *state;
-	sem_init(&gate, 0, 0);
-	atomic_store(&gate_armed, 1);
-	static struct rl_io_faults hold = {.submit = hold_submit};
-	rl_io_faults = &hold;
-	struct ringlog_options o;
-	tu_options(&o, 1 << 20, 16384);
-	struct ringlog *log = tu_open(dir, &o);
+	struct ringlog *log = open_held(dir, 16384);
 	static char rec[1000];
 	struct iovec iov = {rec, sizeof(rec)};
 	int n = 0, err;
@@ -269,8 +285,7 @@ static void try_append_eagain_when_full(void **state)
 	assert_non_null(strstr(ringlog_last_error(), "full"));
 	/* 16 KiB of ring, 1040-byte frames, the first taken by the held consumer. */
 	assert_in_range(n, 14, 16);
-	atomic_store(&gate_armed, 0);
-	sem_post(&gate);
+	release_held();
 	assert_int_equal(ringlog_append(log, &iov, 1, NULL), 0); /* blocks until space */
 	assert_int_equal(ringlog_wait(log, (uint64_t)n + 1), 0);
 	assert_int_equal(ringlog_close(log), 0);
@@ -299,13 +314,7 @@ static void *append_one_big(void *arg)
 static void append_blocks_while_full(void **state)
 {
 	const char *dir = *state;
-	sem_init(&gate, 0, 0);
-	atomic_store(&gate_armed, 1);
-	static struct rl_io_faults hold = {.submit = hold_submit};
-	rl_io_faults = &hold;
-	struct ringlog_options o;
-	tu_options(&o, 1 << 20, 16384);
-	struct ringlog *log = tu_open(dir, &o);
+	struct ringlog *log = open_held(dir, 16384);
 	static char rec[6000];
 	struct iovec iov = {rec, sizeof(rec)};
 	assert_int_equal(ringlog_append(log, &iov, 1, NULL), 0);
@@ -315,8 +324,7 @@ static void append_blocks_while_full(void **state)
 	pthread_create(&t, NULL, append_one_big, &a);
 	usleep(100 * 1000);
 	assert_int_equal(atomic_load(&a.done), 0); /* blocked: no room for a third */
-	atomic_store(&gate_armed, 0);
-	sem_post(&gate);
+	release_held();
 	pthread_join(t, NULL);
 	assert_int_equal(a.err, 0);
 	assert_int_equal(ringlog_wait(log, 3), 0);
@@ -327,11 +335,7 @@ static void append_blocks_while_full(void **state)
 static void wait_timeout_expires_then_succeeds(void **state)
 {
 	const char *dir = *state;
-	sem_init(&gate, 0, 0);
-	atomic_store(&gate_armed, 1);
-	static struct rl_io_faults hold = {.submit = hold_submit};
-	rl_io_faults = &hold;
-	struct ringlog *log = tu_open(dir, NULL);
+	struct ringlog *log = open_held(dir, 0);
 	uint64_t lsn = tu_append_tagged(log, 1, 1, 10);
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -341,8 +345,7 @@ static void wait_timeout_expires_then_succeeds(void **state)
 	int64_t waited = (t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec);
 	assert_true(waited >= 30 * 1000 * 1000); /* it did wait, at least that long */
 	assert_int_equal(ringlog_wait_timeout(log, lsn, 0), -ETIMEDOUT);
-	atomic_store(&gate_armed, 0);
-	sem_post(&gate);
+	release_held();
 	assert_int_equal(ringlog_wait_timeout(log, lsn, 10ll * 1000 * 1000 * 1000), 0);
 	assert_int_equal(ringlog_wait_timeout(log, lsn, 0), 0);
 	assert_int_equal(ringlog_close(log), 0);

@@ -134,7 +134,7 @@ static void sealed_segment_damage_refuses_open(void **state)
 	size_t n = tu_segments(dir, &lsns);
 	assert_true(n >= 3);
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/%020llu.rlog", dir, (unsigned long long)lsns[0]);
+	snprintf(path, sizeof(path), "%s", tu_segment_path(dir, lsns[0]));
 	char b = 0x01;
 	tu_write_at(path, 64 + FRAME + 10, &b, 1); /* inside the second frame */
 	struct ringlog *log = NULL;
@@ -168,7 +168,7 @@ static void truncated_sealed_segment_refuses_open(void **state)
 	uint64_t *lsns;
 	size_t n = tu_segments(dir, &lsns);
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/%020llu.rlog", dir, (unsigned long long)lsns[1]);
+	snprintf(path, sizeof(path), "%s", tu_segment_path(dir, lsns[1]));
 	tu_truncate(path, tu_file_size(path) - FRAME); /* a whole frame missing */
 	struct ringlog *log;
 	assert_int_equal(ringlog_open(dir, &o, &log), -EBADMSG);
@@ -187,7 +187,7 @@ static void missing_middle_segment_detected(void **state)
 	size_t n = tu_segments(dir, &lsns);
 	assert_true(n >= 3);
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/%020llu.rlog", dir, (unsigned long long)lsns[1]);
+	snprintf(path, sizeof(path), "%s", tu_segment_path(dir, lsns[1]));
 	assert_int_equal(unlink(path), 0);
 	struct ringlog *log;
 	assert_int_equal(ringlog_open(dir, &o, &log), -EBADMSG);
@@ -214,8 +214,7 @@ static void segment_from_another_log_detected(void **state)
 	uint64_t *lsns;
 	size_t n = tu_segments(dir, &lsns);
 	char cmd[8400];
-	snprintf(cmd, sizeof(cmd), "cp '%s/%020llu.rlog' '%s/'", other, (unsigned long long)lsns[1],
-		 dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s/'", tu_segment_path(other, lsns[1]), dir);
 	assert_int_equal(system(cmd), 0);
 	struct ringlog *log;
 	assert_int_equal(ringlog_open(dir, &o, &log), -EBADMSG);
@@ -234,10 +233,8 @@ static void torn_rotation_header_repaired(void **state)
 	uint64_t last = make_log(dir, &o, 30);
 	/* A crash right after creating the next segment, before its header reached the
 	 * disk: an empty or partial file named by the next LSN. */
-	char name[64];
-	snprintf(name, sizeof(name), "%020llu.rlog", (unsigned long long)(last + 1));
 	char path[4096];
-	snprintf(path, sizeof(path), "%s", tu_path(dir, name));
+	snprintf(path, sizeof(path), "%s", tu_segment_path(dir, last + 1));
 	/* Force the crash state: the last segment sealed and a torn successor. */
 	struct ringlog *log = tu_open(dir, &o);
 	assert_int_equal(ringlog_close(log), 0);

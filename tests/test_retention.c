@@ -129,9 +129,7 @@ static void crash_in_the_middle_of_retention(void **state)
 	/* Retention removes oldest first: a crash after one removal leaves the rest. */
 	uint64_t *lsns;
 	size_t n = tu_segments(dir, &lsns);
-	char name[64];
-	snprintf(name, sizeof(name), "%020llu.rlog", (unsigned long long)lsns[0]);
-	assert_int_equal(unlink(tu_path(dir, name)), 0);
+	assert_int_equal(unlink(tu_segment_path(dir, lsns[0])), 0);
 	log = tu_open(dir, &o);
 	assert_int_equal(ringlog_next_lsn(log), last + 1);
 	assert_int_equal(ringlog_truncate_before(log, lsns[3]), 2); /* finishes the job */

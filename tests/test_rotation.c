@@ -23,9 +23,7 @@ static uint64_t check_segments(const char *dir, uint64_t cap, uint64_t ring, siz
 	uint64_t expect = lsns[0], records = 0, log_id = 0;
 	uint32_t prev_crc = 0;
 	for (size_t i = 0; i < n; i++) {
-		char name[64];
-		snprintf(name, sizeof(name), "%020llu.rlog", (unsigned long long)lsns[i]);
-		int fd = open(tu_path(dir, name), O_RDONLY);
+		int fd = open(tu_segment_path(dir, lsns[i]), O_RDONLY);
 		assert_true(fd >= 0);
 		struct rl_seg_header h;
 		uint64_t size;

@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include "format.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -108,15 +110,23 @@ size_t tu_segments(const char *dir, uint64_t **lsns)
 	return n;
 }
 
-const char *tu_last_segment(const char *dir)
+const char *tu_segment_path(const char *dir, uint64_t first_lsn)
 {
 	static char buf[4096];
+	char name[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(name, first_lsn);
+	snprintf(buf, sizeof(buf), "%s/%s", dir, name);
+	return buf;
+}
+
+const char *tu_last_segment(const char *dir)
+{
 	uint64_t *lsns;
 	size_t n = tu_segments(dir, &lsns);
 	assert_true(n > 0);
-	snprintf(buf, sizeof(buf), "%s/%020llu.rlog", dir, (unsigned long long)lsns[n - 1]);
+	uint64_t last = lsns[n - 1];
 	free(lsns);
-	return buf;
+	return tu_segment_path(dir, last);
 }
 
 void tu_options(struct ringlog_options *o, uint64_t segment_bytes, uint32_t ring_bytes)

@@ -29,6 +29,8 @@ const char *tu_path(const char *dir, const char *name);
 uint64_t tu_file_size(const char *path);
 /* Segment first LSNs in dir (sorted); returns the count. *lsns malloc'd. */
 size_t tu_segments(const char *dir, uint64_t **lsns);
+/* Path of the segment whose first LSN is `first_lsn` (static buffer, one at a time). */
+const char *tu_segment_path(const char *dir, uint64_t first_lsn);
 /* Path of the last segment in dir (static buffer). */
 const char *tu_last_segment(const char *dir);
 

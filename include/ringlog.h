@@ -76,6 +76,12 @@ enum ringlog_recovery_mode {
 	/* Keep the log up to its first damage, wherever it is; drop everything after it
 	 * (the rest of that segment and all later segments) and report what was dropped. */
 	RINGLOG_RECOVER_POINT_IN_TIME = 2,
+	/* Salvage: keep every valid frame, wherever the damage is.  A damaged stretch
+	 * is marked in place as a hole that stands for the LSNs lost there (readers
+	 * skip it: LSNs jump), a missing segment becomes a hole at the end of the one
+	 * before, a segment of another log is renamed aside, a broken header is
+	 * written again.  A torn tail of the last segment is cut, as by default. */
+	RINGLOG_RECOVER_SKIP_CORRUPTED = 3,
 };
 
 /* What recovery found and did (ringlog_recovery_report) or would do (ringlog_check). */
@@ -91,7 +97,13 @@ struct ringlog_recovery {
 	uint64_t damage_offset;	   /* its byte offset in that file */
 	uint64_t damage_lsn;	   /* the LSN that was expected there */
 	char damage_reason[80];	   /* what is wrong there */
-	uint64_t reserved[8];
+	/* Salvage (RINGLOG_RECOVER_SKIP_CORRUPTED) only: */
+	uint64_t lost_lsns;	    /* LSNs the holes written by this recovery stand for */
+	uint32_t holes;		    /* hole frames written */
+	uint32_t set_aside_segments; /* segment files renamed to NAME.salvaged */
+	uint32_t rewritten_headers;  /* damaged segment headers written again */
+	uint32_t reserved_pad;
+	uint64_t reserved[5];
 };
 
 struct ringlog;	       /* a log opened for appending (one writer per directory) */

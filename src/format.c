@@ -32,6 +32,23 @@
  *    32    . records        nrecs times { u32 len; u8 data[len] }, then 0..7 zero
  *                           bytes of padding up to frame_len
  *
+ *   Hole frame (LSNs lost to damage; written only by salvage recovery)
+ *   off size field
+ *     0    4 magic          "RLHL" (0x4c484c52)
+ *     4    4 crc            CRC32C of bytes 8 .. 31 (the header only)
+ *     8    4 frame_len      bytes the hole covers, header included: a multiple
+ *                           of 8, at least 32
+ *    12    4 nrecs          LSNs the hole stands for (0 or more); no record of
+ *                           them survives
+ *    16    8 first_lsn      the first of them
+ *    24    8 log_id         the segment header's log_id
+ *    32    . whatever was there (damaged bytes, left in place); never read
+ *
+ * A hole is valid if its magic matches, frame_len is a multiple of 8 and at least
+ * 32, off + frame_len <= the file size, log_id and first_lsn obey the same rules as
+ * a frame's (nrecs may be 0), and the CRC matches.  It advances the expected LSN by
+ * nrecs like a frame, and its CRC field chains like a frame's.
+ *
  * A frame at offset `off` of a segment is valid if and only if: its magic matches;
  * 32 + 4 * nrecs <= frame_len, frame_len is a multiple of 8, at most RL_FRAME_MAX_BYTES
  * and off + frame_len <= the file size; log_id equals the segment's; first_lsn is not
@@ -117,31 +134,72 @@ uint32_t rl_frame_seal(uint8_t *frame)
 	return crc;
 }
 
-enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_lsn, uint64_t log_id,
-					   struct rl_frame_info *info)
+uint32_t rl_hole_encode(uint8_t out[RL_FRAME_HEADER_BYTES], uint32_t frame_len, uint32_t nrecs,
+			uint64_t first_lsn, uint64_t log_id)
 {
-	uint32_t magic = rl_get32(hdr);
-	if (magic != RL_FRAME_MAGIC) {
-		/* Zeroes where a frame would start: nothing was written here. */
-		static const uint8_t zero[RL_FRAME_HEADER_BYTES];
-		return memcmp(hdr, zero, sizeof(zero)) == 0 ? RL_FRAME_END : RL_FRAME_BAD_MAGIC;
-	}
-	info->crc = rl_get32(hdr + 4);
-	info->frame_len = rl_get32(hdr + 8);
-	info->nrecs = rl_get32(hdr + 12);
-	info->first_lsn = rl_get64(hdr + 16);
-	if (info->frame_len % RL_FRAME_ALIGN != 0 || info->frame_len > RL_FRAME_MAX_BYTES ||
-	    info->nrecs == 0 ||
-	    (uint64_t)RL_FRAME_HEADER_BYTES + 4ull * info->nrecs > info->frame_len)
-		return RL_FRAME_BAD_LENGTH;
-	if (rl_get64(hdr + 24) != log_id)
-		return RL_FRAME_BAD_LOG_ID;
+	rl_put32(out, RL_HOLE_MAGIC);
+	rl_frame_header_fill(out, frame_len, nrecs, first_lsn, log_id);
+	uint32_t crc = rl_crc32c(out + 8, RL_FRAME_HEADER_BYTES - 8);
+	rl_put32(out + 4, crc);
+	return crc;
+}
+
+/* LSN rules shared by frames and holes. */
+static enum rl_frame_status check_lsn(const struct rl_frame_info *info, uint64_t expect_lsn)
+{
 	/* LSN 0 is never used, and the records' LSNs may not wrap past 2^64 - 1. */
 	if (info->first_lsn == 0 || info->first_lsn > UINT64_MAX - info->nrecs)
 		return RL_FRAME_BAD_LSN;
 	if (expect_lsn != 0 && info->first_lsn != expect_lsn)
 		return RL_FRAME_BAD_LSN;
 	return RL_FRAME_OK;
+}
+
+static void read_header(const uint8_t *hdr, struct rl_frame_info *info)
+{
+	info->crc = rl_get32(hdr + 4);
+	info->frame_len = rl_get32(hdr + 8);
+	info->nrecs = rl_get32(hdr + 12);
+	info->first_lsn = rl_get64(hdr + 16);
+	info->hole = 0;
+}
+
+static enum rl_frame_status check_hole(const uint8_t *hdr, uint64_t expect_lsn, uint64_t log_id,
+				       struct rl_frame_info *info)
+{
+	read_header(hdr, info);
+	info->hole = 1;
+	if (info->frame_len % RL_FRAME_ALIGN != 0 || info->frame_len < RL_FRAME_HEADER_BYTES)
+		return RL_FRAME_BAD_LENGTH;
+	if (rl_get64(hdr + 24) != log_id)
+		return RL_FRAME_BAD_LOG_ID;
+	enum rl_frame_status st = check_lsn(info, expect_lsn);
+	if (st != RL_FRAME_OK)
+		return st;
+	if (rl_crc32c(hdr + 8, RL_FRAME_HEADER_BYTES - 8) != info->crc)
+		return RL_FRAME_BAD_CRC;
+	return RL_FRAME_OK;
+}
+
+enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_lsn, uint64_t log_id,
+					   struct rl_frame_info *info)
+{
+	uint32_t magic = rl_get32(hdr);
+	if (magic == RL_HOLE_MAGIC)
+		return check_hole(hdr, expect_lsn, log_id, info);
+	if (magic != RL_FRAME_MAGIC) {
+		/* Zeroes where a frame would start: nothing was written here. */
+		static const uint8_t zero[RL_FRAME_HEADER_BYTES];
+		return memcmp(hdr, zero, sizeof(zero)) == 0 ? RL_FRAME_END : RL_FRAME_BAD_MAGIC;
+	}
+	read_header(hdr, info);
+	if (info->frame_len % RL_FRAME_ALIGN != 0 || info->frame_len > RL_FRAME_MAX_BYTES ||
+	    info->nrecs == 0 ||
+	    (uint64_t)RL_FRAME_HEADER_BYTES + 4ull * info->nrecs > info->frame_len)
+		return RL_FRAME_BAD_LENGTH;
+	if (rl_get64(hdr + 24) != log_id)
+		return RL_FRAME_BAD_LOG_ID;
+	return check_lsn(info, expect_lsn);
 }
 
 enum rl_frame_status rl_frame_check(const uint8_t *buf, uint64_t avail, uint64_t expect_lsn,
@@ -158,6 +216,8 @@ enum rl_frame_status rl_frame_check(const uint8_t *buf, uint64_t avail, uint64_t
 		return st;
 	if (info->frame_len > avail)
 		return RL_FRAME_TRUNCATED;
+	if (info->hole)
+		return RL_FRAME_OK; /* its CRC covers the header only, checked above */
 	if (rl_crc32c(buf + 8, info->frame_len - 8) != info->crc)
 		return RL_FRAME_BAD_CRC;
 	/* The record lengths must tile the frame exactly (up to zero padding). */
@@ -180,7 +240,7 @@ enum rl_frame_status rl_frame_check(const uint8_t *buf, uint64_t avail, uint64_t
 int rl_frame_next_record(const uint8_t *frame, const struct rl_frame_info *info,
 			 struct rl_record_cursor *cur, const uint8_t **data, uint32_t *len)
 {
-	if (cur->index >= info->nrecs)
+	if (info->hole || cur->index >= info->nrecs)
 		return 0;
 	if (cur->pos == 0)
 		cur->pos = RL_FRAME_HEADER_BYTES;

@@ -10,12 +10,15 @@
 
 #define RL_SEG_MAGIC 0x47534c52u   /* "RLSG" little-endian */
 #define RL_FRAME_MAGIC 0x52464c52u /* "RLFR" little-endian */
+#define RL_HOLE_MAGIC 0x4c484c52u  /* "RLHL" little-endian: LSNs lost to damage */
 #define RL_FORMAT_VERSION 1u
 #define RL_SEG_HEADER_BYTES 64u
 #define RL_FRAME_HEADER_BYTES 32u
 #define RL_FRAME_ALIGN 8u
 /* Largest frame a reader accepts; a length field above it is damage, not a frame. */
 #define RL_FRAME_MAX_BYTES (256u << 20)
+/* Largest hole frame: any multiple of 8 that fits the 32-bit length field. */
+#define RL_HOLE_MAX_BYTES 0xfffffff8u
 /* "00000000000000000001.rlog" */
 #define RL_SEG_NAME_LEN 25u
 #define RL_SEG_SUFFIX ".rlog"
@@ -42,9 +45,10 @@ enum rl_frame_status {
 
 struct rl_frame_info {
 	uint32_t frame_len; /* bytes, a multiple of 8, header included */
-	uint32_t nrecs;
+	uint32_t nrecs;	    /* records; for a hole, the LSNs it stands for (may be 0) */
 	uint64_t first_lsn;
 	uint32_t crc;
+	uint32_t hole; /* 1: a hole frame (written by salvage recovery), no records */
 };
 
 static inline uint64_t rl_align_frame(uint64_t n)
@@ -67,6 +71,12 @@ void rl_frame_header_fill(uint8_t *frame, uint32_t frame_len, uint32_t nrecs, ui
  * the magic: the ring publishes a frame by storing the magic last. */
 uint32_t rl_frame_seal(uint8_t *frame);
 
+/* Encode a hole frame's 32-byte header: `nrecs` LSNs from `first_lsn` are lost and
+ * the hole covers `frame_len` bytes (the header and whatever follows it).  Returns
+ * its CRC (the chain value of the hole when it is a segment's last frame). */
+uint32_t rl_hole_encode(uint8_t out[RL_FRAME_HEADER_BYTES], uint32_t frame_len, uint32_t nrecs,
+			uint64_t first_lsn, uint64_t log_id);
+
 /*
  * Check the frame at `buf`, of which `avail` bytes are readable.  When
  * `expect_lsn` is non-zero the frame must start at that LSN; `log_id` must match.
@@ -75,7 +85,8 @@ uint32_t rl_frame_seal(uint8_t *frame);
 enum rl_frame_status rl_frame_check(const uint8_t *buf, uint64_t avail, uint64_t expect_lsn,
 				    uint64_t log_id, struct rl_frame_info *info);
 /* Only the header: plausibility of the 32 header bytes (magic, length, log id,
- * LSN).  Lets a reader learn how much to read before the full check. */
+ * LSN).  Lets a reader learn how much to read before the full check.  A hole is
+ * fully checked here (its CRC covers only its header). */
 enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_lsn, uint64_t log_id,
 					   struct rl_frame_info *info);
 const char *rl_frame_status_str(enum rl_frame_status st);
@@ -86,7 +97,7 @@ struct rl_record_cursor {
 	uint32_t index; /* records returned so far */
 };
 /* Start with a zeroed cursor.  Returns 1 with (*data, *len) set, or 0 after the
- * frame's last record (padding never reads as a record). */
+ * frame's last record (padding never reads as a record; a hole has no records). */
 int rl_frame_next_record(const uint8_t *frame, const struct rl_frame_info *info,
 			 struct rl_record_cursor *cur, const uint8_t **data, uint32_t *len);
 

@@ -53,7 +53,7 @@ static int check_options(const struct ringlog_options *o)
 	if (o->reserved_pad)
 		return rl_fail(-EINVAL, "options: reserved fields must be zero "
 					"(fill the struct with ringlog_options_init())");
-	if (o->recovery_mode > RINGLOG_RECOVER_POINT_IN_TIME)
+	if (o->recovery_mode > RL_RECOVER_MODE_LAST)
 		return rl_fail(-EINVAL, "options: unknown recovery_mode %u", o->recovery_mode);
 	if (o->pipeline_depth < 1 || o->pipeline_depth > RINGLOG_MAX_PIPELINE_DEPTH)
 		return rl_fail(-EINVAL, "options: pipeline_depth %u is outside [1, %u]",
@@ -446,7 +446,7 @@ RINGLOG_API int ringlog_check(const char *dir, uint32_t mode, struct ringlog_rec
 	memset(out, 0, sizeof(*out));
 	if (!dir)
 		return rl_fail(-EINVAL, "check: dir must not be NULL");
-	if (mode > RINGLOG_RECOVER_POINT_IN_TIME)
+	if (mode > RL_RECOVER_MODE_LAST)
 		return rl_fail(-EINVAL, "check: unknown recovery mode %u", mode);
 	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir_fd < 0)

@@ -17,6 +17,7 @@
  *  - POINT_IN_TIME: keep everything before the damage; cut its segment there and
  *    remove every later segment (newest first, each removal made durable, so a crash
  *    in the middle leaves a log that the same mode finishes repairing).
+ *  - SKIP_CORRUPTED: a pass of its own, in salvage.c.
  * Also in every mode but ABSOLUTE, a last segment with no more than a header's worth
  * of bytes and an invalid header is a rotation torn by a crash: its header is
  * written again.
@@ -28,7 +29,7 @@
  * cut is made durable (ftruncate + fdatasync) before open returns, so nothing is
  * ever appended after unreadable bytes.
  */
-#include "log_internal.h"
+#include "recovery.h"
 
 #include "errors.h"
 
@@ -41,7 +42,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-static uint64_t new_log_id(void)
+uint64_t rl_new_log_id(void)
 {
 	uint64_t id = 0;
 	while (id == 0) {
@@ -51,8 +52,7 @@ static uint64_t new_log_id(void)
 	return id;
 }
 
-/* Rewrite the header of a last segment whose creation a crash tore. */
-static int rewrite_header(int dir_fd, int fd, const char *name, const struct rl_seg_header *h)
+int rl_recovery_rewrite_torn(int dir_fd, int fd, const char *name, const struct rl_seg_header *h)
 {
 	uint8_t hdr[RL_SEG_HEADER_BYTES];
 	rl_seg_header_encode(h, hdr);
@@ -65,7 +65,7 @@ static int rewrite_header(int dir_fd, int fd, const char *name, const struct rl_
 	return err ? rl_fail(err, "recovery: fsync of the log directory") : 0;
 }
 
-static int cut(int fd, const char *name, uint64_t off)
+int rl_recovery_cut(int fd, const char *name, uint64_t off)
 {
 	if (ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0)
 		return rl_fail(-errno, "recovery: cutting %s at offset %" PRIu64, name, off);
@@ -87,7 +87,7 @@ static int drop_segments(int dir_fd, const uint64_t *lsns, size_t from, size_t n
 	return 0;
 }
 
-static void note_damage(struct ringlog_recovery *rep, const char *name, uint64_t off, uint64_t lsn,
+void rl_note_damage(struct ringlog_recovery *rep, const char *name, uint64_t off, uint64_t lsn,
 			const char *reason)
 {
 	if (rep->damage)
@@ -99,7 +99,7 @@ static void note_damage(struct ringlog_recovery *rep, const char *name, uint64_t
 	snprintf(rep->damage_reason, sizeof(rep->damage_reason), "%s", reason);
 }
 
-static int refuse(const struct ringlog_recovery *rep)
+int rl_refuse(const struct ringlog_recovery *rep)
 {
 	return rl_fail(-EBADMSG,
 		       "recovery: %s is damaged at offset %" PRIu64 " (LSN %" PRIu64
@@ -113,7 +113,7 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 	out->last.fd = -1;
 	struct ringlog_recovery *rep = &out->report;
 	rep->mode = mode;
-	if (mode > RINGLOG_RECOVER_POINT_IN_TIME)
+	if (mode > RL_RECOVER_MODE_LAST)
 		return rl_fail(-EINVAL, "recovery: unknown recovery mode %u", mode);
 	uint64_t *lsns;
 	size_t n;
@@ -123,9 +123,14 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 	rep->segments = (uint32_t)n;
 	if (n == 0) {
 		out->empty = 1;
-		out->log_id = new_log_id();
+		out->log_id = rl_new_log_id();
 		out->next_lsn = 1;
 		return 0;
+	}
+	if (mode == RINGLOG_RECOVER_SKIP_CORRUPTED) {
+		err = rl_salvage(dir_fd, apply, lsns, n, out);
+		free(lsns);
+		return err;
 	}
 	uint64_t expect = lsns[0], log_id = 0;
 	uint32_t prev_crc = 0;
@@ -179,9 +184,9 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 			if (header_invalid && is_last && size <= RL_SEG_HEADER_BYTES &&
 			    lsns[i] == expect && mode != RINGLOG_RECOVER_ABSOLUTE) {
 				if (i == 0)
-					log_id = new_log_id(); /* a new log: nothing to match */
+					log_id = rl_new_log_id(); /* a new log: nothing to match */
 				h = (struct rl_seg_header){lsns[i], log_id, lsns[i] - 1, prev_crc};
-				if (apply && (err = rewrite_header(dir_fd, fd, name, &h)) != 0)
+				if (apply && (err = rl_recovery_rewrite_torn(dir_fd, fd, name, &h)) != 0)
 					goto out;
 				rep->cut_bytes += size;
 				out->last =
@@ -190,9 +195,9 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 				i++; /* kept */
 				break;
 			}
-			note_damage(rep, name, 0, expect, bad);
+			rl_note_damage(rep, name, 0, expect, bad);
 			if (mode != RINGLOG_RECOVER_POINT_IN_TIME || i == 0) {
-				err = refuse(rep);
+				err = rl_refuse(rep);
 				goto out;
 			}
 			/* Point-in-time: the log ends with the previous segment. */
@@ -223,17 +228,17 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 		rep->last_lsn = scan.expect_lsn - 1;
 		int damaged = why != RL_FRAME_END || end != size;
 		if (damaged) {
-			note_damage(rep, name, end, scan.expect_lsn,
+			rl_note_damage(rep, name, end, scan.expect_lsn,
 				    why == RL_FRAME_END ? "bytes after the last frame"
 							: rl_frame_status_str(why));
 			if (mode == RINGLOG_RECOVER_ABSOLUTE ||
 			    (mode == RINGLOG_RECOVER_TOLERATE_TAIL && !is_last)) {
-				err = refuse(rep);
+				err = rl_refuse(rep);
 				goto out;
 			}
 			/* Point-in-time cuts after dropping the later segments: a crash in
 			 * between leaves this damage in place for the next run to finish. */
-			if (apply && is_last && (err = cut(fd, name, end)) != 0)
+			if (apply && is_last && (err = rl_recovery_cut(fd, name, end)) != 0)
 				goto out;
 			rep->cut_bytes += size - end;
 		}
@@ -258,7 +263,7 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 	if (apply && pending_cut) {
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, out->last.first_lsn);
-		if ((err = cut(out->last.fd, name, out->last.size)) != 0)
+		if ((err = rl_recovery_cut(out->last.fd, name, out->last.size)) != 0)
 			goto out;
 	}
 	if (out->last.fd < 0) {

@@ -214,12 +214,14 @@ int rl_scan_next(struct rl_seg_scan *s, enum rl_frame_status *why)
 		*why = st;
 		return 0;
 	}
-	/* The length is plausible (<= RL_FRAME_MAX_BYTES); never read or allocate past
-	 * the end of the file for it. */
+	/* The length is plausible (<= RL_FRAME_MAX_BYTES unless a hole); never read or
+	 * allocate past the end of the file for it. */
 	if (s->info.frame_len > s->file_size - s->off) {
 		*why = RL_FRAME_TRUNCATED;
 		return 0;
 	}
+	if (s->info.hole)
+		goto accept; /* fully checked with its header; its body is never read */
 	have = window(s, s->off, s->info.frame_len);
 	if (have < 0)
 		return (int)have;
@@ -229,6 +231,7 @@ int rl_scan_next(struct rl_seg_scan *s, enum rl_frame_status *why)
 		*why = st;
 		return 0;
 	}
+accept:
 	s->frame = p;
 	s->off += s->info.frame_len;
 	s->expect_lsn += s->info.nrecs;

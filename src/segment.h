@@ -58,8 +58,9 @@ void rl_scan_free(struct rl_seg_scan *s);
 int rl_scan_refresh(struct rl_seg_scan *s);
 
 /*
- * Next frame.  Returns 1 with s->frame / s->info set (valid until the next call) and
- * s->off, s->expect_lsn advanced past it; 0 when no valid frame starts at s->off,
+ * Next frame.  Returns 1 with s->frame / s->info set (valid until the next call; of
+ * a hole, s->info.hole, only the 32-byte header is there) and s->off, s->expect_lsn
+ * advanced past it; 0 when no valid frame starts at s->off,
  * with *why saying what is there (RL_FRAME_END: clean end of the data); or -errno on
  * a read error or -ENOMEM.
  */

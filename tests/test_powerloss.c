@@ -1462,9 +1462,9 @@ static void check_is_read_only_and_agrees(void **state)
 	SCEN("check: unknown mode");
 	snap_write(&w->snap, w->work);
 	EXPECT_INT(ringlog_check(w->work, 3, &r), -EINVAL);
-	expect_dir_is(w->work, &w->snap, 0, "ringlog_check(mode 3)");
+	expect_dir_is(w->work, &w->snap, 0, "ringlog_check(mode 4)");
 	struct ringlog_options o = w->o;
-	o.recovery_mode = 3;
+	o.recovery_mode = RINGLOG_RECOVER_SKIP_CORRUPTED + 1;
 	struct ringlog *log = NULL;
 	EXPECT_INT(ringlog_open(w->work, &o, &log), -EINVAL);
 	expect_dir_is(w->work, &w->snap, 0, "ringlog_open(mode 3)");

@@ -1,0 +1,622 @@
+/*
+ * Salvage recovery (RINGLOG_RECOVER_SKIP_CORRUPTED), one kind of damage at a time:
+ * what is kept, what is lost (exactly the damaged batches), the holes that stand
+ * for them, what the other modes and readers make of a salvaged log, and every way
+ * salvage can fail.  tests/test_powerloss.c adds random damage and interrupted
+ * salvages.
+ *
+ * The log: 40 batches of 3 records of 100 bytes (batch b = LSNs 3b+1..3b+3, tag b),
+ * each waited for, in 4096-byte segments: 12 frames of 344 bytes per segment.
+ */
+#include "testutil.h"
+
+#include "format.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NB 40
+#define NREC 3
+#define RLEN 100
+#define FRAME ((uint64_t)RINGLOG_FRAME_BYTES(NREC, NREC * RLEN)) /* 344 */
+#define PER_SEG 12
+#define SKIP RINGLOG_RECOVER_SKIP_CORRUPTED
+
+static struct ringlog_options g_opts;
+
+static void make_log(const char *dir)
+{
+	tu_options(&g_opts, 4096, 1u << 16);
+	struct ringlog *log = tu_open(dir, &g_opts);
+	for (uint64_t b = 0; b < NB; b++) {
+		uint64_t lsn = tu_append_tagged(log, b, NREC, RLEN);
+		assert_int_equal(lsn, NREC * b + 1);
+		assert_int_equal(ringlog_wait(log, lsn + NREC - 1), 0);
+	}
+	assert_int_equal(ringlog_close(log), 0);
+	uint64_t *lsns;
+	size_t n = tu_segments(dir, &lsns);
+	assert_int_equal(n, (NB + PER_SEG - 1) / PER_SEG);
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(lsns[k], NREC * PER_SEG * k + 1);
+	free(lsns);
+}
+
+/* Segment k (0-based) and the offset of batch b's frame in it. */
+static const char *seg_of(const char *dir, uint64_t b)
+{
+	return tu_segment_path(dir, NREC * PER_SEG * (b / PER_SEG) + 1);
+}
+static uint64_t off_of(uint64_t b)
+{
+	return RL_SEG_HEADER_BYTES + FRAME * (b % PER_SEG);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	uint8_t *buf = malloc((size_t)st.st_size + 1);
+	assert_non_null(buf);
+	assert_int_equal(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return buf;
+}
+
+static void flip(const char *path, uint64_t off)
+{
+	size_t len;
+	uint8_t *buf = slurp(path, &len);
+	assert_true(off < len);
+	uint8_t b = buf[off] ^ 0x5a;
+	tu_write_at(path, off, &b, 1);
+	free(buf);
+}
+
+/*
+ * Read the whole log: every record must be batch b's (right LSN, contents, batch
+ * fields) for a b in [0, nb) that is not lost[], in order, and every such batch must
+ * be there whole.  Then a clean end.
+ */
+static void expect_batches(const char *dir, uint64_t nb, const char *lost)
+{
+	struct ringlog_reader *r;
+	assert_int_equal(ringlog_reader_open(dir, 0, &r), 0);
+	struct ringlog_record rec;
+	uint8_t want[RLEN];
+	for (uint64_t b = 0; b < nb; b++) {
+		if (lost[b])
+			continue;
+		for (unsigned i = 0; i < NREC; i++) {
+			int got = ringlog_reader_next(r, &rec);
+			if (got != 1)
+				fail_msg("batch %llu record %u: reader_next = %d (%s)",
+					 (unsigned long long)b, i, got, ringlog_last_error());
+			assert_int_equal(rec.lsn, NREC * b + 1 + i);
+			assert_int_equal(rec.batch_first_lsn, NREC * b + 1);
+			assert_int_equal(rec.batch_nrecs, NREC);
+			assert_int_equal(rec.len, RLEN);
+			tu_fill_record(want, RLEN, b, i);
+			assert_memory_equal(rec.data, want, RLEN);
+		}
+	}
+	assert_int_equal(ringlog_reader_next(r, &rec), 0);
+	ringlog_reader_close(r);
+}
+
+/* What a salvage must report. */
+struct salvaged {
+	uint64_t damage_lsn, damage_offset;
+	const char *damage_file; /* path of the damaged segment */
+	uint64_t lost_lsns, cut_bytes, next_lsn;
+	uint32_t holes, set_aside, rewritten;
+};
+
+static void expect_report(const struct ringlog_recovery *r, const struct salvaged *s)
+{
+	assert_int_equal(r->mode, SKIP);
+	assert_int_equal(r->damage, -EBADMSG);
+	const char *base = strrchr(s->damage_file, '/') + 1;
+	assert_string_equal(r->damage_file, base);
+	assert_int_equal(r->damage_offset, s->damage_offset);
+	assert_int_equal(r->damage_lsn, s->damage_lsn);
+	assert_true(r->damage_reason[0] != '\0');
+	assert_int_equal(r->lost_lsns, s->lost_lsns);
+	assert_int_equal(r->holes, s->holes);
+	assert_int_equal(r->set_aside_segments, s->set_aside);
+	assert_int_equal(r->rewritten_headers, s->rewritten);
+	assert_int_equal(r->cut_bytes, s->cut_bytes);
+	assert_int_equal(r->dropped_segments, 0);
+	assert_int_equal(r->last_lsn, s->next_lsn - 1);
+	for (size_t i = 0; i < sizeof(r->reserved) / sizeof(r->reserved[0]); i++)
+		assert_int_equal(r->reserved[i], 0);
+	assert_int_equal(r->reserved_pad, 0);
+}
+
+/* Every file of dir, concatenated with its name: to see that nothing changed. */
+static char *dir_digest(const char *dir, size_t *len)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && for f in $(ls | sort); do echo \"$f\"; cat \"$f\"; done",
+		 dir);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap);
+	size_t got;
+	while ((got = fread(buf + n, 1, cap - n, p)) > 0) {
+		n += got;
+		if (n == cap)
+			buf = realloc(buf, cap *= 2);
+	}
+	pclose(p);
+	*len = n;
+	return buf;
+}
+
+/*
+ * The whole salvage cycle on a damaged log: the default mode would refuse it (or,
+ * with `tail_only`, cut it), ringlog_check(SKIP) predicts and changes nothing, the
+ * open does what it predicted, the log then reads back as expected, is clean for
+ * every mode, salvages to no change a second time, and takes appends at the LSN
+ * after the last one kept.
+ */
+static void salvage_and_check(const char *dir, const struct salvaged *s, const char *lost,
+			      int tail_only)
+{
+	size_t len0, len1;
+	char *before = dir_digest(dir, &len0);
+	struct ringlog_recovery check;
+	assert_int_equal(ringlog_check(dir, RINGLOG_RECOVER_TOLERATE_TAIL, &check),
+			 tail_only ? 0 : -EBADMSG);
+	assert_int_equal(ringlog_check(dir, SKIP, &check), 0);
+	struct ringlog *log;
+	char *after = dir_digest(dir, &len1);
+	assert_int_equal(len0, len1);
+	assert_memory_equal(before, after, len0);
+	free(before);
+	free(after);
+	expect_report(&check, s);
+
+	struct ringlog_options o = g_opts;
+	o.recovery_mode = SKIP;
+	log = tu_open(dir, &o);
+	struct ringlog_recovery rep;
+	assert_int_equal(ringlog_recovery_report(log, &rep), 0);
+	assert_memory_equal(&rep, &check, sizeof(rep));
+	assert_int_equal(ringlog_next_lsn(log), s->next_lsn);
+	assert_int_equal(ringlog_close(log), 0);
+	expect_batches(dir, NB, lost);
+
+	/* Clean now, for every mode; a second salvage finds nothing to do. */
+	for (uint32_t m = 0; m <= SKIP; m++) {
+		assert_int_equal(ringlog_check(dir, m, &rep), 0);
+		assert_int_equal(rep.damage, 0);
+		assert_int_equal(rep.holes, 0);
+		assert_int_equal(rep.cut_bytes, 0);
+		assert_int_equal(rep.last_lsn, s->next_lsn - 1);
+	}
+	/* Appends go on after the last LSN kept, holes never reused, and survive. */
+	log = tu_open(dir, &g_opts);
+	uint64_t lsn = tu_append_tagged(log, 7777, 2, 50);
+	assert_int_equal(lsn, s->next_lsn);
+	assert_int_equal(ringlog_wait(log, lsn + 1), 0);
+	assert_int_equal(ringlog_close(log), 0);
+	log = tu_open(dir, &g_opts);
+	assert_int_equal(ringlog_next_lsn(log), s->next_lsn + 2);
+	assert_int_equal(ringlog_close(log), 0);
+}
+
+/* The hole frame salvage wrote at `off` of `path`. */
+static void expect_hole_at(const char *path, uint64_t off, uint64_t frame_len, uint64_t first,
+			   uint64_t nrecs)
+{
+	size_t len;
+	uint8_t *buf = slurp(path, &len);
+	assert_true(off + frame_len <= len);
+	struct rl_frame_info info;
+	uint64_t log_id = rl_get64(buf + 16);
+	assert_int_equal(rl_get32(buf + off), RL_HOLE_MAGIC);
+	assert_int_equal(rl_frame_check(buf + off, len - off, first, log_id, &info), RL_FRAME_OK);
+	assert_int_equal(info.hole, 1);
+	assert_int_equal(info.frame_len, frame_len);
+	assert_int_equal(info.nrecs, nrecs);
+	free(buf);
+}
+
+static void flipped_byte_in_a_sealed_segment(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", seg_of(dir, 17));
+	size_t len;
+	uint8_t *orig = slurp(path, &len);
+	flip(path, off_of(17) + 200); /* inside a record of batch 17 */
+	char lost[NB] = {0};
+	lost[17] = 1;
+	struct salvaged s = {.damage_lsn = NREC * 17 + 1, .damage_offset = off_of(17),
+			     .damage_file = path, .lost_lsns = NREC, .holes = 1,
+			     .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	expect_hole_at(path, off_of(17), FRAME, NREC * 17 + 1, NREC);
+	/* Only the hole's 32 bytes changed: the damaged bytes after them are kept. */
+	size_t len2;
+	uint8_t *now = slurp(path, &len2);
+	assert_int_equal(len2, len);
+	assert_memory_equal(now, orig, off_of(17));
+	assert_memory_equal(now + off_of(17) + 32, orig + off_of(17) + 32, 200 - 32);
+	assert_memory_equal(now + off_of(18), orig + off_of(18), len - off_of(18));
+	free(orig);
+	free(now);
+}
+
+static void damage_in_the_last_segment_keeps_the_frames_after_it(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	/* Batches 36..39 are in the last segment: damage 37's length field, and tear the
+	 * last frame (39). */
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", seg_of(dir, 37));
+	flip(path, off_of(37) + 9);
+	tu_truncate(path, off_of(39) + 100);
+	char lost[NB] = {0};
+	lost[37] = lost[39] = 1;
+	struct salvaged s = {.damage_lsn = NREC * 37 + 1, .damage_offset = off_of(37),
+			     .damage_file = path, .lost_lsns = NREC, .holes = 1,
+			     .cut_bytes = 100, .next_lsn = NREC * 39 + 1};
+	salvage_and_check(dir, &s, lost, 1);
+	expect_hole_at(path, off_of(37), FRAME, NREC * 37 + 1, NREC);
+}
+
+static void missing_middle_segment(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg0[4096], seg2[4096];
+	snprintf(seg0, sizeof(seg0), "%s", seg_of(dir, 0));
+	snprintf(seg2, sizeof(seg2), "%s", seg_of(dir, 24));
+	assert_int_equal(unlink(seg_of(dir, 12)), 0);
+	char lost[NB] = {0};
+	memset(lost + 12, 1, PER_SEG);
+	uint64_t end0 = off_of(0) + PER_SEG * FRAME;
+	struct salvaged s = {.damage_lsn = NREC * 12 + 1, .damage_offset = end0,
+			     .damage_file = seg0, .lost_lsns = NREC * PER_SEG, .holes = 1,
+			     .rewritten = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	/* A 32-byte hole ends segment 0; segment 2's header chains to it. */
+	expect_hole_at(seg0, end0, 32, NREC * 12 + 1, NREC * PER_SEG);
+	size_t len;
+	uint8_t *h0 = slurp(seg0, &len), *h2;
+	assert_int_equal(len, end0 + 32);
+	size_t len2;
+	h2 = slurp(seg2, &len2);
+	struct rl_seg_header hdr;
+	assert_int_equal(rl_seg_header_decode(h2, &hdr), 0);
+	assert_int_equal(hdr.prev_tail_crc, rl_get32(h0 + end0 + 4));
+	free(h0);
+	free(h2);
+}
+
+/* A same-named segment of another log takes segment 1's place: it is set aside
+ * (renamed, bytes intact), and its LSNs become a hole. */
+static void foreign_segment_set_aside(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char *other = tu_tmpdir();
+	make_log(other);
+	char seg1[4096], alien[4096];
+	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
+	snprintf(alien, sizeof(alien), "%s", seg_of(other, 12));
+	size_t alen;
+	uint8_t *abytes = slurp(alien, &alen);
+	assert_int_equal(rename(alien, seg1), 0);
+	char lost[NB] = {0};
+	memset(lost + 12, 1, PER_SEG);
+	char seg0[4096];
+	snprintf(seg0, sizeof(seg0), "%s", seg_of(dir, 0));
+	struct salvaged s = {.damage_lsn = NREC * 12 + 1, .damage_offset = 0,
+			     .damage_file = seg1, .lost_lsns = NREC * PER_SEG, .holes = 1,
+			     .set_aside = 1, .rewritten = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	char aside[4200];
+	snprintf(aside, sizeof(aside), "%s.salvaged", seg1);
+	size_t len;
+	uint8_t *kept = slurp(aside, &len);
+	assert_int_equal(len, alen);
+	assert_memory_equal(kept, abytes, len);
+	assert_int_equal(access(seg1, F_OK), -1);
+	free(kept);
+	free(abytes);
+	tu_rmrf(other);
+	free(other);
+}
+
+static void invalid_header_written_again(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg1[4096];
+	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
+	size_t len;
+	uint8_t *orig = slurp(seg1, &len);
+	flip(seg1, 20); /* the log id: the header CRC fails */
+	char lost[NB] = {0};
+	struct salvaged s = {.damage_lsn = NREC * 12 + 1, .damage_offset = 0,
+			     .damage_file = seg1, .rewritten = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	size_t len2;
+	uint8_t *now = slurp(seg1, &len2);
+	assert_int_equal(len2, len);
+	assert_memory_equal(now, orig, len); /* the header is exactly what it was */
+	free(orig);
+	free(now);
+}
+
+/* The first segment's header is the one damaged: the log id comes from the next. */
+static void invalid_first_header(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg0[4096];
+	snprintf(seg0, sizeof(seg0), "%s", seg_of(dir, 0));
+	flip(seg0, 0);
+	char lost[NB] = {0};
+	struct salvaged s = {.damage_lsn = 1, .damage_offset = 0, .damage_file = seg0,
+			     .rewritten = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+}
+
+static void truncated_sealed_segment(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg1[4096], seg2[4096];
+	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
+	snprintf(seg2, sizeof(seg2), "%s", seg_of(dir, 24));
+	uint64_t size = tu_file_size(seg1);
+	tu_truncate(seg1, off_of(16) + 50);
+	char lost[NB] = {0};
+	memset(lost + 16, 1, 8); /* batches 16..23 */
+	struct salvaged s = {.damage_lsn = NREC * 16 + 1, .damage_offset = off_of(16),
+			     .damage_file = seg1, .lost_lsns = NREC * 8, .holes = 1,
+			     .cut_bytes = 50, .rewritten = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	expect_hole_at(seg1, off_of(16), 32, NREC * 16 + 1, NREC * 8);
+	assert_int_equal(tu_file_size(seg1), off_of(16) + 32);
+	assert_true(size > off_of(16));
+}
+
+/* A copy of an older frame of the same segment, CRC intact, over batch 20's: its
+ * LSN gives it away; only batch 20 is lost. */
+static void stale_frame_copy(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg1[4096];
+	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
+	size_t len;
+	uint8_t *buf = slurp(seg1, &len);
+	tu_write_at(seg1, off_of(20), buf + off_of(14), FRAME);
+	free(buf);
+	char lost[NB] = {0};
+	lost[20] = 1;
+	struct salvaged s = {.damage_lsn = NREC * 20 + 1, .damage_offset = off_of(20),
+			     .damage_file = seg1, .lost_lsns = NREC, .holes = 1,
+			     .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+}
+
+/* Several damaged frames in a row make one hole. */
+static void adjacent_damage_makes_one_hole(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg1[4096];
+	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
+	static const uint8_t junk[3 * FRAME];
+	tu_write_at(seg1, off_of(13) + 8, junk, 3 * FRAME - 16);
+	char lost[NB] = {0};
+	lost[13] = lost[14] = lost[15] = 1;
+	struct salvaged s = {.damage_lsn = NREC * 13 + 1, .damage_offset = off_of(13),
+			     .damage_file = seg1, .lost_lsns = 3 * NREC, .holes = 1,
+			     .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	expect_hole_at(seg1, off_of(13), 3 * FRAME, NREC * 13 + 1, 3 * NREC);
+}
+
+/* A well-formed frame of this log inside a damaged stretch, whose LSN is far beyond
+ * what the stretch could have held, is not taken as the place to go on from. */
+static void implausible_lsn_is_not_a_resync_point(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", seg_of(dir, 37));
+	size_t len;
+	uint8_t *buf = slurp(path, &len);
+	uint64_t log_id = rl_get64(buf + 16);
+	free(buf);
+	uint8_t f[40] = {0};
+	rl_frame_header_fill(f, sizeof(f), 1, NREC * 37 + 1 + 1000000, log_id);
+	rl_put32(f + 32, 4);
+	memcpy(f + 36, "far!", 4);
+	rl_frame_seal(f);
+	rl_put32(f, RL_FRAME_MAGIC);
+	flip(path, off_of(37) + 100);
+	tu_write_at(path, off_of(38), f, sizeof(f));
+	char lost[NB] = {0};
+	lost[37] = lost[38] = 1;
+	struct salvaged s = {.damage_lsn = NREC * 37 + 1, .damage_offset = off_of(37),
+			     .damage_file = path, .lost_lsns = 2 * NREC, .holes = 1,
+			     .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 1);
+	expect_hole_at(path, off_of(37), 2 * FRAME, NREC * 37 + 1, 2 * NREC);
+}
+
+/* A reader asked for an LSN inside a hole starts after it; the batch fields of what
+ * it returns are the real batches'. */
+static void reader_starts_after_a_hole(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	flip(seg_of(dir, 5), off_of(5) + 40);
+	flip(seg_of(dir, 6), off_of(6) + 40);
+	struct ringlog_options o = g_opts;
+	o.recovery_mode = SKIP;
+	struct ringlog *log = tu_open(dir, &o);
+	/* A live reader too: the hole is durable, so it is skipped, not waited on. */
+	struct ringlog_reader *live;
+	assert_int_equal(ringlog_reader_open_live(log, NREC * 5 + 2, &live), 0);
+	struct ringlog_record rec;
+	assert_int_equal(ringlog_reader_next(live, &rec), 1);
+	assert_int_equal(rec.lsn, NREC * 7 + 1);
+	ringlog_reader_close(live);
+	assert_int_equal(ringlog_close(log), 0);
+	struct ringlog_reader *r;
+	assert_int_equal(ringlog_reader_open(dir, NREC * 6 + 3, &r), 0);
+	assert_int_equal(ringlog_reader_next(r, &rec), 1);
+	assert_int_equal(rec.lsn, NREC * 7 + 1);
+	assert_int_equal(rec.batch_first_lsn, NREC * 7 + 1);
+	ringlog_reader_close(r);
+	assert_int_equal(ringlog_reader_open(dir, NREC * 4 + 3, &r), 0);
+	assert_int_equal(ringlog_reader_next(r, &rec), 1);
+	assert_int_equal(rec.lsn, NREC * 4 + 3);
+	assert_int_equal(ringlog_reader_next(r, &rec), 1);
+	assert_int_equal(rec.lsn, NREC * 7 + 1); /* the jump over LSNs 16..21 */
+	ringlog_reader_close(r);
+}
+
+/* ---- how salvage fails ---- */
+
+static void no_header_identifies_the_log(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	uint64_t *lsns;
+	size_t n = tu_segments(dir, &lsns);
+	for (size_t k = 0; k < n; k++)
+		flip(tu_segment_path(dir, lsns[k]), 60);
+	free(lsns);
+	struct ringlog_recovery rep;
+	assert_int_equal(ringlog_check(dir, SKIP, &rep), -EBADMSG);
+	assert_string_equal(rep.damage_file, "00000000000000000001.rlog");
+	assert_non_null(strstr(rep.damage_reason, "identifies the log"));
+	struct ringlog_options o = g_opts;
+	o.recovery_mode = SKIP;
+	struct ringlog *log = NULL;
+	assert_int_equal(ringlog_open(dir, &o, &log), -EBADMSG);
+	assert_null(log);
+	assert_non_null(strstr(ringlog_last_error(), "00000000000000000001.rlog"));
+}
+
+/* A write that fails (here: past RLIMIT_FSIZE) fails the open with its errno and a
+ * message naming the file; the log is left for a later salvage to finish. */
+static void write_failure_fails_the_open(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	flip(seg_of(dir, 17), off_of(17) + 200);
+	struct rlimit old, lim;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 1024; /* below the hole's offset */
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	struct ringlog_options o = g_opts;
+	o.recovery_mode = SKIP;
+	struct ringlog *log = NULL;
+	int err = ringlog_open(dir, &o, &log);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(err, -EFBIG);
+	assert_null(log);
+	assert_non_null(strstr(ringlog_last_error(), "hole"));
+	assert_non_null(strstr(ringlog_last_error(), "00000000000000000037.rlog"));
+	char lost[NB] = {0};
+	lost[17] = 1;
+	struct salvaged s = {.damage_lsn = NREC * 17 + 1, .damage_offset = off_of(17),
+			     .damage_file = seg_of(dir, 17), .lost_lsns = NREC, .holes = 1,
+			     .next_lsn = NREC * NB + 1};
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", seg_of(dir, 17));
+	s.damage_file = path;
+	salvage_and_check(dir, &s, lost, 0);
+}
+
+/* No free name to set a foreign segment aside under: -EEXIST, nothing renamed. */
+static void no_name_to_set_aside(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char *other = tu_tmpdir();
+	make_log(other);
+	char seg1[4096];
+	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
+	assert_int_equal(rename(seg_of(other, 12), seg1), 0);
+	char name[4300];
+	for (int k = 0; k <= 1000; k++) {
+		if (k == 0)
+			snprintf(name, sizeof(name), "%s.salvaged", seg1);
+		else
+			snprintf(name, sizeof(name), "%s.salvaged.%d", seg1, k);
+		int fd = open(name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	struct ringlog_options o = g_opts;
+	o.recovery_mode = SKIP;
+	struct ringlog *log = NULL;
+	assert_int_equal(ringlog_open(dir, &o, &log), -EEXIST);
+	assert_non_null(strstr(ringlog_last_error(), "set"));
+	assert_int_equal(access(seg1, F_OK), 0);
+	tu_rmrf(other);
+	free(other);
+}
+
+static void unknown_mode_is_rejected(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	struct ringlog_recovery rep;
+	assert_int_equal(ringlog_check(dir, SKIP + 1, &rep), -EINVAL);
+	struct ringlog_options o = g_opts;
+	o.recovery_mode = SKIP + 1;
+	struct ringlog *log = NULL;
+	assert_int_equal(ringlog_open(dir, &o, &log), -EINVAL);
+}
+
+int main(void)
+{
+	tu_require_uring();
+	const struct CMUnitTest tests[] = {
+	    TU_DIR_TEST(flipped_byte_in_a_sealed_segment),
+	    TU_DIR_TEST(damage_in_the_last_segment_keeps_the_frames_after_it),
+	    TU_DIR_TEST(missing_middle_segment),
+	    TU_DIR_TEST(foreign_segment_set_aside),
+	    TU_DIR_TEST(invalid_header_written_again),
+	    TU_DIR_TEST(invalid_first_header),
+	    TU_DIR_TEST(truncated_sealed_segment),
+	    TU_DIR_TEST(stale_frame_copy),
+	    TU_DIR_TEST(adjacent_damage_makes_one_hole),
+	    TU_DIR_TEST(implausible_lsn_is_not_a_resync_point),
+	    TU_DIR_TEST(reader_starts_after_a_hole),
+	    TU_DIR_TEST(no_header_identifies_the_log),
+	    TU_DIR_TEST(write_failure_fails_the_open),
+	    TU_DIR_TEST(no_name_to_set_aside),
+	    TU_DIR_TEST(unknown_mode_is_rejected),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -97,9 +97,11 @@ struct ringlog_recovery {
 	uint64_t damage_offset;	   /* its byte offset in that file */
 	uint64_t damage_lsn;	   /* the LSN that was expected there */
 	char damage_reason[80];	   /* what is wrong there */
+	/* LSNs lost to damage by salvage, this one or an earlier one: the hole frames
+	 * in the log kept stand for them (readers skip them).  Any mode counts. */
+	uint64_t lost_lsns;
 	/* Salvage (RINGLOG_RECOVER_SKIP_CORRUPTED) only: */
-	uint64_t lost_lsns;	    /* LSNs the holes written by this recovery stand for */
-	uint32_t holes;		    /* hole frames written */
+	uint32_t holes;		     /* hole frames written */
 	uint32_t set_aside_segments; /* segment files renamed to NAME.salvaged */
 	uint32_t rewritten_headers;  /* damaged segment headers written again */
 	uint32_t reserved_pad;

@@ -216,8 +216,11 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 		}
 		enum rl_frame_status why;
 		uint32_t last_crc = 0;
-		while ((err = rl_scan_next(&scan, &why)) == 1)
+		while ((err = rl_scan_next(&scan, &why)) == 1) {
 			last_crc = scan.info.crc;
+			if (scan.info.hole)
+				rep->lost_lsns += scan.info.nrecs;
+		}
 		rl_scan_free(&scan);
 		if (err < 0) {
 			err = rl_fail(err, "recovery: reading %s", name);

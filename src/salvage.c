@@ -40,6 +40,10 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Largest gap in LSNs between two segments that salvage fills with holes (2^44: a
+ * missing stretch of 17.6 trillion records, 128 KiB of holes). */
+#define RL_SALVAGE_MAX_GAP (1ull << 44)
+
 struct salvage {
 	int dir_fd;
 	int apply;
@@ -143,6 +147,8 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 		if (got == 1) {
 			if (next_first == 0 || scan.expect_lsn <= next_first) {
 				last_crc = scan.info.crc;
+				if (scan.info.hole)
+					rep->lost_lsns += scan.info.nrecs;
 				continue;
 			}
 			reason = "frame's LSNs run into the next segment's";
@@ -384,6 +390,21 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 		err = salvage_frames(&sv, fd, name, &want, next_first, &seg, &expect);
 		if (err)
 			goto out;
+		/* A segment that starts implausibly far after this one is not taken as
+		 * the log's continuation (the holes for the gap would fill a disk). */
+		while (j < n && lsns[j] - expect > RL_SALVAGE_MAX_GAP) {
+			keep[j] = 0;
+			while (++j < n && !keep[j])
+				;
+		}
+		if (!is_last && j == n) {
+			is_last = 1; /* it became the last: sync what was scanned */
+			if (apply && fdatasync(fd) < 0) {
+				err = rl_fail(-errno, "salvage: fdatasync of %s", name);
+				goto out;
+			}
+		}
+		next_first = is_last ? 0 : lsns[j];
 		/* The segments up to the next kept one are not part of the log (first, so
 		 * that the damage reported first is theirs), and their LSNs are lost. */
 		for (size_t m = i + 1; m < j; m++)

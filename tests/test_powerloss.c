@@ -1724,6 +1724,8 @@ static void salvage_random_damage(void **state)
 			EXPECT_INT(ringlog_check(w->work, m, &rep), 0);
 			EXPECT_INT(rep.damage, 0);
 			EXPECT_U64(rep.last_lsn, x.next_lsn - 1);
+			EXPECT_U64(rep.lost_lsns, x.lost_lsns);
+			EXPECT_U64(rep.holes, 0);
 		}
 
 		/* Interrupted: each changed file either done or not, salvaged again. */

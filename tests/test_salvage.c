@@ -203,6 +203,7 @@ static void salvage_and_check(const char *dir, const struct salvaged *s, const c
 		assert_int_equal(ringlog_check(dir, m, &rep), 0);
 		assert_int_equal(rep.damage, 0);
 		assert_int_equal(rep.holes, 0);
+		assert_int_equal(rep.lost_lsns, s->lost_lsns); /* the holes are there */
 		assert_int_equal(rep.cut_bytes, 0);
 		assert_int_equal(rep.last_lsn, s->next_lsn - 1);
 	}
@@ -342,6 +343,34 @@ static void foreign_segment_set_aside(void **state)
 	free(abytes);
 	tu_rmrf(other);
 	free(other);
+}
+
+/* A segment of this log whose first LSN is implausibly far after the end of the
+ * others (2^50) is set aside, not joined with 2^50 LSNs of holes. */
+static void far_segment_set_aside(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg0[4096], far[4096];
+	snprintf(seg0, sizeof(seg0), "%s", seg_of(dir, 0));
+	size_t len;
+	uint8_t *h0 = slurp(seg0, &len);
+	struct rl_seg_header h = {1ull << 50, rl_get64(h0 + 16), (1ull << 50) - 1, 0};
+	free(h0);
+	uint8_t hdr[RL_SEG_HEADER_BYTES];
+	rl_seg_header_encode(&h, hdr);
+	snprintf(far, sizeof(far), "%s", tu_segment_path(dir, 1ull << 50));
+	int fd = open(far, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+	close(fd);
+	char lost[NB] = {0};
+	struct salvaged s = {.damage_lsn = 1ull << 50, .damage_offset = 0, .damage_file = far,
+			     .set_aside = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	char aside[4200];
+	snprintf(aside, sizeof(aside), "%s.salvaged", far);
+	assert_int_equal(access(aside, F_OK), 0);
 }
 
 static void invalid_header_written_again(void **state)
@@ -606,6 +635,7 @@ int main(void)
 	    TU_DIR_TEST(damage_in_the_last_segment_keeps_the_frames_after_it),
 	    TU_DIR_TEST(missing_middle_segment),
 	    TU_DIR_TEST(foreign_segment_set_aside),
+	    TU_DIR_TEST(far_segment_set_aside),
 	    TU_DIR_TEST(invalid_header_written_again),
 	    TU_DIR_TEST(invalid_first_header),
 	    TU_DIR_TEST(truncated_sealed_segment),

@@ -13,12 +13,14 @@
  *    the other modes: not damage.)
  *  - Its frames are scanned.  At a frame that is not valid, salvage looks for the
  *    next offset (8-byte steps, at least 32 bytes on) where a valid frame of this log
- *    starts whose LSN is plausible: not below the LSN expected at the damage, at most
- *    one LSN per 4 damaged bytes above it (a record costs at least 4 bytes), and
- *    below the next segment's first LSN.  The damaged stretch becomes a hole frame
+ *    starts whose LSN is plausible: not below the LSN expected at the damage, and at
+ *    most one LSN per 4 damaged bytes above it (a record costs at least 4 bytes).
+ *    The damaged stretch becomes a hole frame
  *    (format.c) written over its first 32 bytes: it stands for the LSNs between, and
  *    the bytes after its header stay as they were.  When no valid frame follows,
  *    the segment is cut at the damage.
+ *  - A later segment that starts before the LSN this one ends at (an overlap), or
+ *    more than 2^44 LSNs after it, is set aside too: the earlier frames win.
  *  - When a segment ends before the LSN its successor starts at (a missing segment,
  *    or a cut), a 32-byte hole for the missing LSNs is appended to it, and the
  *    successor's header is then written again to chain to that hole.
@@ -92,10 +94,12 @@ static int put_hole(struct salvage *sv, int fd, const char *name, uint64_t off, 
  * the top of this file).  Returns 1 with *at and *lsn (its first LSN), 0 if there is
  * none, or -errno.  Leaves s->off / s->expect_lsn for the caller to set.
  */
-static int resync(struct rl_seg_scan *s, uint64_t off, uint64_t expect, uint64_t next_first,
-		  uint64_t *at, uint64_t *lsn)
+static int resync(struct rl_seg_scan *s, uint64_t off, uint64_t expect, uint64_t *at,
+		  uint64_t *lsn)
 {
 	uint64_t limit = s->file_size;
+	if (limit < off)
+		return 0;
 	if (limit - off > RL_HOLE_MAX_BYTES)
 		limit = off + RL_HOLE_MAX_BYTES;
 	for (uint64_t p = off + RL_FRAME_HEADER_BYTES; p + RL_FRAME_HEADER_BYTES <= limit;
@@ -108,10 +112,8 @@ static int resync(struct rl_seg_scan *s, uint64_t off, uint64_t expect, uint64_t
 			return got;
 		if (got == 0)
 			continue;
-		uint64_t first = s->info.first_lsn, end = first + s->info.nrecs;
+		uint64_t first = s->info.first_lsn;
 		if (first < expect || first - expect > (p - off) / 4)
-			continue;
-		if (next_first != 0 && end > next_first)
 			continue;
 		*at = p;
 		*lsn = first;
@@ -122,18 +124,19 @@ static int resync(struct rl_seg_scan *s, uint64_t off, uint64_t expect, uint64_t
 
 /*
  * Salvage the frames of a kept segment (open as fd, its header `h` as it is or will
- * be written).  `next_first` is the first LSN of the next kept segment, 0 if this is
- * the last.  Fills *seg (fd not taken) and *next_lsn.  Returns 0 or -errno.
+ * be written).  Fills *seg (fd not taken) and *next_lsn.  Returns 0 or -errno.
  */
 static int salvage_frames(struct salvage *sv, int fd, const char *name,
-			  const struct rl_seg_header *h, uint64_t next_first,
-			  struct rl_segment *seg, uint64_t *next_lsn)
+			  const struct rl_seg_header *h, struct rl_segment *seg, uint64_t *next_lsn)
 {
 	struct ringlog_recovery *rep = sv->rep;
 	struct rl_seg_scan scan;
 	int err = rl_scan_init(&scan, fd, h);
 	if (err)
 		return rl_fail(err, "salvage: fstat of %s", name);
+	/* A file shorter than a header gets one written (read-only: would get one). */
+	if (scan.file_size < RL_SEG_HEADER_BYTES)
+		scan.file_size = RL_SEG_HEADER_BYTES;
 	uint32_t last_crc = 0;
 	for (;;) {
 		uint64_t off = scan.off, expect = scan.expect_lsn;
@@ -145,23 +148,19 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 		}
 		const char *reason = rl_frame_status_str(why);
 		if (got == 1) {
-			if (next_first == 0 || scan.expect_lsn <= next_first) {
-				last_crc = scan.info.crc;
-				if (scan.info.hole)
-					rep->lost_lsns += scan.info.nrecs;
-				continue;
-			}
-			reason = "frame's LSNs run into the next segment's";
-			scan.off = off;
-			scan.expect_lsn = expect;
-		} else if (why == RL_FRAME_END) {
+			last_crc = scan.info.crc;
+			if (scan.info.hole)
+				rep->lost_lsns += scan.info.nrecs;
+			continue;
+		}
+		if (why == RL_FRAME_END) {
 			if (off == scan.file_size)
 				break;
 			reason = "bytes after the last frame";
 		}
 		rl_note_damage(rep, name, off, expect, reason);
 		uint64_t at, lsn;
-		got = resync(&scan, off, expect, next_first, &at, &lsn);
+		got = resync(&scan, off, expect, &at, &lsn);
 		if (got < 0) {
 			err = rl_fail(got, "salvage: reading %s", name);
 			break;
@@ -212,12 +211,14 @@ static int fill_gap(struct salvage *sv, const char *name, struct rl_segment *seg
 	return 0;
 }
 
+static const char *const ALIEN = "segment of another log, or misnamed: set aside";
+
 /* Rename segment `lsn` to NAME.salvaged (or NAME.salvaged.K if that exists). */
-static int set_aside(struct salvage *sv, uint64_t lsn)
+static int set_aside(struct salvage *sv, uint64_t lsn, const char *why)
 {
 	char name[RL_SEG_NAME_LEN + 1];
 	rl_seg_name(name, lsn);
-	rl_note_damage(sv->rep, name, 0, lsn, "segment of another log, or misnamed: set aside");
+	rl_note_damage(sv->rep, name, 0, lsn, why);
 	sv->rep->set_aside_segments++;
 	if (!sv->apply)
 		return 0;
@@ -293,6 +294,7 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 	struct ringlog_recovery *rep = &out->report;
 	struct salvage sv = {dir_fd, apply, 0, rep};
 	int fd = -1, err = 0;
+	/* keep[i]: 1 kept; set aside as 0 alien, 2 overlapping, 3 too far */
 	char *keep = calloc(n, 1);
 	if (!keep)
 		return rl_fail(-ENOMEM, "salvage: allocating");
@@ -319,17 +321,16 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 	for (size_t i = 0; i < n; i++) {
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, lsns[i]);
-		if (!keep[i]) {
+		if (keep[i] != 1) {
 			/* Those after a kept segment are set aside with it, below. */
-			if (first_kept && (err = set_aside(&sv, lsns[i])) != 0)
+			if (first_kept && (err = set_aside(&sv, lsns[i], ALIEN)) != 0)
 				goto out;
 			continue;
 		}
 		size_t j = i + 1;
-		while (j < n && !keep[j])
+		while (j < n && keep[j] != 1)
 			j++;
 		int is_last = j == n;
-		uint64_t next_first = is_last ? 0 : lsns[j];
 		fd = openat(dir_fd, name, (apply ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 		if (fd < 0) {
 			err = rl_fail(-errno, "salvage: opening %s", name);
@@ -364,7 +365,7 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 			out->last = (struct rl_segment){fd, lsns[i], RL_SEG_HEADER_BYTES, 0};
 			fd = -1;
 			for (size_t m = i + 1; m < n; m++)
-				if ((err = set_aside(&sv, lsns[m])) != 0)
+				if ((err = set_aside(&sv, lsns[m], ALIEN)) != 0)
 					goto out;
 			break;
 		}
@@ -387,14 +388,15 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 				goto out;
 		}
 		struct rl_segment seg;
-		err = salvage_frames(&sv, fd, name, &want, next_first, &seg, &expect);
+		err = salvage_frames(&sv, fd, name, &want, &seg, &expect);
 		if (err)
 			goto out;
-		/* A segment that starts implausibly far after this one is not taken as
-		 * the log's continuation (the holes for the gap would fill a disk). */
-		while (j < n && lsns[j] - expect > RL_SALVAGE_MAX_GAP) {
-			keep[j] = 0;
-			while (++j < n && !keep[j])
+		/* A segment that starts inside this one's LSNs, or implausibly far after
+		 * them (the holes for the gap would fill a disk), is not taken as the log's
+		 * continuation. */
+		while (j < n && (lsns[j] < expect || lsns[j] - expect > RL_SALVAGE_MAX_GAP)) {
+			keep[j] = lsns[j] < expect ? 2 : 3;
+			while (++j < n && keep[j] != 1)
 				;
 		}
 		if (!is_last && j == n) {
@@ -404,12 +406,16 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 				goto out;
 			}
 		}
-		next_first = is_last ? 0 : lsns[j];
+		uint64_t next_first = is_last ? 0 : lsns[j];
 		/* The segments up to the next kept one are not part of the log (first, so
 		 * that the damage reported first is theirs), and their LSNs are lost. */
-		for (size_t m = i + 1; m < j; m++)
-			if ((err = set_aside(&sv, lsns[m])) != 0)
+		for (size_t m = i + 1; m < j; m++) {
+			static const char *const why[] = {
+			    ALIEN, ALIEN, "segment starts inside the LSNs of the one before: set aside",
+			    "segment starts implausibly far (2^44 LSNs) after the one before: set aside"};
+			if ((err = set_aside(&sv, lsns[m], why[(unsigned char)keep[m]])) != 0)
 				goto out;
+		}
 		if (!is_last && (err = fill_gap(&sv, name, &seg, &expect, next_first)) != 0)
 			goto out;
 		prev_crc = seg.last_crc;

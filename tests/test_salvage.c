@@ -394,6 +394,26 @@ static void invalid_header_written_again(void **state)
 	free(now);
 }
 
+/* A middle segment emptied (0 bytes): a header is written into it, its LSNs become
+ * a hole at its end, and the next segment chains to that hole.  (The read-only check
+ * must predict this too: the fuzzer found it scanning a file shorter than a header.) */
+static void empty_middle_segment(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg1[4096];
+	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
+	tu_truncate(seg1, 0);
+	char lost[NB] = {0};
+	memset(lost + 12, 1, PER_SEG);
+	struct salvaged s = {.damage_lsn = NREC * 12 + 1, .damage_offset = 0,
+			     .damage_file = seg1, .lost_lsns = NREC * PER_SEG, .holes = 1,
+			     .rewritten = 2, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	expect_hole_at(seg1, RL_SEG_HEADER_BYTES, 32, NREC * 12 + 1, NREC * PER_SEG);
+	assert_int_equal(tu_file_size(seg1), RL_SEG_HEADER_BYTES + 32);
+}
+
 /* The first segment's header is the one damaged: the log id comes from the next. */
 static void invalid_first_header(void **state)
 {
@@ -638,6 +658,7 @@ int main(void)
 	    TU_DIR_TEST(far_segment_set_aside),
 	    TU_DIR_TEST(invalid_header_written_again),
 	    TU_DIR_TEST(invalid_first_header),
+	    TU_DIR_TEST(empty_middle_segment),
 	    TU_DIR_TEST(truncated_sealed_segment),
 	    TU_DIR_TEST(stale_frame_copy),
 	    TU_DIR_TEST(adjacent_damage_makes_one_hole),

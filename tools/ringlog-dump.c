@@ -2,7 +2,7 @@
  * ringlog-dump: inspect, verify and repair a ringlog directory.
  *
  *   ringlog-dump DIR                 segments: LSN ranges, frames, bytes, status
- *   ringlog-dump --records DIR       records (text when printable, else hex)
+ *   ringlog-dump --records DIR       records (text when printable, else hex), and holes
  *   ringlog-dump --verify DIR        every frame and the segment chain; exit 1 at damage
  *   ringlog-dump --repair MODE DIR   recover in MODE, keeping a copy of what is cut
  *   --json                           machine-readable output for any of them
@@ -41,9 +41,12 @@ static void usage(FILE *f)
 	    "                       consistency); exit 1 and name the file and offset of the\n"
 	    "                       first damage\n"
 	    "  --repair MODE        recover the log in MODE: tolerate-tail (cut a torn tail off\n"
-	    "                       the last segment) or point-in-time (keep everything before\n"
-	    "                       the first damage, drop the rest); copies every file it will\n"
-	    "                       change into a backup directory first\n"
+	    "                       the last segment), point-in-time (keep everything before\n"
+	    "                       the first damage, drop the rest) or skip-corrupted (keep\n"
+	    "                       every valid frame; damaged stretches and missing segments\n"
+	    "                       become holes, foreign segments are renamed NAME.salvaged);\n"
+	    "                       copies every file it may change into a backup directory\n"
+	    "                       first\n"
 	    "  --backup DIR         where --repair keeps its copies (default:\n"
 	    "                       DIR.repair-backup-<time> beside the log)\n"
 	    "  --json               machine-readable output\n"
@@ -69,14 +72,17 @@ static void json_str(const char *s)
 
 static void print_report(const struct ringlog_recovery *r)
 {
-	static const char *modes[] = {"tolerate-tail", "absolute", "point-in-time"};
-	const char *mode = r->mode < 3 ? modes[r->mode] : "?";
+	static const char *modes[] = {"tolerate-tail", "absolute", "point-in-time",
+				      "skip-corrupted"};
+	const char *mode = r->mode < 4 ? modes[r->mode] : "?";
 	if (json) {
 		printf("{\"mode\":\"%s\",\"segments\":%u,\"first_lsn\":%" PRIu64
 		       ",\"last_lsn\":%" PRIu64 ",\"cut_bytes\":%" PRIu64
-		       ",\"dropped_segments\":%u,\"damaged\":%s",
+		       ",\"dropped_segments\":%u,\"lost_lsns\":%" PRIu64 ",\"holes_written\":%u"
+		       ",\"set_aside_segments\":%u,\"rewritten_headers\":%u,\"damaged\":%s",
 		       mode, r->segments, r->first_lsn, r->last_lsn, r->cut_bytes,
-		       r->dropped_segments, r->damage ? "true" : "false");
+		       r->dropped_segments, r->lost_lsns, r->holes, r->set_aside_segments,
+		       r->rewritten_headers, r->damage ? "true" : "false");
 		if (r->damage) {
 			printf(",\"damage\":{\"file\":");
 			json_str(r->damage_file);
@@ -96,6 +102,13 @@ static void print_report(const struct ringlog_recovery *r)
 	if (r->cut_bytes || r->dropped_segments)
 		printf("cut %" PRIu64 " bytes, dropped %u segments\n", r->cut_bytes,
 		       r->dropped_segments);
+	if (r->holes || r->set_aside_segments || r->rewritten_headers)
+		printf("wrote %u hole frames, set aside %u segments (NAME.salvaged), rewrote %u "
+		       "segment headers\n",
+		       r->holes, r->set_aside_segments, r->rewritten_headers);
+	if (r->lost_lsns)
+		printf("%" PRIu64 " LSNs lost to damage (holes: readers skip them)\n",
+		       r->lost_lsns);
 }
 
 /* One line (or JSON object) per segment, read with the format's own scanner. */
@@ -117,15 +130,16 @@ static int list_segments(const char *dir)
 		json_str(dir);
 		printf(",\"segments\":[");
 	} else
-		printf("%-26s %20s %20s %9s %10s %12s  %s\n", "segment", "first LSN", "last LSN",
-		       "frames", "records", "bytes", "status");
+		printf("%-26s %20s %20s %9s %10s %10s %12s  %s\n", "segment", "first LSN",
+		       "last LSN", "frames", "records", "lost", "bytes", "status");
 	int rc = EXIT_OK;
 	for (size_t i = 0; i < n; i++) {
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, lsns[i]);
 		int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
 		struct rl_seg_header h;
-		uint64_t size = 0, frames = 0, records = 0, end = 0, last = lsns[i] - 1;
+		uint64_t size = 0, frames = 0, records = 0, lost = 0, holes = 0, end = 0,
+			 last = lsns[i] - 1;
 		const char *status = "ok";
 		int err = fd < 0 ? -errno : rl_seg_read_header(fd, &h, &size);
 		if (err) {
@@ -135,8 +149,13 @@ static int list_segments(const char *dir)
 			enum rl_frame_status why = RL_FRAME_END;
 			if (rl_scan_init(&s, fd, &h) == 0) {
 				while (rl_scan_next(&s, &why) == 1) {
-					frames++;
-					records += s.info.nrecs;
+					if (s.info.hole) {
+						holes++;
+						lost += s.info.nrecs;
+					} else {
+						frames++;
+						records += s.info.nrecs;
+					}
 				}
 				end = s.off;
 				last = s.expect_lsn - 1;
@@ -150,15 +169,17 @@ static int list_segments(const char *dir)
 			rc = EXIT_DAMAGED;
 		if (json) {
 			printf("%s{\"file\":\"%s\",\"first_lsn\":%" PRIu64 ",\"last_lsn\":%" PRIu64
-			       ",\"frames\":%" PRIu64 ",\"records\":%" PRIu64 ",\"bytes\":%" PRIu64
+			       ",\"frames\":%" PRIu64 ",\"records\":%" PRIu64 ",\"holes\":%" PRIu64
+			       ",\"lost_lsns\":%" PRIu64 ",\"bytes\":%" PRIu64
 			       ",\"valid_bytes\":%" PRIu64 ",\"status\":",
-			       i ? "," : "", name, lsns[i], last, frames, records, size, end);
+			       i ? "," : "", name, lsns[i], last, frames, records, holes, lost, size,
+			       end);
 			json_str(status);
 			printf("}");
 		} else {
 			printf("%-26s %20" PRIu64 " %20" PRIu64 " %9" PRIu64 " %10" PRIu64
-			       " %12" PRIu64 "  %s",
-			       name, lsns[i], last, frames, records, size, status);
+			       " %10" PRIu64 " %12" PRIu64 "  %s",
+			       name, lsns[i], last, frames, records, lost, size, status);
 			if (strcmp(status, "ok") != 0 && end)
 				printf(" at offset %" PRIu64, end);
 			printf("\n");
@@ -213,13 +234,22 @@ static int dump_records(const char *dir, uint64_t from, int hex)
 	if (json)
 		printf("[");
 	int first = 1;
+	uint64_t expect = from;
 	while ((err = ringlog_reader_next(r, &rec)) == 1) {
+		/* LSNs skipped inside the log: holes left by a salvage. */
+		uint64_t lost = !first && rec.lsn > expect ? rec.lsn - expect : 0;
+		expect = rec.lsn + 1;
 		if (json) {
 			printf("%s{\"lsn\":%" PRIu64 ",\"batch\":%" PRIu64 ",\"len\":%u",
 			       first ? "" : ",\n", rec.lsn, rec.batch_first_lsn, rec.len);
+			if (lost)
+				printf(",\"lost_before\":%" PRIu64, lost);
 			print_data(rec.data, rec.len, hex);
 			printf("}");
 		} else {
+			if (lost)
+				printf("-- LSNs %" PRIu64 "..%" PRIu64 " lost (hole) --\n",
+				       rec.lsn - lost, rec.lsn - 1);
 			printf("%" PRIu64 " [batch %" PRIu64 "] %u: ", rec.lsn, rec.batch_first_lsn,
 			       rec.len);
 			print_data(rec.data, rec.len, hex);
@@ -273,8 +303,11 @@ static int repair(const char *dir, const char *mode_name, const char *backup)
 		mode = RINGLOG_RECOVER_TOLERATE_TAIL;
 	else if (strcmp(mode_name, "point-in-time") == 0)
 		mode = RINGLOG_RECOVER_POINT_IN_TIME;
+	else if (strcmp(mode_name, "skip-corrupted") == 0)
+		mode = RINGLOG_RECOVER_SKIP_CORRUPTED;
 	else {
-		fprintf(stderr, "ringlog-dump: --repair takes tolerate-tail or point-in-time\n");
+		fprintf(stderr, "ringlog-dump: --repair takes tolerate-tail, point-in-time or "
+				"skip-corrupted\n");
 		return EXIT_USAGE;
 	}
 	struct ringlog_recovery plan;
@@ -291,7 +324,8 @@ static int repair(const char *dir, const char *mode_name, const char *backup)
 			ringlog_last_error());
 		return EXIT_DAMAGED;
 	}
-	/* Keep a copy of every segment from the damaged one on: all that may change. */
+	/* Keep a copy of every segment from the damaged one on: all that may change
+	 * (salvage may also append a hole to the one before it). */
 	if (plan.damage || plan.cut_bytes || plan.dropped_segments) {
 		char path[4096];
 		if (backup)
@@ -311,9 +345,14 @@ static int repair(const char *dir, const char *mode_name, const char *backup)
 		}
 		close(dfd);
 		for (size_t i = 0; i < n; i++) {
-			char name[RL_SEG_NAME_LEN + 1], src[4200], dst[4200];
+			char name[RL_SEG_NAME_LEN + 1], next[RL_SEG_NAME_LEN + 1], src[4200],
+			    dst[4200];
 			rl_seg_name(name, lsns[i]);
-			if (plan.damage_file[0] ? strcmp(name, plan.damage_file) < 0 : i + 1 < n)
+			if (i + 1 < n && mode == RINGLOG_RECOVER_SKIP_CORRUPTED)
+				rl_seg_name(next, lsns[i + 1]);
+			else
+				snprintf(next, sizeof(next), "%s", name);
+			if (plan.damage_file[0] ? strcmp(next, plan.damage_file) < 0 : i + 1 < n)
 				continue;
 			snprintf(src, sizeof(src), "%s/%s", dir, name);
 			snprintf(dst, sizeof(dst), "%s/%s", path, name);

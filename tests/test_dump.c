@@ -1,0 +1,280 @@
+/*
+ * tools/ringlog-dump, run for real: listing, --records, --verify, --repair in each
+ * mode (with its backup copies), --json, and its usage and error exits.
+ */
+#include "testutil.h"
+
+#include "format.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NB 40
+#define FRAME ((uint64_t)RINGLOG_FRAME_BYTES(3, 300))
+#define PER_SEG 12
+
+static char g_tool[PATH_MAX + 32];
+
+static void make_log(const char *dir)
+{
+	struct ringlog_options o;
+	tu_options(&o, 4096, 1u << 16);
+	struct ringlog *log = tu_open(dir, &o);
+	for (uint64_t b = 0; b < NB; b++) {
+		uint64_t lsn = tu_append_tagged(log, b, 3, 100);
+		assert_int_equal(ringlog_wait(log, lsn + 2), 0);
+	}
+	assert_int_equal(ringlog_close(log), 0);
+}
+
+/* Run ringlog-dump with `args`; its stdout (and stderr) in a static buffer, its exit
+ * status in *status. */
+static const char *dump(const char *args, int *status)
+{
+	static char out[1 << 20];
+	char cmd[PATH_MAX + 8192];
+	snprintf(cmd, sizeof(cmd), "'%s' %s 2>&1", g_tool, args);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	int rc = pclose(p);
+	assert_true(WIFEXITED(rc));
+	*status = WEXITSTATUS(rc);
+	return out;
+}
+
+static size_t count_lines(const char *s, const char *with)
+{
+	size_t n = 0;
+	for (const char *line = s; *line;) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		char buf[512];
+		snprintf(buf, sizeof(buf), "%.*s", (int)(len < 511 ? len : 511), line);
+		if (strstr(buf, with))
+			n++;
+		line += len + (end != NULL);
+	}
+	return n;
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	uint8_t *buf = malloc((size_t)n + 1);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void flip(const char *path, uint64_t off)
+{
+	size_t len;
+	uint8_t *buf = slurp(path, &len);
+	uint8_t b = buf[off] ^ 0x77;
+	tu_write_at(path, off, &b, 1);
+	free(buf);
+}
+
+static void clean_log_lists_reads_and_verifies(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char args[4300];
+	int st;
+	snprintf(args, sizeof(args), "'%s'", dir);
+	const char *out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_int_equal(count_lines(out, ".rlog"), 4);
+	assert_non_null(strstr(out, "00000000000000000037.rlog"));
+
+	snprintf(args, sizeof(args), "--verify '%s'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "verified"));
+
+	snprintf(args, sizeof(args), "--records '%s'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_int_equal(count_lines(out, "[batch "), 3 * NB);
+
+	snprintf(args, sizeof(args), "--records --from 100 --hex '%s'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_int_equal(count_lines(out, "[batch "), 3 * NB - 99);
+	assert_true(strncmp(out, "100 [batch 100] 100: ", 21) == 0);
+
+	snprintf(args, sizeof(args), "--json '%s'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_true(out[0] == '{');
+	assert_non_null(strstr(out, "\"lost_lsns\":0"));
+	assert_int_equal(count_lines(out, "\"status\":\"ok\"") > 0, 1);
+}
+
+/* A damaged sealed segment: --verify names it; the default mode refuses the repair
+ * and changes nothing; point-in-time repairs, keeping a copy of what it cuts. */
+static void damage_verify_and_repair_point_in_time(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg1[4096];
+	snprintf(seg1, sizeof(seg1), "%s", tu_segment_path(dir, 37));
+	uint64_t off = RL_SEG_HEADER_BYTES + 3 * FRAME;
+	flip(seg1, off + 100);
+	size_t dlen;
+	uint8_t *damaged = slurp(seg1, &dlen);
+
+	char args[8300], want[128];
+	int st;
+	snprintf(args, sizeof(args), "--verify '%s'", dir);
+	const char *out = dump(args, &st);
+	assert_int_equal(st, 1);
+	snprintf(want, sizeof(want), "00000000000000000037.rlog at offset %llu",
+		 (unsigned long long)off);
+	assert_non_null(strstr(out, want));
+
+	snprintf(args, sizeof(args), "'%s'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "checksum"));
+
+	snprintf(args, sizeof(args), "--repair tolerate-tail '%s'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "refuses"));
+	size_t len;
+	uint8_t *now = slurp(seg1, &len);
+	assert_int_equal(len, dlen);
+	free(now);
+
+	char backup[4200];
+	snprintf(backup, sizeof(backup), "%s/../dump-backup-pit", dir);
+	snprintf(args, sizeof(args), "--repair point-in-time --backup '%s' '%s'", backup, dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "dropped 2 segments"));
+	char copy[8300];
+	snprintf(copy, sizeof(copy), "%s/00000000000000000037.rlog", backup);
+	now = slurp(copy, &len);
+	assert_int_equal(len, dlen);
+	assert_memory_equal(now, damaged, len);
+	free(now);
+	assert_int_equal(tu_file_size(seg1), off);
+	snprintf(args, sizeof(args), "--verify '%s'", dir);
+	dump(args, &st);
+	assert_int_equal(st, 0);
+	free(damaged);
+	tu_rmrf(backup);
+}
+
+/* Salvage: the damaged frame becomes a hole; --records shows it, the listing counts
+ * it, --verify accepts the log and reports the LSNs lost. */
+static void repair_skip_corrupted_and_show_the_hole(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg1[4096];
+	snprintf(seg1, sizeof(seg1), "%s", tu_segment_path(dir, 37));
+	flip(seg1, RL_SEG_HEADER_BYTES + 3 * FRAME + 100); /* batch 15: LSNs 46..48 */
+	size_t dlen;
+	uint8_t *damaged = slurp(seg1, &dlen);
+	char backup[4200], args[8300];
+	snprintf(backup, sizeof(backup), "%s/../dump-backup-skip", dir);
+	snprintf(args, sizeof(args), "--repair skip-corrupted --backup '%s' '%s'", backup, dir);
+	int st;
+	const char *out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "wrote 1 hole frames"));
+	assert_non_null(strstr(out, "3 LSNs lost"));
+	char copy[8300];
+	snprintf(copy, sizeof(copy), "%s/00000000000000000037.rlog", backup);
+	size_t len;
+	uint8_t *kept = slurp(copy, &len);
+	assert_int_equal(len, dlen);
+	assert_memory_equal(kept, damaged, len);
+	free(kept);
+	free(damaged);
+
+	snprintf(args, sizeof(args), "--records '%s'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "-- LSNs 46..48 lost (hole) --\n49 [batch 49]"));
+	assert_int_equal(count_lines(out, "[batch "), 3 * NB - 3);
+
+	snprintf(args, sizeof(args), "--records --json '%s'", dir);
+	out = dump(args, &st);
+	assert_non_null(strstr(out, "{\"lsn\":49,\"batch\":49,\"len\":100,\"lost_before\":3"));
+
+	snprintf(args, sizeof(args), "--verify '%s'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "3 LSNs lost"));
+
+	snprintf(args, sizeof(args), "--json '%s'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "\"holes\":1,\"lost_lsns\":3"));
+	tu_rmrf(backup);
+}
+
+static void usage_and_errors(void **state)
+{
+	const char *dir = *state;
+	int st;
+	const char *out = dump("--help", &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "skip-corrupted"));
+	dump("", &st);
+	assert_int_equal(st, 2);
+	dump("--bogus x", &st);
+	assert_int_equal(st, 2);
+	char args[4300];
+	snprintf(args, sizeof(args), "--records --verify '%s'", dir);
+	dump(args, &st);
+	assert_int_equal(st, 2);
+	make_log(dir);
+	snprintf(args, sizeof(args), "--repair absolute '%s'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 2);
+	assert_non_null(strstr(out, "skip-corrupted"));
+	snprintf(args, sizeof(args), "'%s/no-such-log'", dir);
+	dump(args, &st);
+	assert_int_equal(st, 3);
+	snprintf(args, sizeof(args), "--records '%s/no-such-log'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 3);
+	assert_non_null(strstr(out, "no-such-log"));
+}
+
+int main(void)
+{
+	/* The tool sits one directory above this test program. */
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return 1;
+	self[n] = '\0';
+	*strrchr(self, '/') = '\0';
+	snprintf(g_tool, sizeof(g_tool), "%s/../ringlog-dump", self);
+	tu_require_uring();
+	const struct CMUnitTest tests[] = {
+	    TU_DIR_TEST(clean_log_lists_reads_and_verifies),
+	    TU_DIR_TEST(damage_verify_and_repair_point_in_time),
+	    TU_DIR_TEST(repair_skip_corrupted_and_show_the_hole),
+	    TU_DIR_TEST(usage_and_errors),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

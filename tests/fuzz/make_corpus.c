@@ -86,10 +86,11 @@ static void remove_tmpdir(struct logdir *d)
 	d->nseg = 0;
 }
 
-static struct ringlog *open_log(const char *dir)
+static struct ringlog *open_log_in(const char *dir, uint32_t mode)
 {
 	struct ringlog_options o;
 	ringlog_options_init(&o);
+	o.recovery_mode = mode;
 	o.segment_bytes = 4096;
 	o.ring_bytes = 1u << 16;
 	o.max_batch_bytes = 1u << 14;
@@ -98,6 +99,11 @@ static struct ringlog *open_log(const char *dir)
 	if (err)
 		die("ringlog_open", err);
 	return log;
+}
+
+static struct ringlog *open_log(const char *dir)
+{
+	return open_log_in(dir, RINGLOG_RECOVER_TOLERATE_TAIL);
 }
 
 /* Append one batch of `nrecs` records of the given lengths (cycled), and wait for it,
@@ -355,6 +361,29 @@ int main(int argc, char **argv)
 	ringlog_close(log);
 	load_segments(&d);
 	pack(out, "after-retention", d.seg, d.nseg, FZ_MODE(0), 0);
+	remove_tmpdir(&d);
+
+	/* Salvage: a byte flipped in the second of five frames, packed as it is (for the
+	 * fuzzer to salvage), and after a salvage wrote a hole over it. */
+	make_tmpdir(&d);
+	log = open_log(d.path);
+	for (unsigned i = 0; i < 5; i++)
+		append(log, 2, small_lens, 6, (unsigned char)(i + 11));
+	ringlog_close(log);
+	load_segments(&d);
+	size_t second = 64 + (size_t)(*(uint32_t *)(d.seg[0].buf + 64 + 8)); /* LE host */
+	d.seg[0].buf[second + 40] ^= 0x10;
+	pack(out, "salvage-damaged", d.seg, 1, FZ_MODE(3), 0);
+	char first[300];
+	snprintf(first, sizeof(first), "%s/00000000000000000001.rlog", d.path);
+	FILE *f = fopen(first, "r+b");
+	if (!f || fseek(f, (long)second + 40, SEEK_SET) != 0 ||
+	    fputc(d.seg[0].buf[second + 40], f) == EOF || fclose(f) != 0)
+		die("damaging a segment", -EIO);
+	log = open_log_in(d.path, RINGLOG_RECOVER_SKIP_CORRUPTED);
+	ringlog_close(log);
+	load_segments(&d);
+	pack(out, "salvaged-hole", d.seg, 1, FZ_FIX_ALL | FZ_MODE(1), 0);
 	remove_tmpdir(&d);
 	return 0;
 }

@@ -25,6 +25,7 @@ int rl_recovery_cut(int fd, const char *name, uint64_t off);
 int rl_recovery_rewrite_torn(int dir_fd, int fd, const char *name, const struct rl_seg_header *h);
 
 /* Salvage recovery over the n (> 0) segments lsns[] of dir_fd; see salvage.c. */
+extern uint64_t rl_salvage_max_hole_bytes; /* longest hole it writes (tests lower it) */
 int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_recovered *out);
 
 #endif

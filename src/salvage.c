@@ -2,11 +2,12 @@
  * Salvage recovery (RINGLOG_RECOVER_SKIP_CORRUPTED): keep every valid frame of the
  * log, wherever the damage is, and mark what was lost so that LSNs are never reused.
  *
- * The log id is the one in the oldest segment header that matches its file name.
- * Then, oldest segment first:
- *  - A segment whose valid header names another log or another first LSN than its
- *    file name is not part of this log: it is renamed to NAME.salvaged (set aside,
- *    never deleted).
+ * The log id is the one most valid segment headers (those that match their file
+ * name) carry; on a tie, the newest such segment's.  Then, oldest segment first:
+ *  - A segment that is not this log's is set aside: renamed to NAME.salvaged, never
+ *    deleted.  That is a segment whose valid header carries another log id or names
+ *    another first LSN than its file name, or whose header is invalid but whose first
+ *    frame carries another log id.
  *  - A kept segment whose header is invalid or does not chain to the segment before
  *    gets its header written again from its name, the log id and the chain.  (A last
  *    segment of at most 64 bytes with an invalid header is a torn rotation, as in
@@ -15,20 +16,29 @@
  *    next offset (8-byte steps, at least 32 bytes on) where a valid frame of this log
  *    starts whose LSN is plausible: not below the LSN expected at the damage, and at
  *    most one LSN per 4 damaged bytes above it (a record costs at least 4 bytes).
- *    The damaged stretch becomes a hole frame
- *    (format.c) written over its first 32 bytes: it stands for the LSNs between, and
- *    the bytes after its header stay as they were.  When no valid frame follows,
- *    the segment is cut at the damage.
+ *    Headers are judged first; only a plausible one has its frame read and its CRC
+ *    checked, within a budget of bytes per damaged stretch, so that forged headers
+ *    cannot make the search slow.  The damaged stretch becomes a hole frame
+ *    (format.c) written over its first 32 bytes (several in a row if it is longer
+ *    than a hole can cover): it stands for the LSNs between, and the bytes after its
+ *    header stay as they were.  When no valid frame follows, the segment is cut at
+ *    the damage: the damage reaches its end.
  *  - A later segment that starts before the LSN this one ends at (an overlap), or
  *    more than 2^44 LSNs after it, is set aside too: the earlier frames win.
  *  - When a segment ends before the LSN its successor starts at (a missing segment,
  *    or a cut), a 32-byte hole for the missing LSNs is appended to it, and the
  *    successor's header is then written again to chain to that hole.
+ *  - When a segment of this log that was set aside holds LSNs past the end of the
+ *    log, holes for them end the log, so that they are not handed out again.
+ * Segments are renamed aside last, after every hole and header is written: until
+ * then the log still holds them, and another salvage takes the same decisions.
  *
  * Every write is a whole 32- or 64-byte header, made durable (fdatasync) before the
  * next step, and every step leaves a log that this mode accepts or repairs the same
- * way again: a crash in the middle of salvage is finished by the next salvage.  The
- * read-only run (ringlog_check) takes the same decisions without writing.
+ * way again: a crash in the middle of salvage is finished by the next salvage.  When
+ * applied, every kept segment is synced and its cached pages dropped before it is
+ * read, so only what is on the disk counts.  The read-only run (ringlog_check) takes
+ * the same decisions without writing.
  */
 #include "recovery.h"
 
@@ -45,12 +55,23 @@
 /* Largest gap in LSNs between two segments that salvage fills with holes (2^44: a
  * missing stretch of 17.6 trillion records, 128 KiB of holes). */
 #define RL_SALVAGE_MAX_GAP (1ull << 44)
+/* Bytes of candidate frames whose CRC one search after damage may check, beyond 4
+ * per byte searched. */
+#define RL_RESYNC_BUDGET (64ull << 20)
+
+/* Longest hole salvage writes; a longer damaged stretch takes several.  A variable
+ * so that tests can make it small (tests/test_salvage.c). */
+uint64_t rl_salvage_max_hole_bytes = RL_HOLE_MAX_BYTES;
+
+/* keep[i] of the segments: kept, or set aside for a reason. */
+enum { SEG_FOREIGN = 0, SEG_KEPT = 1, SEG_OVERLAP = 2, SEG_FAR = 3 };
 
 struct salvage {
 	int dir_fd;
 	int apply;
 	uint64_t log_id;
 	struct ringlog_recovery *rep;
+	uint64_t claimed; /* LSN after the last one a set-aside segment of this log holds */
 };
 
 /* Write `len` bytes at `off` of segment `name` and make them durable. */
@@ -88,6 +109,28 @@ static int put_hole(struct salvage *sv, int fd, const char *name, uint64_t off, 
 	return write_durably(fd, name, hole, sizeof(hole), off, "a hole frame");
 }
 
+/* Holes over the damaged stretch [off, off + len) (len >= 32, a multiple of 8)
+ * standing for `lost` LSNs from `first`: one, or several in a row when the stretch is
+ * longer than a hole may be (the first ones then carry the LSNs). */
+static int put_holes(struct salvage *sv, int fd, const char *name, uint64_t off, uint64_t len,
+		     uint64_t lost, uint64_t first)
+{
+	uint64_t max = rl_salvage_max_hole_bytes;
+	uint32_t crc;
+	for (;;) {
+		/* Half a maximal hole at a time, so that what is left stays >= 32 bytes. */
+		uint64_t chunk = len > max ? (max / 2) & ~(uint64_t)(RL_FRAME_ALIGN - 1) : len;
+		uint32_t n = lost > UINT32_MAX ? UINT32_MAX : (uint32_t)lost;
+		int err = put_hole(sv, fd, name, off, (uint32_t)chunk, n, first, &crc);
+		if (err || chunk == len)
+			return err;
+		off += chunk;
+		len -= chunk;
+		lost -= n;
+		first += n;
+	}
+}
+
 /*
  * After damage at `off` (LSN `expect` due there): the first offset `at` from which
  * the scan can go on -- a valid frame or hole of this log with a plausible LSN (see
@@ -97,26 +140,33 @@ static int put_hole(struct salvage *sv, int fd, const char *name, uint64_t off, 
 static int resync(struct rl_seg_scan *s, uint64_t off, uint64_t expect, uint64_t *at,
 		  uint64_t *lsn)
 {
-	uint64_t limit = s->file_size;
-	if (limit < off)
+	if (s->file_size < off)
 		return 0;
-	if (limit - off > RL_HOLE_MAX_BYTES)
-		limit = off + RL_HOLE_MAX_BYTES;
-	for (uint64_t p = off + RL_FRAME_HEADER_BYTES; p + RL_FRAME_HEADER_BYTES <= limit;
+	uint64_t budget = RL_RESYNC_BUDGET + 4 * (s->file_size - off);
+	for (uint64_t p = off + RL_FRAME_HEADER_BYTES; p + RL_FRAME_HEADER_BYTES <= s->file_size;
 	     p += RL_FRAME_ALIGN) {
-		enum rl_frame_status why;
-		s->off = p;
-		s->expect_lsn = 0; /* any LSN: judged below */
-		int got = rl_scan_next(s, &why);
+		struct rl_frame_info info;
+		int got = rl_scan_peek(s, p, &info);
 		if (got < 0)
 			return got;
-		if (got == 0)
+		if (got == 0 || info.first_lsn < expect || info.first_lsn - expect > (p - off) / 4)
 			continue;
-		uint64_t first = s->info.first_lsn;
-		if (first < expect || first - expect > (p - off) / 4)
-			continue;
+		if (!info.hole) {
+			/* Only now read the frame and check its records and CRC. */
+			if (info.frame_len > budget)
+				continue;
+			budget -= info.frame_len;
+			enum rl_frame_status why;
+			s->off = p;
+			s->expect_lsn = info.first_lsn;
+			got = rl_scan_next(s, &why);
+			if (got < 0)
+				return got;
+			if (got == 0)
+				continue;
+		}
 		*at = p;
-		*lsn = first;
+		*lsn = info.first_lsn;
 		return 1;
 	}
 	return 0;
@@ -166,9 +216,7 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 			break;
 		}
 		if (got == 1) {
-			uint32_t crc;
-			err = put_hole(sv, fd, name, off, (uint32_t)(at - off), (uint32_t)(lsn - expect),
-				       expect, &crc);
+			err = put_holes(sv, fd, name, off, at - off, lsn - expect, expect);
 			if (err)
 				break;
 			scan.off = at;
@@ -191,16 +239,15 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 	return 0;
 }
 
-/* LSNs [*next_lsn, next_first) that no segment holds: append holes that stand for
- * them to *seg (several if they are more than a 32-bit count). */
+/* LSNs [*next_lsn, until) that no segment holds: append holes that stand for them to
+ * *seg (several if they are more than a 32-bit count). */
 static int fill_gap(struct salvage *sv, const char *name, struct rl_segment *seg,
-		    uint64_t *next_lsn, uint64_t next_first)
+		    uint64_t *next_lsn, uint64_t until, const char *reason)
 {
-	while (*next_lsn < next_first) {
-		uint64_t lost = next_first - *next_lsn;
+	while (*next_lsn < until) {
+		uint64_t lost = until - *next_lsn;
 		uint32_t n = lost > UINT32_MAX ? UINT32_MAX : (uint32_t)lost;
-		rl_note_damage(sv->rep, name, seg->size, *next_lsn,
-			       "LSNs missing before the next segment (missing or cut segment)");
+		rl_note_damage(sv->rep, name, seg->size, *next_lsn, reason);
 		int err = put_hole(sv, seg->fd, name, seg->size, RL_FRAME_HEADER_BYTES, n,
 				   *next_lsn, &seg->last_crc);
 		if (err)
@@ -209,34 +256,6 @@ static int fill_gap(struct salvage *sv, const char *name, struct rl_segment *seg
 		*next_lsn += n;
 	}
 	return 0;
-}
-
-static const char *const ALIEN = "segment of another log, or misnamed: set aside";
-
-/* Rename segment `lsn` to NAME.salvaged (or NAME.salvaged.K if that exists). */
-static int set_aside(struct salvage *sv, uint64_t lsn, const char *why)
-{
-	char name[RL_SEG_NAME_LEN + 1];
-	rl_seg_name(name, lsn);
-	rl_note_damage(sv->rep, name, 0, lsn, why);
-	sv->rep->set_aside_segments++;
-	if (!sv->apply)
-		return 0;
-	char to[RL_SEG_NAME_LEN + 24];
-	for (unsigned k = 0;; k++) {
-		if (k == 0)
-			snprintf(to, sizeof(to), "%s.salvaged", name);
-		else
-			snprintf(to, sizeof(to), "%s.salvaged.%u", name, k);
-		if (faccessat(sv->dir_fd, to, F_OK, 0) != 0)
-			break;
-		if (k == 1000)
-			return rl_fail(-EEXIST, "salvage: no free name to set %s aside", name);
-	}
-	if (renameat(sv->dir_fd, name, sv->dir_fd, to) < 0)
-		return rl_fail(-errno, "salvage: renaming %s to %s", name, to);
-	int err = rl_dir_fsync(sv->dir_fd);
-	return err ? rl_fail(err, "salvage: fsync of the log directory") : 0;
 }
 
 /* Header and size of segment `name`: 1 if the header is valid, 0 if not, or -errno. */
@@ -248,53 +267,152 @@ static int read_header(int fd, const char *name, struct rl_seg_header *h, uint64
 	return err ? rl_fail(err, "salvage: reading the header of %s", name) : 1;
 }
 
-/* The log id: from the oldest valid header that matches its file name.  Returns 1,
- * 0 if no header identifies the log, or -errno. */
-static int find_log_id(int dir_fd, const uint64_t *lsns, size_t n, uint64_t *log_id)
-{
-	for (size_t i = 0; i < n; i++) {
-		char name[RL_SEG_NAME_LEN + 1];
-		rl_seg_name(name, lsns[i]);
-		int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return rl_fail(-errno, "salvage: opening %s", name);
-		struct rl_seg_header h;
-		uint64_t size;
-		int ok = read_header(fd, name, &h, &size);
-		close(fd);
-		if (ok < 0)
-			return ok;
-		if (ok && h.first_lsn == lsns[i]) {
-			*log_id = h.log_id;
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* Whether segment i belongs to the log: 1 kept, 0 set aside, or -errno. */
-static int belongs(struct salvage *sv, uint64_t lsn)
+/* The header of segment `lsn`: 1 valid and naming `lsn`, 2 valid but naming another
+ * LSN, 0 invalid, or -errno.  With `frame_id`, also the log id of a frame or hole that
+ * starts right after the header (0 if none does). */
+static int peek_segment(int dir_fd, uint64_t lsn, struct rl_seg_header *h, uint64_t *frame_id)
 {
 	char name[RL_SEG_NAME_LEN + 1];
 	rl_seg_name(name, lsn);
+	int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return rl_fail(-errno, "salvage: opening %s", name);
+	uint64_t size;
+	int ok = read_header(fd, name, h, &size);
+	if (ok >= 0 && frame_id) {
+		uint8_t f[RL_FRAME_HEADER_BYTES];
+		*frame_id = 0;
+		ssize_t got = pread(fd, f, sizeof(f), RL_SEG_HEADER_BYTES);
+		if (got == (ssize_t)sizeof(f) &&
+		    (rl_get32(f) == RL_FRAME_MAGIC || rl_get32(f) == RL_HOLE_MAGIC))
+			*frame_id = rl_get64(f + 24);
+	}
+	close(fd);
+	return ok <= 0 ? ok : h->first_lsn == lsn ? 1 : 2;
+}
+
+/* The log id (see the top of this file).  Returns 1, 0 if no header identifies the
+ * log, or -errno. */
+static int find_log_id(int dir_fd, const uint64_t *lsns, size_t n, uint64_t *log_id)
+{
+	uint64_t *ids = malloc((n ? n : 1) * sizeof(*ids));
+	if (!ids)
+		return rl_fail(-ENOMEM, "salvage: allocating");
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct rl_seg_header h;
+		int ok = peek_segment(dir_fd, lsns[i], &h, NULL);
+		if (ok < 0) {
+			free(ids);
+			return ok;
+		}
+		if (ok == 1)
+			ids[m++] = h.log_id;
+	}
+	size_t best = 0, best_votes = 0;
+	for (size_t a = 0; a < m; a++) {
+		size_t votes = 0;
+		for (size_t b = 0; b < m; b++)
+			votes += ids[b] == ids[a];
+		if (votes >= best_votes) { /* ">=": the newest wins a tie */
+			best = a;
+			best_votes = votes;
+		}
+	}
+	if (m)
+		*log_id = ids[best];
+	free(ids);
+	return m > 0;
+}
+
+/* Whether segment `lsn` is this log's: SEG_KEPT, SEG_FOREIGN, or -errno. */
+static int belongs(struct salvage *sv, uint64_t lsn)
+{
+	struct rl_seg_header h;
+	uint64_t frame_id;
+	int ok = peek_segment(sv->dir_fd, lsn, &h, &frame_id);
+	if (ok < 0)
+		return ok;
+	if (ok == 1)
+		return h.log_id == sv->log_id ? SEG_KEPT : SEG_FOREIGN;
+	if (ok == 2)
+		return SEG_FOREIGN; /* misnamed */
+	/* An invalid header: kept and written again, unless another log's frames follow. */
+	return frame_id == 0 || frame_id == sv->log_id ? SEG_KEPT : SEG_FOREIGN;
+}
+
+static const char *aside_reason(int why)
+{
+	switch (why) {
+	case SEG_OVERLAP:
+		return "segment starts inside the LSNs of the one before: set aside";
+	case SEG_FAR:
+		return "segment starts implausibly far (2^44 LSNs) after the one before: set aside";
+	default:
+		return "segment of another log, or misnamed: set aside";
+	}
+}
+
+/*
+ * Segment `lsn` is not part of the log (why: SEG_FOREIGN, SEG_OVERLAP or SEG_FAR):
+ * report it, and if it holds LSNs of this log (not too far off), remember the end of
+ * them in sv->claimed.  It is renamed later (rename_aside).  Returns 0 or -errno.
+ */
+static int note_aside(struct salvage *sv, uint64_t lsn, int why)
+{
+	char name[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(name, lsn);
+	rl_note_damage(sv->rep, name, 0, lsn, aside_reason(why));
+	sv->rep->set_aside_segments++;
+	if (why == SEG_FAR)
+		return 0;
 	int fd = openat(sv->dir_fd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return rl_fail(-errno, "salvage: opening %s", name);
 	struct rl_seg_header h;
 	uint64_t size;
-	int ok = read_header(fd, name, &h, &size);
+	int err = read_header(fd, name, &h, &size);
+	if (err == 1 && h.log_id == sv->log_id) {
+		struct rl_seg_scan scan;
+		enum rl_frame_status st;
+		err = rl_scan_init(&scan, fd, &h);
+		if (err == 0)
+			while ((err = rl_scan_next(&scan, &st)) == 1)
+				;
+		if (err == 0 && scan.expect_lsn > sv->claimed)
+			sv->claimed = scan.expect_lsn;
+		rl_scan_free(&scan);
+	}
 	close(fd);
-	if (ok < 0)
-		return ok;
-	return !ok || (h.log_id == sv->log_id && h.first_lsn == lsn);
+	return err < 0 ? rl_fail(err, "salvage: reading %s", name) : 0;
+}
+
+/* Rename segment `lsn` to NAME.salvaged (or NAME.salvaged.K if that is taken). */
+static int rename_aside(struct salvage *sv, uint64_t lsn)
+{
+	char name[RL_SEG_NAME_LEN + 1], to[RL_SEG_NAME_LEN + 24];
+	rl_seg_name(name, lsn);
+	for (unsigned k = 0;; k++) {
+		if (k == 0)
+			snprintf(to, sizeof(to), "%s.salvaged", name);
+		else
+			snprintf(to, sizeof(to), "%s.salvaged.%u", name, k);
+		if (renameat2(sv->dir_fd, name, sv->dir_fd, to, RENAME_NOREPLACE) == 0)
+			break;
+		if (errno != EEXIST)
+			return rl_fail(-errno, "salvage: renaming %s to %s", name, to);
+		if (k == 1000)
+			return rl_fail(-EEXIST, "salvage: no free name to set %s aside", name);
+	}
+	int err = rl_dir_fsync(sv->dir_fd);
+	return err ? rl_fail(err, "salvage: fsync of the log directory") : 0;
 }
 
 int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_recovered *out)
 {
 	struct ringlog_recovery *rep = &out->report;
-	struct salvage sv = {dir_fd, apply, 0, rep};
+	struct salvage sv = {dir_fd, apply, 0, rep, 0};
 	int fd = -1, err = 0;
-	/* keep[i]: 1 kept; set aside as 0 alien, 2 overlapping, 3 too far */
 	char *keep = calloc(n, 1);
 	if (!keep)
 		return rl_fail(-ENOMEM, "salvage: allocating");
@@ -306,7 +424,7 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 	if (found == 0)
 		sv.log_id = rl_new_log_id(); /* no header says: only a torn creation may pass */
 	for (size_t i = 0; i < n; i++) {
-		int k = found ? belongs(&sv, lsns[i]) : 1;
+		int k = found ? belongs(&sv, lsns[i]) : SEG_KEPT;
 		if (k < 0) {
 			err = k;
 			goto out;
@@ -318,25 +436,25 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 	uint64_t expect = 0;
 	uint32_t prev_crc = 0;
 	int first_kept = 1;
+	char last_name[RL_SEG_NAME_LEN + 1] = "";
 	for (size_t i = 0; i < n; i++) {
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, lsns[i]);
-		if (keep[i] != 1) {
-			/* Those after a kept segment are set aside with it, below. */
-			if (first_kept && (err = set_aside(&sv, lsns[i], ALIEN)) != 0)
+		if (keep[i] != SEG_KEPT) {
+			/* Those after a kept segment are noted with it, below. */
+			if (first_kept && (err = note_aside(&sv, lsns[i], keep[i])) != 0)
 				goto out;
 			continue;
 		}
 		size_t j = i + 1;
-		while (j < n && keep[j] != 1)
+		while (j < n && keep[j] != SEG_KEPT)
 			j++;
-		int is_last = j == n;
 		fd = openat(dir_fd, name, (apply ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 		if (fd < 0) {
 			err = rl_fail(-errno, "salvage: opening %s", name);
 			goto out;
 		}
-		if (apply && is_last) {
+		if (apply) {
 			/* As in the other modes: only what is on the disk counts. */
 			if (fdatasync(fd) < 0) {
 				err = rl_fail(-errno, "salvage: fdatasync of %s", name);
@@ -357,77 +475,73 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 			prev_crc = ok ? h.prev_tail_crc : 0;
 		}
 		struct rl_seg_header want = {lsns[i], sv.log_id, lsns[i] - 1, prev_crc};
-		if (!ok && is_last && size <= RL_SEG_HEADER_BYTES) {
+		struct rl_segment seg;
+		if (!ok && j == n && size <= RL_SEG_HEADER_BYTES) {
 			/* A rotation (or the log's creation) torn by a crash: not damage. */
 			if (apply && (err = rl_recovery_rewrite_torn(dir_fd, fd, name, &want)) != 0)
 				goto out;
 			rep->cut_bytes += size;
-			out->last = (struct rl_segment){fd, lsns[i], RL_SEG_HEADER_BYTES, 0};
-			fd = -1;
-			for (size_t m = i + 1; m < n; m++)
-				if ((err = set_aside(&sv, lsns[m], ALIEN)) != 0)
+			seg = (struct rl_segment){fd, lsns[i], RL_SEG_HEADER_BYTES, 0};
+		} else {
+			if (!found) {
+				rl_note_damage(rep, name, 0, lsns[i],
+					       "no segment header identifies the log (all invalid)");
+				err = rl_refuse(rep);
+				goto out;
+			}
+			if (!ok || h.prev_tail_crc != want.prev_tail_crc) {
+				rl_note_damage(rep, name, 0, lsns[i],
+					       ok ? "segment does not chain to the previous one: "
+						    "header written again"
+						  : "invalid segment header: written again");
+				rep->rewritten_headers++;
+				uint8_t hdr[RL_SEG_HEADER_BYTES];
+				rl_seg_header_encode(&want, hdr);
+				if (apply && (err = write_durably(fd, name, hdr, sizeof(hdr), 0,
+								  "the segment header")) != 0)
 					goto out;
-			break;
-		}
-		if (!found) {
-			rl_note_damage(rep, name, 0, lsns[i],
-				       "no segment header identifies the log (all invalid)");
-			err = rl_refuse(rep);
-			goto out;
-		}
-		if (!ok || h.prev_tail_crc != want.prev_tail_crc) {
-			rl_note_damage(rep, name, 0, lsns[i],
-				       ok ? "segment does not chain to the previous one: header "
-					    "written again"
-					  : "invalid segment header: written again");
-			rep->rewritten_headers++;
-			uint8_t hdr[RL_SEG_HEADER_BYTES];
-			rl_seg_header_encode(&want, hdr);
-			if (apply && (err = write_durably(fd, name, hdr, sizeof(hdr), 0,
-							  "the segment header")) != 0)
+			}
+			err = salvage_frames(&sv, fd, name, &want, &seg, &expect);
+			if (err)
 				goto out;
 		}
-		struct rl_segment seg;
-		err = salvage_frames(&sv, fd, name, &want, &seg, &expect);
-		if (err)
-			goto out;
 		/* A segment that starts inside this one's LSNs, or implausibly far after
 		 * them (the holes for the gap would fill a disk), is not taken as the log's
 		 * continuation. */
 		while (j < n && (lsns[j] < expect || lsns[j] - expect > RL_SALVAGE_MAX_GAP)) {
-			keep[j] = lsns[j] < expect ? 2 : 3;
-			while (++j < n && keep[j] != 1)
+			keep[j] = lsns[j] < expect ? SEG_OVERLAP : SEG_FAR;
+			while (++j < n && keep[j] != SEG_KEPT)
 				;
 		}
-		if (!is_last && j == n) {
-			is_last = 1; /* it became the last: sync what was scanned */
-			if (apply && fdatasync(fd) < 0) {
-				err = rl_fail(-errno, "salvage: fdatasync of %s", name);
+		/* The segments up to the next kept one are not part of the log (noted
+		 * first, so that the damage reported first is theirs). */
+		for (size_t m = i + 1; m < j; m++)
+			if ((err = note_aside(&sv, lsns[m], keep[m])) != 0)
 				goto out;
-			}
-		}
-		uint64_t next_first = is_last ? 0 : lsns[j];
-		/* The segments up to the next kept one are not part of the log (first, so
-		 * that the damage reported first is theirs), and their LSNs are lost. */
-		for (size_t m = i + 1; m < j; m++) {
-			static const char *const why[] = {
-			    ALIEN, ALIEN, "segment starts inside the LSNs of the one before: set aside",
-			    "segment starts implausibly far (2^44 LSNs) after the one before: set aside"};
-			if ((err = set_aside(&sv, lsns[m], why[(unsigned char)keep[m]])) != 0)
-				goto out;
-		}
-		if (!is_last && (err = fill_gap(&sv, name, &seg, &expect, next_first)) != 0)
+		if (j < n && (err = fill_gap(&sv, name, &seg, &expect, lsns[j],
+					     "LSNs missing before the next segment (missing or "
+					     "cut segment)")) != 0)
 			goto out;
 		prev_crc = seg.last_crc;
 		first_kept = 0;
-		if (is_last) {
+		if (j == n) {
 			out->last = seg;
 			fd = -1;
+			snprintf(last_name, sizeof(last_name), "%s", name);
 			break;
 		}
 		close(fd);
 		fd = -1;
 	}
+	/* LSNs that set-aside segments of this log hold past the end: never again. */
+	if (sv.claimed > expect && sv.claimed - expect <= RL_SALVAGE_MAX_GAP &&
+	    (err = fill_gap(&sv, last_name, &out->last, &expect, sv.claimed,
+			    "LSNs of a segment set aside follow the end of the log")) != 0)
+		goto out;
+	if (apply)
+		for (size_t i = 0; i < n; i++)
+			if (keep[i] != SEG_KEPT && (err = rename_aside(&sv, lsns[i])) != 0)
+				goto out;
 	out->log_id = sv.log_id;
 	out->next_lsn = expect;
 	rep->last_lsn = expect - 1;

@@ -195,6 +195,19 @@ static int64_t window(struct rl_seg_scan *s, uint64_t off, uint64_t want)
 	return (int64_t)(want < got ? want : got);
 }
 
+int rl_scan_peek(struct rl_seg_scan *s, uint64_t off, struct rl_frame_info *info)
+{
+	int64_t have = window(s, off, RL_FRAME_HEADER_BYTES);
+	if (have < 0)
+		return (int)have;
+	if (have < RL_FRAME_HEADER_BYTES)
+		return 0;
+	const uint8_t *p = s->buf + (off - s->win_off);
+	if (rl_frame_check_header(p, 0, s->log_id, info) != RL_FRAME_OK)
+		return 0;
+	return info->frame_len <= s->file_size - off;
+}
+
 int rl_scan_next(struct rl_seg_scan *s, enum rl_frame_status *why)
 {
 	int64_t have = window(s, s->off, RL_FRAME_HEADER_BYTES);

@@ -66,6 +66,11 @@ int rl_scan_refresh(struct rl_seg_scan *s);
  */
 int rl_scan_next(struct rl_seg_scan *s, enum rl_frame_status *why);
 
+/* Whether a frame or hole header of this log (any LSN) that fits in the file starts
+ * at `off`: 1 with *info filled, 0 if not, or -errno.  Reads 32 bytes at most (a hole
+ * is then fully checked; a frame's records and CRC are not). */
+int rl_scan_peek(struct rl_seg_scan *s, uint64_t off, struct rl_frame_info *info);
+
 /* Read and decode the header of segment fd.  Returns 0, -EBADMSG (short or invalid
  * header: *file_size tells which) or -errno. */
 int rl_seg_read_header(int fd, struct rl_seg_header *h, uint64_t *file_size);

@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include "format.h"
+#include "recovery.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -515,6 +516,135 @@ static void implausible_lsn_is_not_a_resync_point(void **state)
 	expect_hole_at(path, off_of(37), 2 * FRAME, NREC * 37 + 1, 2 * NREC);
 }
 
+/* Retention removed segment 1, and another log's segment 1 was copied in: the log id
+ * most headers carry wins, the stranger is set aside, nothing of this log is lost
+ * (the review's first case). */
+static void foreign_first_segment_after_retention(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char *other = tu_tmpdir();
+	make_log(other);
+	assert_int_equal(unlink(seg_of(dir, 0)), 0);
+	char seg0[4096];
+	snprintf(seg0, sizeof(seg0), "%s", seg_of(dir, 0));
+	assert_int_equal(rename(seg_of(other, 0), seg0), 0);
+	char lost[NB] = {0};
+	memset(lost, 1, PER_SEG); /* gone with retention, not lost to damage */
+	struct salvaged s = {.damage_lsn = 1, .damage_offset = 0, .damage_file = seg0,
+			     .set_aside = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	tu_rmrf(other);
+	free(other);
+}
+
+/* The first segment's header damaged and another log's segment 2 copied in: the
+ * first is this log's (its frames say so) and gets its header back; the stranger is
+ * set aside and its LSNs become a hole (the review's second case). */
+static void damaged_header_and_a_foreign_segment(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char *other = tu_tmpdir();
+	make_log(other);
+	char seg0[4096], seg1[4096];
+	snprintf(seg0, sizeof(seg0), "%s", seg_of(dir, 0));
+	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
+	flip(seg0, 20);
+	assert_int_equal(rename(seg_of(other, 12), seg1), 0);
+	char lost[NB] = {0};
+	memset(lost + 12, 1, PER_SEG);
+	struct salvaged s = {.damage_lsn = 1, .damage_offset = 0, .damage_file = seg0,
+			     .lost_lsns = NREC * PER_SEG, .holes = 1, .set_aside = 1,
+			     .rewritten = 2, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	tu_rmrf(other);
+	free(other);
+}
+
+/* The last segment renamed (misnamed): it is set aside, and since it holds this log's
+ * LSNs past the end of what is kept, holes for them end the log -- they are not
+ * handed out again (the review's fifth case). */
+static void misnamed_last_segment(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char last[4096], wrong[4096], seg2[4096];
+	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
+	snprintf(wrong, sizeof(wrong), "%s", tu_segment_path(dir, NREC * 36 + 2));
+	snprintf(seg2, sizeof(seg2), "%s", seg_of(dir, 24));
+	assert_int_equal(rename(last, wrong), 0);
+	char lost[NB] = {0};
+	memset(lost + 36, 1, NB - 36);
+	struct salvaged s = {.damage_lsn = NREC * 36 + 2, .damage_offset = 0,
+			     .damage_file = wrong, .lost_lsns = NREC * (NB - 36), .holes = 1,
+			     .set_aside = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	expect_hole_at(seg2, off_of(24) + PER_SEG * FRAME, 32, NREC * 36 + 1, NREC * (NB - 36));
+}
+
+/* A damaged stretch longer than a hole may be takes several holes in a row (the
+ * limit is lowered here from 4 GiB to 256 bytes); the first carries the LSNs. */
+static void long_damage_takes_several_holes(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg1[4096];
+	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
+	static const uint8_t junk[3 * FRAME];
+	tu_write_at(seg1, off_of(13) + 8, junk, 3 * FRAME - 16);
+	char lost[NB] = {0};
+	lost[13] = lost[14] = lost[15] = 1;
+	uint64_t saved = rl_salvage_max_hole_bytes;
+	rl_salvage_max_hole_bytes = 256;
+	/* 1032 bytes: seven holes of 128, then one of 136. */
+	struct salvaged s = {.damage_lsn = NREC * 13 + 1, .damage_offset = off_of(13),
+			     .damage_file = seg1, .lost_lsns = 3 * NREC, .holes = 8,
+			     .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	rl_salvage_max_hole_bytes = saved;
+	expect_hole_at(seg1, off_of(13), 128, NREC * 13 + 1, 3 * NREC);
+	for (int k = 1; k < 7; k++)
+		expect_hole_at(seg1, off_of(13) + 128 * k, 128, NREC * 16 + 1, 0);
+	expect_hole_at(seg1, off_of(13) + 7 * 128, 136, NREC * 16 + 1, 0);
+}
+
+/* Forged frame headers (this log's id, the LSN due, a length of about 1 MiB, a wrong
+ * CRC) all over a damaged stretch: each plausible one costs a 1 MiB CRC until the
+ * search's budget is spent, after which they are passed over on their header; the
+ * real frames after them are found.  (No timing is asserted: the budget is what
+ * keeps this bounded.) */
+static void forged_headers_in_a_damaged_stretch(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", seg_of(dir, 36));
+	size_t len;
+	uint8_t *orig = slurp(path, &len);
+	uint64_t log_id = rl_get64(orig + 16);
+	const size_t forged = 100, region = 1u << 20;
+	size_t nlen = off_of(37) + region + (len - off_of(37));
+	uint8_t *buf = calloc(1, nlen);
+	assert_non_null(buf);
+	memcpy(buf, orig, off_of(37));
+	memcpy(buf + off_of(37) + region, orig + off_of(37), len - off_of(37));
+	for (size_t k = 0; k < forged; k++) {
+		uint8_t *f = buf + off_of(37) + 8 * k;
+		rl_put32(f, RL_FRAME_MAGIC);
+		rl_put32(f + 4, 0xdeadbeef);
+		rl_frame_header_fill(f, (uint32_t)(region - 8 * forged), 1, NREC * 37 + 1, log_id);
+	}
+	tu_write_at(path, 0, buf, nlen);
+	free(buf);
+	free(orig);
+	char lost[NB] = {0};
+	struct salvaged s = {.damage_lsn = NREC * 37 + 1, .damage_offset = off_of(37),
+			     .damage_file = path, .holes = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 1);
+	expect_hole_at(path, off_of(37), region, NREC * 37 + 1, 0);
+}
+
 /* A reader asked for an LSN inside a hole starts after it; the batch fields of what
  * it returns are the real batches'. */
 static void reader_starts_after_a_hole(void **state)
@@ -663,6 +793,11 @@ int main(void)
 	    TU_DIR_TEST(stale_frame_copy),
 	    TU_DIR_TEST(adjacent_damage_makes_one_hole),
 	    TU_DIR_TEST(implausible_lsn_is_not_a_resync_point),
+	    TU_DIR_TEST(foreign_first_segment_after_retention),
+	    TU_DIR_TEST(damaged_header_and_a_foreign_segment),
+	    TU_DIR_TEST(misnamed_last_segment),
+	    TU_DIR_TEST(long_damage_takes_several_holes),
+	    TU_DIR_TEST(forged_headers_in_a_damaged_stretch),
 	    TU_DIR_TEST(reader_starts_after_a_hole),
 	    TU_DIR_TEST(no_header_identifies_the_log),
 	    TU_DIR_TEST(write_failure_fails_the_open),

@@ -724,13 +724,15 @@ static void check_modes(const struct fz_rec *tol, const struct fz_rec *abs,
 			const struct fz_rec *pit, const struct fz_rec *skip)
 {
 	/* Salvage refuses only what point-in-time refuses too, and keeps at least as
-	 * much: the log up to the first damage is its prefix. */
+	 * much: the log up to the first damage is its prefix -- unless most segment
+	 * headers name another log than the first segment's, and salvage sets the
+	 * first segment aside. */
 	if (skip->ret != 0)
 		CHECK(pit->ret != 0);
-	if (pit->ret == 0 && skip->ret == 0) {
-		CHECK(skip->rep.first_lsn == pit->rep.first_lsn);
+	if (pit->ret == 0 && skip->ret == 0 && skip->rep.first_lsn == pit->rep.first_lsn)
 		CHECK(skip->next_lsn >= pit->next_lsn);
-	}
+	if (pit->ret == 0 && skip->ret == 0 && skip->rep.first_lsn != pit->rep.first_lsn)
+		CHECK(skip->rep.set_aside_segments > 0);
 	if (tol->ret == 0 && tol->rep.damage == 0) {
 		CHECK(skip->ret == 0 && skip->rep.damage == 0 && skip->rep.holes == 0);
 		CHECK(skip->next_lsn == tol->next_lsn && skip->rep.lost_lsns == tol->rep.lost_lsns);
@@ -938,8 +940,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint64_t digest_after;
 		uint64_t n = read_all(&run, &again, now, read_before, &digest_after);
 		CHECK(n == ap.rep.last_lsn + 1 - ap.rep.first_lsn - ap.rep.lost_lsns);
-		if (mode == RINGLOG_RECOVER_SKIP_CORRUPTED) {
-			/* Salvage keeps every record a reader could read before it. */
+		if (mode == RINGLOG_RECOVER_SKIP_CORRUPTED && ap.rep.first_lsn == run.min_name) {
+			/* Salvage keeps every record a reader could read before it (when it
+			 * keeps the first segment, where the reader took the log id from). */
 			CHECK(n >= read_before);
 			CHECK(digest_after == digest_before);
 		}

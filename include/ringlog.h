@@ -79,8 +79,9 @@ enum ringlog_recovery_mode {
 	/* Salvage: keep every valid frame, wherever the damage is.  A damaged stretch
 	 * is marked in place as a hole that stands for the LSNs lost there (readers
 	 * skip it: LSNs jump), a missing segment becomes a hole at the end of the one
-	 * before, a segment of another log is renamed aside, a broken header is
-	 * written again.  A torn tail of the last segment is cut, as by default. */
+	 * before, a segment that is not the log's is renamed aside, a broken header is
+	 * written again.  Damage in the last segment is treated the same way: frames
+	 * after it are kept; what follows the last valid frame is cut, as by default. */
 	RINGLOG_RECOVER_SKIP_CORRUPTED = 3,
 };
 
@@ -97,8 +98,9 @@ struct ringlog_recovery {
 	uint64_t damage_offset;	   /* its byte offset in that file */
 	uint64_t damage_lsn;	   /* the LSN that was expected there */
 	char damage_reason[80];	   /* what is wrong there */
-	/* LSNs lost to damage by salvage, this one or an earlier one: the hole frames
-	 * in the log kept stand for them (readers skip them).  Any mode counts. */
+	/* LSNs lost to damage by salvage, this one or an earlier one (those of set-aside
+	 * segments included): the hole frames in the log kept stand for them, readers
+	 * skip them, appends never reuse them.  Any mode counts them. */
 	uint64_t lost_lsns;
 	/* Salvage (RINGLOG_RECOVER_SKIP_CORRUPTED) only: */
 	uint32_t holes;		     /* hole frames written */

@@ -2,12 +2,15 @@
  * Salvage recovery (RINGLOG_RECOVER_SKIP_CORRUPTED): keep every valid frame of the
  * log, wherever the damage is, and mark what was lost so that LSNs are never reused.
  *
- * The log id is the one most valid segment headers (those that match their file
- * name) carry; on a tie, the newest such segment's.  Then, oldest segment first:
- *  - A segment that is not this log's is set aside: renamed to NAME.salvaged, never
- *    deleted.  That is a segment whose valid header carries another log id or names
- *    another first LSN than its file name, or whose header is invalid but whose first
- *    frame carries another log id.
+ * When applied, every segment is first synced and its cached pages dropped, so that
+ * only what is on the disk counts.  The log id is the one most valid segment headers
+ * (those that name their own file's LSN) carry; if two ids are carried equally often,
+ * salvage refuses: it cannot tell which log the directory is.  Then, oldest first:
+ *  - A segment that is not this log's is set aside (renamed NAME.salvaged, never
+ *    deleted): its valid header carries another log id, or its header is invalid and
+ *    the first frame in it that passes its checks carries another log id.  A segment
+ *    of this log whose valid header names another LSN than its file name is set
+ *    aside too (misnamed).
  *  - A kept segment whose header is invalid or does not chain to the segment before
  *    gets its header written again from its name, the log id and the chain.  (A last
  *    segment of at most 64 bytes with an invalid header is a torn rotation, as in
@@ -16,29 +19,27 @@
  *    next offset (8-byte steps, at least 32 bytes on) where a valid frame of this log
  *    starts whose LSN is plausible: not below the LSN expected at the damage, and at
  *    most one LSN per 4 damaged bytes above it (a record costs at least 4 bytes).
- *    Headers are judged first; only a plausible one has its frame read and its CRC
- *    checked, within a budget of bytes per damaged stretch, so that forged headers
- *    cannot make the search slow.  The damaged stretch becomes a hole frame
- *    (format.c) written over its first 32 bytes (several in a row if it is longer
- *    than a hole can cover): it stands for the LSNs between, and the bytes after its
- *    header stay as they were.  When no valid frame follows, the segment is cut at
- *    the damage: the damage reaches its end.
+ *    Headers are judged first; only a plausible one has its frame read and checked,
+ *    within a budget per segment (64 MiB + 4 bytes per byte of the segment) so that
+ *    forged headers cannot make the search slow.  The damaged stretch becomes a hole
+ *    frame (format.c) written over its first 32 bytes (several in a row if it is
+ *    longer than a hole can cover): it stands for the LSNs between, and the bytes
+ *    after its header stay as they were.  When no valid frame follows, the segment is
+ *    cut at the damage: the damage reaches its end.
  *  - A later segment that starts before the LSN this one ends at (an overlap), or
- *    more than 2^44 LSNs after it, is set aside too: the earlier frames win.
+ *    more than 2^44 LSNs after it (far), is set aside too: the earlier frames win.
  *  - When a segment ends before the LSN its successor starts at (a missing segment,
- *    or a cut), a 32-byte hole for the missing LSNs is appended to it, and the
- *    successor's header is then written again to chain to that hole.
- *  - When a segment of this log that was set aside holds LSNs past the end of the
- *    log, holes for them end the log, so that they are not handed out again.
- * Segments are renamed aside last, after every hole and header is written: until
- * then the log still holds them, and another salvage takes the same decisions.
+ *    or a cut), 32-byte holes for the missing LSNs are appended to it, and the
+ *    successor's header is then written again to chain to them.
+ *  - When a set-aside segment of this log (misnamed, overlapping) holds LSNs past the
+ *    end of the log, holes for them end the log, so that they are not handed out
+ *    again.
  *
- * Every write is a whole 32- or 64-byte header, made durable (fdatasync) before the
- * next step, and every step leaves a log that this mode accepts or repairs the same
- * way again: a crash in the middle of salvage is finished by the next salvage.  When
- * applied, every kept segment is synced and its cached pages dropped before it is
- * read, so only what is on the disk counts.  The read-only run (ringlog_check) takes
- * the same decisions without writing.
+ * Every write is a whole 32- or 64-byte header (or a run of holes), made durable
+ * before the next step, and segments are renamed aside only at the end, in an order
+ * chosen so that a crash at any point leaves a directory on which another salvage
+ * takes the same decisions: it finishes the job.  The read-only run (ringlog_check)
+ * takes the same decisions without writing.
  */
 #include "recovery.h"
 
@@ -55,16 +56,22 @@
 /* Largest gap in LSNs between two segments that salvage fills with holes (2^44: a
  * missing stretch of 17.6 trillion records, 128 KiB of holes). */
 #define RL_SALVAGE_MAX_GAP (1ull << 44)
-/* Bytes of candidate frames whose CRC one search after damage may check, beyond 4
- * per byte searched. */
-#define RL_RESYNC_BUDGET (64ull << 20)
+/* Bytes of candidate frames whose records and CRC salvage may check in one segment,
+ * beyond 4 per byte of the segment: forged frame headers cannot make it slow. */
+#define RL_SEARCH_BUDGET (64ull << 20)
 
 /* Longest hole salvage writes; a longer damaged stretch takes several.  A variable
- * so that tests can make it small (tests/test_salvage.c). */
+ * so that tests can make it small (tests/test_salvage.c); at least 64. */
 uint64_t rl_salvage_max_hole_bytes = RL_HOLE_MAX_BYTES;
 
-/* keep[i] of the segments: kept, or set aside for a reason. */
-enum { SEG_FOREIGN = 0, SEG_KEPT = 1, SEG_OVERLAP = 2, SEG_FAR = 3 };
+/* What salvage makes of each segment file. */
+enum {
+	SEG_FOREIGN = 0, /* another log's: set aside first */
+	SEG_KEPT = 1,
+	SEG_MISNAMED = 2, /* this log's, but its header names another LSN */
+	SEG_OVERLAP = 3,  /* starts inside the LSNs of the kept segment before it */
+	SEG_FAR = 4,	  /* starts more than RL_SALVAGE_MAX_GAP after them */
+};
 
 struct salvage {
 	int dir_fd;
@@ -72,6 +79,7 @@ struct salvage {
 	uint64_t log_id;
 	struct ringlog_recovery *rep;
 	uint64_t claimed; /* LSN after the last one a set-aside segment of this log holds */
+	uint64_t budget;  /* bytes of candidate frames the search may still check */
 };
 
 /* Write `len` bytes at `off` of segment `name` and make them durable. */
@@ -115,7 +123,7 @@ static int put_hole(struct salvage *sv, int fd, const char *name, uint64_t off, 
 static int put_holes(struct salvage *sv, int fd, const char *name, uint64_t off, uint64_t len,
 		     uint64_t lost, uint64_t first)
 {
-	uint64_t max = rl_salvage_max_hole_bytes;
+	uint64_t max = rl_salvage_max_hole_bytes < 64 ? 64 : rl_salvage_max_hole_bytes;
 	uint32_t crc;
 	for (;;) {
 		/* Half a maximal hole at a time, so that what is left stays >= 32 bytes. */
@@ -137,12 +145,9 @@ static int put_holes(struct salvage *sv, int fd, const char *name, uint64_t off,
  * the top of this file).  Returns 1 with *at and *lsn (its first LSN), 0 if there is
  * none, or -errno.  Leaves s->off / s->expect_lsn for the caller to set.
  */
-static int resync(struct rl_seg_scan *s, uint64_t off, uint64_t expect, uint64_t *at,
-		  uint64_t *lsn)
+static int resync(struct salvage *sv, struct rl_seg_scan *s, uint64_t off, uint64_t expect,
+		  uint64_t *at, uint64_t *lsn)
 {
-	if (s->file_size < off)
-		return 0;
-	uint64_t budget = RL_RESYNC_BUDGET + 4 * (s->file_size - off);
 	for (uint64_t p = off + RL_FRAME_HEADER_BYTES; p + RL_FRAME_HEADER_BYTES <= s->file_size;
 	     p += RL_FRAME_ALIGN) {
 		struct rl_frame_info info;
@@ -153,9 +158,9 @@ static int resync(struct rl_seg_scan *s, uint64_t off, uint64_t expect, uint64_t
 			continue;
 		if (!info.hole) {
 			/* Only now read the frame and check its records and CRC. */
-			if (info.frame_len > budget)
+			if (info.frame_len > sv->budget)
 				continue;
-			budget -= info.frame_len;
+			sv->budget -= info.frame_len;
 			enum rl_frame_status why;
 			s->off = p;
 			s->expect_lsn = info.first_lsn;
@@ -173,8 +178,8 @@ static int resync(struct rl_seg_scan *s, uint64_t off, uint64_t expect, uint64_t
 }
 
 /*
- * Salvage the frames of a kept segment (open as fd, its header `h` as it is or will
- * be written).  Fills *seg (fd not taken) and *next_lsn.  Returns 0 or -errno.
+ * Salvage the frames of a segment (open as fd, its header `h` as it is or will be
+ * written).  Fills *seg (fd not taken) and *next_lsn.  Returns 0 or -errno.
  */
 static int salvage_frames(struct salvage *sv, int fd, const char *name,
 			  const struct rl_seg_header *h, struct rl_segment *seg, uint64_t *next_lsn)
@@ -187,6 +192,7 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 	/* A file shorter than a header gets one written (read-only: would get one). */
 	if (scan.file_size < RL_SEG_HEADER_BYTES)
 		scan.file_size = RL_SEG_HEADER_BYTES;
+	sv->budget = RL_SEARCH_BUDGET + 4 * scan.file_size;
 	uint32_t last_crc = 0;
 	for (;;) {
 		uint64_t off = scan.off, expect = scan.expect_lsn;
@@ -210,7 +216,7 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 		}
 		rl_note_damage(rep, name, off, expect, reason);
 		uint64_t at, lsn;
-		got = resync(&scan, off, expect, &at, &lsn);
+		got = resync(sv, &scan, off, expect, &at, &lsn);
 		if (got < 0) {
 			err = rl_fail(got, "salvage: reading %s", name);
 			break;
@@ -240,22 +246,33 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 }
 
 /* LSNs [*next_lsn, until) that no segment holds: append holes that stand for them to
- * *seg (several if they are more than a 32-bit count). */
+ * *seg, as many as needed (2^32 - 1 LSNs each), in one write. */
 static int fill_gap(struct salvage *sv, const char *name, struct rl_segment *seg,
 		    uint64_t *next_lsn, uint64_t until, const char *reason)
 {
-	while (*next_lsn < until) {
-		uint64_t lost = until - *next_lsn;
+	if (*next_lsn >= until)
+		return 0;
+	uint64_t lost = until - *next_lsn;
+	size_t count = (size_t)((lost + UINT32_MAX - 1) / UINT32_MAX);
+	uint8_t *buf = malloc(count * RL_FRAME_HEADER_BYTES);
+	if (!buf)
+		return rl_fail(-ENOMEM, "salvage: allocating");
+	rl_note_damage(sv->rep, name, seg->size, *next_lsn, reason);
+	for (size_t k = 0; k < count; k++) {
 		uint32_t n = lost > UINT32_MAX ? UINT32_MAX : (uint32_t)lost;
-		rl_note_damage(sv->rep, name, seg->size, *next_lsn, reason);
-		int err = put_hole(sv, seg->fd, name, seg->size, RL_FRAME_HEADER_BYTES, n,
-				   *next_lsn, &seg->last_crc);
-		if (err)
-			return err;
-		seg->size += RL_FRAME_HEADER_BYTES;
+		seg->last_crc = rl_hole_encode(buf + k * RL_FRAME_HEADER_BYTES,
+					       RL_FRAME_HEADER_BYTES, n, *next_lsn, sv->log_id);
+		sv->rep->holes++;
+		sv->rep->lost_lsns += n;
 		*next_lsn += n;
+		lost -= n;
 	}
-	return 0;
+	int err = sv->apply ? write_durably(seg->fd, name, buf, count * RL_FRAME_HEADER_BYTES,
+					    seg->size, "holes for missing LSNs")
+			    : 0;
+	free(buf);
+	seg->size += count * RL_FRAME_HEADER_BYTES;
+	return err;
 }
 
 /* Header and size of segment `name`: 1 if the header is valid, 0 if not, or -errno. */
@@ -268,8 +285,8 @@ static int read_header(int fd, const char *name, struct rl_seg_header *h, uint64
 }
 
 /* The header of segment `lsn`: 1 valid and naming `lsn`, 2 valid but naming another
- * LSN, 0 invalid, or -errno.  With `frame_id`, also the log id of a frame or hole that
- * starts right after the header (0 if none does). */
+ * LSN, 0 invalid, or -errno.  With `frame_id`, and an invalid header: the log id of
+ * the first frame in it that passes its checks (0 if none does). */
 static int peek_segment(int dir_fd, uint64_t lsn, struct rl_seg_header *h, uint64_t *frame_id)
 {
 	char name[RL_SEG_NAME_LEN + 1];
@@ -279,64 +296,79 @@ static int peek_segment(int dir_fd, uint64_t lsn, struct rl_seg_header *h, uint6
 		return rl_fail(-errno, "salvage: opening %s", name);
 	uint64_t size;
 	int ok = read_header(fd, name, h, &size);
-	if (ok >= 0 && frame_id) {
-		uint8_t f[RL_FRAME_HEADER_BYTES];
+	if (ok == 0 && frame_id) {
+		struct rl_seg_header any = {lsn, 0, lsn - 1, 0};
+		struct rl_seg_scan scan;
 		*frame_id = 0;
-		ssize_t got = pread(fd, f, sizeof(f), RL_SEG_HEADER_BYTES);
-		if (got == (ssize_t)sizeof(f) &&
-		    (rl_get32(f) == RL_FRAME_MAGIC || rl_get32(f) == RL_HOLE_MAGIC))
-			*frame_id = rl_get64(f + 24);
+		int err = rl_scan_init(&scan, fd, &any);
+		if (err == 0) {
+			err = rl_scan_find_any(&scan, RL_SEG_HEADER_BYTES,
+					       RL_SEARCH_BUDGET + 4 * scan.file_size, frame_id);
+			rl_scan_free(&scan);
+		}
+		if (err < 0)
+			ok = rl_fail(err, "salvage: reading %s", name);
 	}
 	close(fd);
 	return ok <= 0 ? ok : h->first_lsn == lsn ? 1 : 2;
 }
 
 /* The log id (see the top of this file).  Returns 1, 0 if no header identifies the
- * log, or -errno. */
-static int find_log_id(int dir_fd, const uint64_t *lsns, size_t n, uint64_t *log_id)
+ * log, or -errno (-EBADMSG: two logs tie). */
+static int find_log_id(struct salvage *sv, const uint64_t *lsns, size_t n)
 {
 	uint64_t *ids = malloc((n ? n : 1) * sizeof(*ids));
-	if (!ids)
+	size_t *at = malloc((n ? n : 1) * sizeof(*at));
+	if (!ids || !at) {
+		free(ids);
+		free(at);
 		return rl_fail(-ENOMEM, "salvage: allocating");
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct rl_seg_header h;
-		int ok = peek_segment(dir_fd, lsns[i], &h, NULL);
-		if (ok < 0) {
-			free(ids);
-			return ok;
-		}
-		if (ok == 1)
-			ids[m++] = h.log_id;
 	}
-	size_t best = 0, best_votes = 0;
-	for (size_t a = 0; a < m; a++) {
+	size_t m = 0;
+	int err = 0;
+	for (size_t i = 0; i < n && !err; i++) {
+		struct rl_seg_header h;
+		int ok = peek_segment(sv->dir_fd, lsns[i], &h, NULL);
+		if (ok < 0)
+			err = ok;
+		else if (ok == 1)
+			at[m] = i, ids[m++] = h.log_id;
+	}
+	size_t best = 0, best_votes = 0, tie = 0;
+	for (size_t a = 0; a < m && !err; a++) {
 		size_t votes = 0;
 		for (size_t b = 0; b < m; b++)
 			votes += ids[b] == ids[a];
-		if (votes >= best_votes) { /* ">=": the newest wins a tie */
-			best = a;
-			best_votes = votes;
-		}
+		if (votes > best_votes)
+			best = a, best_votes = votes, tie = 0;
+		else if (votes == best_votes && ids[a] != ids[best])
+			tie = a + 1;
 	}
-	if (m)
-		*log_id = ids[best];
+	if (!err && m && tie) {
+		char name[RL_SEG_NAME_LEN + 1];
+		rl_seg_name(name, lsns[at[tie - 1]]);
+		rl_note_damage(sv->rep, name, 0, lsns[at[tie - 1]],
+			       "segments of two logs, as many of each: cannot tell which is "
+			       "this log (move the other's out)");
+		err = rl_refuse(sv->rep);
+	}
+	if (!err && m)
+		sv->log_id = ids[best];
 	free(ids);
-	return m > 0;
+	free(at);
+	return err ? err : m > 0;
 }
 
-/* Whether segment `lsn` is this log's: SEG_KEPT, SEG_FOREIGN, or -errno. */
-static int belongs(struct salvage *sv, uint64_t lsn)
+/* What segment `lsn` is to the log: SEG_KEPT, SEG_FOREIGN or SEG_MISNAMED; or -errno. */
+static int classify(struct salvage *sv, uint64_t lsn)
 {
 	struct rl_seg_header h;
-	uint64_t frame_id;
+	uint64_t frame_id = 0;
 	int ok = peek_segment(sv->dir_fd, lsn, &h, &frame_id);
 	if (ok < 0)
 		return ok;
-	if (ok == 1)
-		return h.log_id == sv->log_id ? SEG_KEPT : SEG_FOREIGN;
-	if (ok == 2)
-		return SEG_FOREIGN; /* misnamed */
+	if (ok)
+		return h.log_id != sv->log_id ? SEG_FOREIGN : ok == 1 ? SEG_KEPT : SEG_MISNAMED;
 	/* An invalid header: kept and written again, unless another log's frames follow. */
 	return frame_id == 0 || frame_id == sv->log_id ? SEG_KEPT : SEG_FOREIGN;
 }
@@ -344,19 +376,22 @@ static int belongs(struct salvage *sv, uint64_t lsn)
 static const char *aside_reason(int why)
 {
 	switch (why) {
+	case SEG_MISNAMED:
+		return "segment header names another LSN than its file name: set aside";
 	case SEG_OVERLAP:
 		return "segment starts inside the LSNs of the one before: set aside";
 	case SEG_FAR:
 		return "segment starts implausibly far (2^44 LSNs) after the one before: set aside";
 	default:
-		return "segment of another log, or misnamed: set aside";
+		return "segment of another log: set aside";
 	}
 }
 
 /*
- * Segment `lsn` is not part of the log (why: SEG_FOREIGN, SEG_OVERLAP or SEG_FAR):
- * report it, and if it holds LSNs of this log (not too far off), remember the end of
- * them in sv->claimed.  It is renamed later (rename_aside).  Returns 0 or -errno.
+ * Segment `lsn` is not part of the log (why: a SEG_ value other than SEG_KEPT): report
+ * it, and if it is this log's, remember in sv->claimed the LSN after the last one its
+ * frames hold (scanned as salvage would, read-only).  It is renamed at the end
+ * (set_aside_all).  Returns 0 or -errno.
  */
 static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 {
@@ -364,7 +399,7 @@ static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 	rl_seg_name(name, lsn);
 	rl_note_damage(sv->rep, name, 0, lsn, aside_reason(why));
 	sv->rep->set_aside_segments++;
-	if (why == SEG_FAR)
+	if (why == SEG_FOREIGN || why == SEG_FAR)
 		return 0;
 	int fd = openat(sv->dir_fd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -372,19 +407,21 @@ static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 	struct rl_seg_header h;
 	uint64_t size;
 	int err = read_header(fd, name, &h, &size);
-	if (err == 1 && h.log_id == sv->log_id) {
-		struct rl_seg_scan scan;
-		enum rl_frame_status st;
-		err = rl_scan_init(&scan, fd, &h);
-		if (err == 0)
-			while ((err = rl_scan_next(&scan, &st)) == 1)
-				;
-		if (err == 0 && scan.expect_lsn > sv->claimed)
-			sv->claimed = scan.expect_lsn;
-		rl_scan_free(&scan);
+	if (err >= 0) {
+		/* A misnamed one's LSNs are its header's; others' are their name's. */
+		if (!err || why != SEG_MISNAMED)
+			h = (struct rl_seg_header){lsn, sv->log_id, lsn - 1, 0};
+		struct ringlog_recovery scratch;
+		memset(&scratch, 0, sizeof(scratch));
+		struct salvage probe = {sv->dir_fd, 0, sv->log_id, &scratch, 0, 0};
+		struct rl_segment seg;
+		uint64_t end;
+		err = salvage_frames(&probe, fd, name, &h, &seg, &end);
+		if (!err && end > sv->claimed)
+			sv->claimed = end;
 	}
 	close(fd);
-	return err < 0 ? rl_fail(err, "salvage: reading %s", name) : 0;
+	return err;
 }
 
 /* Rename segment `lsn` to NAME.salvaged (or NAME.salvaged.K if that is taken). */
@@ -408,15 +445,48 @@ static int rename_aside(struct salvage *sv, uint64_t lsn)
 	return err ? rl_fail(err, "salvage: fsync of the log directory") : 0;
 }
 
+/* Rename the segments set aside as `which`. */
+static int set_aside_all(struct salvage *sv, const uint64_t *lsns, const char *keep, size_t n,
+			 int which)
+{
+	for (size_t i = 0; i < n; i++)
+		if (keep[i] == which) {
+			int err = rename_aside(sv, lsns[i]);
+			if (err)
+				return err;
+		}
+	return 0;
+}
+
+/* fdatasync every segment and drop its cached pages: only what is on the disk counts. */
+static int sync_all(int dir_fd, const uint64_t *lsns, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char name[RL_SEG_NAME_LEN + 1];
+		rl_seg_name(name, lsns[i]);
+		int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return rl_fail(-errno, "salvage: opening %s", name);
+		int err = fdatasync(fd) < 0 ? -errno : 0;
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		close(fd);
+		if (err)
+			return rl_fail(err, "salvage: fdatasync of %s", name);
+	}
+	return 0;
+}
+
 int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_recovered *out)
 {
 	struct ringlog_recovery *rep = &out->report;
-	struct salvage sv = {dir_fd, apply, 0, rep, 0};
+	struct salvage sv = {dir_fd, apply, 0, rep, 0, 0};
 	int fd = -1, err = 0;
 	char *keep = calloc(n, 1);
 	if (!keep)
 		return rl_fail(-ENOMEM, "salvage: allocating");
-	int found = find_log_id(dir_fd, lsns, n, &sv.log_id);
+	if (apply && (err = sync_all(dir_fd, lsns, n)) != 0)
+		goto out;
+	int found = find_log_id(&sv, lsns, n);
 	if (found < 0) {
 		err = found;
 		goto out;
@@ -424,7 +494,7 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 	if (found == 0)
 		sv.log_id = rl_new_log_id(); /* no header says: only a torn creation may pass */
 	for (size_t i = 0; i < n; i++) {
-		int k = found ? belongs(&sv, lsns[i]) : SEG_KEPT;
+		int k = found ? classify(&sv, lsns[i]) : SEG_KEPT;
 		if (k < 0) {
 			err = k;
 			goto out;
@@ -453,14 +523,6 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 		if (fd < 0) {
 			err = rl_fail(-errno, "salvage: opening %s", name);
 			goto out;
-		}
-		if (apply) {
-			/* As in the other modes: only what is on the disk counts. */
-			if (fdatasync(fd) < 0) {
-				err = rl_fail(-errno, "salvage: fdatasync of %s", name);
-				goto out;
-			}
-			posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 		}
 		struct rl_seg_header h;
 		uint64_t size;
@@ -533,15 +595,23 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 		close(fd);
 		fd = -1;
 	}
-	/* LSNs that set-aside segments of this log hold past the end: never again. */
+	/*
+	 * Set aside, in an order that a crash cannot turn into other decisions: other
+	 * logs' segments first (they only ever vote against this log), then the far
+	 * ones (before the holes below move the end they were measured from), then
+	 * holes for LSNs that this log's set-aside segments hold past its end, then
+	 * those segments.
+	 */
+	if (apply && ((err = set_aside_all(&sv, lsns, keep, n, SEG_FOREIGN)) != 0 ||
+		      (err = set_aside_all(&sv, lsns, keep, n, SEG_FAR)) != 0))
+		goto out;
 	if (sv.claimed > expect && sv.claimed - expect <= RL_SALVAGE_MAX_GAP &&
 	    (err = fill_gap(&sv, last_name, &out->last, &expect, sv.claimed,
 			    "LSNs of a segment set aside follow the end of the log")) != 0)
 		goto out;
-	if (apply)
-		for (size_t i = 0; i < n; i++)
-			if (keep[i] != SEG_KEPT && (err = rename_aside(&sv, lsns[i])) != 0)
-				goto out;
+	if (apply && ((err = set_aside_all(&sv, lsns, keep, n, SEG_MISNAMED)) != 0 ||
+		      (err = set_aside_all(&sv, lsns, keep, n, SEG_OVERLAP)) != 0))
+		goto out;
 	out->log_id = sv.log_id;
 	out->next_lsn = expect;
 	rep->last_lsn = expect - 1;

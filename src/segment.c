@@ -208,6 +208,38 @@ int rl_scan_peek(struct rl_seg_scan *s, uint64_t off, struct rl_frame_info *info
 	return info->frame_len <= s->file_size - off;
 }
 
+int rl_scan_find_any(struct rl_seg_scan *s, uint64_t from, uint64_t budget, uint64_t *log_id)
+{
+	for (uint64_t p = from; p + RL_FRAME_HEADER_BYTES <= s->file_size; p += RL_FRAME_ALIGN) {
+		int64_t have = window(s, p, RL_FRAME_HEADER_BYTES);
+		if (have < 0)
+			return (int)have;
+		const uint8_t *f = s->buf + (p - s->win_off);
+		uint32_t magic = rl_get32(f);
+		if (magic != RL_FRAME_MAGIC && magic != RL_HOLE_MAGIC)
+			continue;
+		uint64_t id = rl_get64(f + 24);
+		struct rl_frame_info info;
+		if (rl_frame_check_header(f, 0, id, &info) != RL_FRAME_OK ||
+		    info.frame_len > s->file_size - p)
+			continue;
+		if (!info.hole) {
+			if (info.frame_len > budget)
+				continue;
+			budget -= info.frame_len;
+			have = window(s, p, info.frame_len);
+			if (have < 0)
+				return (int)have;
+			f = s->buf + (p - s->win_off);
+			if (rl_frame_check(f, (uint64_t)have, 0, id, &info) != RL_FRAME_OK)
+				continue;
+		}
+		*log_id = id;
+		return 1;
+	}
+	return 0;
+}
+
 int rl_scan_next(struct rl_seg_scan *s, enum rl_frame_status *why)
 {
 	int64_t have = window(s, s->off, RL_FRAME_HEADER_BYTES);

@@ -71,6 +71,11 @@ int rl_scan_next(struct rl_seg_scan *s, enum rl_frame_status *why);
  * is then fully checked; a frame's records and CRC are not). */
 int rl_scan_peek(struct rl_seg_scan *s, uint64_t off, struct rl_frame_info *info);
 
+/* The log id of the first frame or hole at or after `from` that passes every check
+ * but the LSN rule, whatever its log id: 1 with *log_id set, 0 if there is none, or
+ * -errno.  Checks the records and CRCs of at most `budget` bytes of frames. */
+int rl_scan_find_any(struct rl_seg_scan *s, uint64_t from, uint64_t budget, uint64_t *log_id);
+
 /* Read and decode the header of segment fd.  Returns 0, -EBADMSG (short or invalid
  * header: *file_size tells which) or -errno. */
 int rl_seg_read_header(int fd, struct rl_seg_header *h, uint64_t *file_size);

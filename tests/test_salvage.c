@@ -583,6 +583,217 @@ static void misnamed_last_segment(void **state)
 	expect_hole_at(seg2, off_of(24) + PER_SEG * FRAME, 32, NREC * 36 + 1, NREC * (NB - 36));
 }
 
+/* One segment of this log and one of another, and nothing else to tell them apart:
+ * salvage refuses, naming the tie, and changes nothing. */
+static void two_logs_tied_are_refused(void **state)
+{
+	const char *dir = *state;
+	char *other = tu_tmpdir();
+	struct ringlog_options o;
+	tu_options(&o, 1u << 20, 1u << 16);
+	struct ringlog *log = tu_open(dir, &o);
+	assert_int_equal(ringlog_wait(log, tu_append_tagged(log, 1, 3, 100) + 2), 0);
+	assert_int_equal(ringlog_close(log), 0);
+	make_log(other);
+	char from[4096];
+	snprintf(from, sizeof(from), "%s", seg_of(other, 12));
+	assert_int_equal(rename(from, tu_segment_path(dir, 37)), 0);
+	size_t len0, len1;
+	char *before = dir_digest(dir, &len0);
+	struct ringlog_recovery rep;
+	assert_int_equal(ringlog_check(dir, SKIP, &rep), -EBADMSG);
+	assert_non_null(strstr(rep.damage_reason, "two logs"));
+	struct ringlog_options so = g_opts;
+	so.recovery_mode = SKIP;
+	log = NULL;
+	assert_int_equal(ringlog_open(dir, &so, &log), -EBADMSG);
+	assert_non_null(strstr(ringlog_last_error(), "two logs"));
+	char *after = dir_digest(dir, &len1);
+	assert_int_equal(len1, len0); /* nothing changed */
+	assert_memory_equal(after, before, len0);
+	free(before);
+	free(after);
+	tu_rmrf(other);
+	free(other);
+}
+
+/* Whose a segment with an invalid header is, is told by the first frame in it that
+ * passes its CRC -- not by a first frame header that is itself damaged. */
+static void invalid_header_ownership_from_a_checked_frame(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char *other = tu_tmpdir();
+	make_log(other);
+	/* This log's segment 2: header and the log id of its first frame damaged.
+	 * Kept: its second frame says it is this log's; only the first batch is lost. */
+	char seg1[4096];
+	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
+	flip(seg1, 20);
+	flip(seg1, off_of(12) + 26);
+	/* The other log's segment 3 in place of this log's, header and first frame
+	 * magic damaged: set aside, not kept and cut. */
+	char seg2[4096];
+	snprintf(seg2, sizeof(seg2), "%s", seg_of(dir, 24));
+	assert_int_equal(rename(seg_of(other, 24), seg2), 0);
+	size_t alen;
+	uint8_t *alien = slurp(seg2, &alen);
+	flip(seg2, 20);
+	flip(seg2, off_of(24));
+	alien[20] ^= 0x5a;
+	alien[off_of(24)] ^= 0x5a;
+	char lost[NB] = {0};
+	lost[12] = 1;
+	memset(lost + 24, 1, PER_SEG);
+	struct salvaged s = {.damage_lsn = NREC * 12 + 1, .damage_offset = 0,
+			     .damage_file = seg1, .lost_lsns = NREC * (1 + PER_SEG), .holes = 2,
+			     .set_aside = 1, .rewritten = 2, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	char aside[4200];
+	snprintf(aside, sizeof(aside), "%s.salvaged", seg2);
+	size_t len;
+	uint8_t *kept = slurp(aside, &len);
+	assert_int_equal(len, alen);
+	assert_memory_equal(kept, alien, len);
+	free(kept);
+	free(alien);
+	tu_rmrf(other);
+	free(other);
+}
+
+/* A misnamed last segment whose first frame is damaged still claims the LSNs of the
+ * frames after it (its frames are read as salvage reads them). */
+static void misnamed_last_segment_with_damage_claims_its_lsns(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char last[4096], wrong[4096];
+	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
+	snprintf(wrong, sizeof(wrong), "%s", tu_segment_path(dir, NREC * 36 + 2));
+	flip(last, off_of(36) + 100);
+	assert_int_equal(rename(last, wrong), 0);
+	char lost[NB] = {0};
+	memset(lost + 36, 1, NB - 36);
+	struct salvaged s = {.damage_lsn = NREC * 36 + 2, .damage_offset = 0,
+			     .damage_file = wrong, .lost_lsns = NREC * (NB - 36), .holes = 1,
+			     .set_aside = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+}
+
+/* A segment with an invalid header that starts inside the LSNs of the one before
+ * (an overlap) is set aside, and the LSNs it holds past the end are claimed. */
+static void overlapping_last_segment_with_invalid_header(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	/* The last segment (batches 36..39) copied in under the name of LSN 100 (inside
+	 * segment 3's LSNs 73..108), its header damaged; the real last one removed. */
+	char last[4096], inside[4096];
+	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
+	snprintf(inside, sizeof(inside), "%s", tu_segment_path(dir, 100));
+	size_t len;
+	uint8_t *buf = slurp(last, &len);
+	assert_int_equal(unlink(last), 0);
+	int fd = open(inside, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+	free(buf);
+	flip(inside, 20);
+	/* Its frames start at LSN 109 but the name says 100: read from the name, the
+	 * first frame fails the LSN rule and salvage's search skips to LSN 109 (9 LSNs
+	 * on, plausible after 344 bytes), so it claims LSNs up to 120. */
+	char lost[NB] = {0};
+	memset(lost + 36, 1, NB - 36);
+	char seg2[4096];
+	snprintf(seg2, sizeof(seg2), "%s", seg_of(dir, 24));
+	struct salvaged s = {.damage_lsn = 100, .damage_offset = 0, .damage_file = inside,
+			     .lost_lsns = NREC * (NB - 36), .holes = 1, .set_aside = 1,
+			     .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+	expect_hole_at(seg2, off_of(24) + PER_SEG * FRAME, 32, NREC * 36 + 1, NREC * (NB - 36));
+}
+
+static void open_close_skip(const char *dir)
+{
+	struct ringlog_options o = g_opts;
+	o.recovery_mode = SKIP;
+	struct ringlog *log = tu_open(dir, &o);
+	assert_int_equal(ringlog_close(log), 0);
+}
+
+/* Three segments set aside -- another log's, a far one and a misnamed one whose LSNs
+ * end the log -- and the salvage interrupted before any subset of the renames: every
+ * such directory salvages to the same bytes and names as the uninterrupted run. */
+static void interrupted_renames_converge(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char *other = tu_tmpdir();
+	make_log(other);
+	char from[4200], to[4096];
+	/* another log's segment under a name of its own between this log's 2nd and 3rd */
+	snprintf(from, sizeof(from), "%s", seg_of(other, 12));
+	snprintf(to, sizeof(to), "%s", tu_segment_path(dir, 55));
+	assert_int_equal(rename(from, to), 0);
+	/* this log's last segment misnamed */
+	snprintf(from, sizeof(from), "%s", seg_of(dir, 36));
+	snprintf(to, sizeof(to), "%s", tu_segment_path(dir, NREC * 36 + 2));
+	assert_int_equal(rename(from, to), 0);
+	/* a segment of this log far beyond the rest */
+	size_t len;
+	uint8_t *h0 = slurp(seg_of(dir, 0), &len);
+	struct rl_seg_header h = {1ull << 50, rl_get64(h0 + 16), (1ull << 50) - 1, 0};
+	free(h0);
+	uint8_t hdr[RL_SEG_HEADER_BYTES];
+	rl_seg_header_encode(&h, hdr);
+	snprintf(to, sizeof(to), "%s", tu_segment_path(dir, 1ull << 50));
+	int fd = open(to, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+	close(fd);
+
+	char lost[NB] = {0};
+	memset(lost + 36, 1, NB - 36);
+	char seg1[4096];
+	snprintf(seg1, sizeof(seg1), "%s", tu_segment_path(dir, 55));
+	struct salvaged s = {.damage_lsn = 55, .damage_offset = 0, .damage_file = seg1,
+			     .lost_lsns = NREC * (NB - 36), .holes = 1, .set_aside = 3,
+			     .next_lsn = NREC * NB + 1};
+	char *work = tu_tmpdir();
+	char cmd[8400];
+	snprintf(cmd, sizeof(cmd), "cp -a '%s'/. '%s'/", dir, work); /* the damaged log */
+	assert_int_equal(system(cmd), 0);
+	salvage_and_check(dir, &s, lost, 0);
+	size_t rlen;
+	char *done = dir_digest(dir, &rlen);
+	const uint64_t aside[3] = {55, NREC * 36 + 2, 1ull << 50};
+	for (unsigned mask = 0; mask < 8; mask++) {
+		/* the salvaged log, with the renames in `mask` not yet made */
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir '%s' && cp -a '%s'/. '%s'/", work,
+			 work, dir, work);
+		assert_int_equal(system(cmd), 0);
+		for (unsigned k = 0; k < 3; k++) {
+			if (!(mask & (1u << k)))
+				continue;
+			snprintf(to, sizeof(to), "%s", tu_segment_path(work, aside[k]));
+			snprintf(from, sizeof(from), "%s.salvaged", to);
+			assert_int_equal(rename(from, to), 0);
+		}
+		open_close_skip(work);
+		size_t wlen;
+		char *again = dir_digest(work, &wlen);
+		if (wlen != rlen || memcmp(again, done, rlen) != 0)
+			fail_msg("renames %u not made: the second salvage ends elsewhere", mask);
+		free(again);
+	}
+	free(done);
+	tu_rmrf(work);
+	free(work);
+	tu_rmrf(other);
+	free(other);
+}
+
 /* A damaged stretch longer than a hole may be takes several holes in a row (the
  * limit is lowered here from 4 GiB to 256 bytes); the first carries the LSNs. */
 static void long_damage_takes_several_holes(void **state)
@@ -796,6 +1007,11 @@ int main(void)
 	    TU_DIR_TEST(foreign_first_segment_after_retention),
 	    TU_DIR_TEST(damaged_header_and_a_foreign_segment),
 	    TU_DIR_TEST(misnamed_last_segment),
+	    TU_DIR_TEST(two_logs_tied_are_refused),
+	    TU_DIR_TEST(invalid_header_ownership_from_a_checked_frame),
+	    TU_DIR_TEST(misnamed_last_segment_with_damage_claims_its_lsns),
+	    TU_DIR_TEST(overlapping_last_segment_with_invalid_header),
+	    TU_DIR_TEST(interrupted_renames_converge),
 	    TU_DIR_TEST(long_damage_takes_several_holes),
 	    TU_DIR_TEST(forged_headers_in_a_damaged_stretch),
 	    TU_DIR_TEST(reader_starts_after_a_hole),

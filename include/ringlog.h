@@ -98,9 +98,10 @@ struct ringlog_recovery {
 	uint64_t damage_offset;	   /* its byte offset in that file */
 	uint64_t damage_lsn;	   /* the LSN that was expected there */
 	char damage_reason[80];	   /* what is wrong there */
-	/* LSNs lost to damage by salvage, this one or an earlier one (those of set-aside
-	 * segments included): the hole frames in the log kept stand for them, readers
-	 * skip them, appends never reuse them.  Any mode counts them. */
+	/* LSNs lost to damage by salvage, this one or an earlier one (with those that
+	 * set-aside segments of this log hold past its end): the hole frames in the log
+	 * stand for them, readers skip them, appends never reuse them.  Any mode counts
+	 * them. */
 	uint64_t lost_lsns;
 	/* Salvage (RINGLOG_RECOVER_SKIP_CORRUPTED) only: */
 	uint32_t holes;		     /* hole frames written */

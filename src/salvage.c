@@ -4,8 +4,8 @@
  *
  * When applied, every segment is first synced and its cached pages dropped, so that
  * only what is on the disk counts.  The log id is the one most valid segment headers
- * (those that name their own file's LSN) carry; if two ids are carried equally often,
- * salvage refuses: it cannot tell which log the directory is.  Then, oldest first:
+ * (those that name their own file's LSN) carry; on a tie, the oldest of them's, as in
+ * the other modes.  Then, oldest first:
  *  - A segment that is not this log's is set aside (renamed NAME.salvaged, never
  *    deleted): its valid header carries another log id, or its header is invalid and
  *    the first frame in it that passes its checks carries another log id.  A segment
@@ -314,16 +314,12 @@ static int peek_segment(int dir_fd, uint64_t lsn, struct rl_seg_header *h, uint6
 }
 
 /* The log id (see the top of this file).  Returns 1, 0 if no header identifies the
- * log, or -errno (-EBADMSG: two logs tie). */
+ * log, or -errno. */
 static int find_log_id(struct salvage *sv, const uint64_t *lsns, size_t n)
 {
 	uint64_t *ids = malloc((n ? n : 1) * sizeof(*ids));
-	size_t *at = malloc((n ? n : 1) * sizeof(*at));
-	if (!ids || !at) {
-		free(ids);
-		free(at);
+	if (!ids)
 		return rl_fail(-ENOMEM, "salvage: allocating");
-	}
 	size_t m = 0;
 	int err = 0;
 	for (size_t i = 0; i < n && !err; i++) {
@@ -332,30 +328,20 @@ static int find_log_id(struct salvage *sv, const uint64_t *lsns, size_t n)
 		if (ok < 0)
 			err = ok;
 		else if (ok == 1)
-			at[m] = i, ids[m++] = h.log_id;
+			ids[m++] = h.log_id;
 	}
-	size_t best = 0, best_votes = 0, tie = 0;
+	/* Most votes; on a tie, the oldest segment's (as in the other modes). */
+	size_t best = 0, best_votes = 0;
 	for (size_t a = 0; a < m && !err; a++) {
 		size_t votes = 0;
 		for (size_t b = 0; b < m; b++)
 			votes += ids[b] == ids[a];
 		if (votes > best_votes)
-			best = a, best_votes = votes, tie = 0;
-		else if (votes == best_votes && ids[a] != ids[best])
-			tie = a + 1;
-	}
-	if (!err && m && tie) {
-		char name[RL_SEG_NAME_LEN + 1];
-		rl_seg_name(name, lsns[at[tie - 1]]);
-		rl_note_damage(sv->rep, name, 0, lsns[at[tie - 1]],
-			       "segments of two logs, as many of each: cannot tell which is "
-			       "this log (move the other's out)");
-		err = rl_refuse(sv->rep);
+			best = a, best_votes = votes;
 	}
 	if (!err && m)
 		sv->log_id = ids[best];
 	free(ids);
-	free(at);
 	return err ? err : m > 0;
 }
 
@@ -484,6 +470,8 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 	char *keep = calloc(n, 1);
 	if (!keep)
 		return rl_fail(-ENOMEM, "salvage: allocating");
+	rep->first_lsn = lsns[0];
+	rep->last_lsn = lsns[0] - 1;
 	if (apply && (err = sync_all(dir_fd, lsns, n)) != 0)
 		goto out;
 	int found = find_log_id(&sv, lsns, n);

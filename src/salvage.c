@@ -117,33 +117,37 @@ static int put_hole(struct salvage *sv, int fd, const char *name, uint64_t off, 
 	return write_durably(fd, name, hole, sizeof(hole), off, "a hole frame");
 }
 
-/* Holes over the damaged stretch [off, off + len) (len >= 32, a multiple of 8)
- * standing for `lost` LSNs from `first`: one, or several in a row when the stretch is
- * longer than a hole may be (the first ones then carry the LSNs). */
+/*
+ * Holes over the damaged stretch [off, off + len) (len >= 32, a multiple of 8)
+ * standing for `lost` (<= 2^32 - 1) LSNs from `first`.  One hole, or when the stretch
+ * is longer than a hole may be: a first hole of 32 bytes or more carrying the LSNs,
+ * then holes of exactly half the maximum carrying none.  The first is written last:
+ * after a crash in between, the stretch still starts with damage, and another salvage
+ * finds the same end (or a hole already written, and splits the shorter stretch into
+ * the same holes, since the split of a length is a prefix of the split of a longer
+ * one), so it writes the same bytes.
+ */
 static int put_holes(struct salvage *sv, int fd, const char *name, uint64_t off, uint64_t len,
 		     uint64_t lost, uint64_t first)
 {
 	uint64_t max = rl_salvage_max_hole_bytes < 64 ? 64 : rl_salvage_max_hole_bytes;
+	uint64_t chunk = (max / 2) & ~(uint64_t)(RL_FRAME_ALIGN - 1);
+	uint64_t head = len <= max ? len : len - (len - RL_FRAME_HEADER_BYTES) / chunk * chunk;
 	uint32_t crc;
-	for (;;) {
-		/* Half a maximal hole at a time, so that what is left stays >= 32 bytes. */
-		uint64_t chunk = len > max ? (max / 2) & ~(uint64_t)(RL_FRAME_ALIGN - 1) : len;
-		uint32_t n = lost > UINT32_MAX ? UINT32_MAX : (uint32_t)lost;
-		int err = put_hole(sv, fd, name, off, (uint32_t)chunk, n, first, &crc);
-		if (err || chunk == len)
+	for (uint64_t at = off + head; at < off + len; at += chunk) {
+		int err = put_hole(sv, fd, name, at, (uint32_t)chunk, 0, first + lost, &crc);
+		if (err)
 			return err;
-		off += chunk;
-		len -= chunk;
-		lost -= n;
-		first += n;
 	}
+	return put_hole(sv, fd, name, off, (uint32_t)head, (uint32_t)lost, first, &crc);
 }
 
 /*
  * After damage at `off` (LSN `expect` due there): the first offset `at` from which
  * the scan can go on -- a valid frame or hole of this log with a plausible LSN (see
  * the top of this file).  Returns 1 with *at and *lsn (its first LSN), 0 if there is
- * none, or -errno.  Leaves s->off / s->expect_lsn for the caller to set.
+ * none, -E2BIG when the budget would be exceeded, or -errno.  Leaves s->off /
+ * s->expect_lsn for the caller to set.
  */
 static int resync(struct salvage *sv, struct rl_seg_scan *s, uint64_t off, uint64_t expect,
 		  uint64_t *at, uint64_t *lsn)
@@ -154,12 +158,13 @@ static int resync(struct salvage *sv, struct rl_seg_scan *s, uint64_t off, uint6
 		int got = rl_scan_peek(s, p, &info);
 		if (got < 0)
 			return got;
-		if (got == 0 || info.first_lsn < expect || info.first_lsn - expect > (p - off) / 4)
+		if (got == 0 || info.first_lsn < expect || info.first_lsn - expect > (p - off) / 4 ||
+		    info.first_lsn - expect > UINT32_MAX)
 			continue;
 		if (!info.hole) {
 			/* Only now read the frame and check its records and CRC. */
 			if (info.frame_len > sv->budget)
-				continue;
+				return -E2BIG;
 			sv->budget -= info.frame_len;
 			enum rl_frame_status why;
 			s->off = p;
@@ -175,6 +180,19 @@ static int resync(struct salvage *sv, struct rl_seg_scan *s, uint64_t off, uint6
 		return 1;
 	}
 	return 0;
+}
+
+/* The search for frames in segment `name` would check more bytes than its budget:
+ * forged frame headers, most likely.  Salvage refuses rather than decide without
+ * looking (a later run could look further and decide otherwise). */
+static int budget_spent(struct salvage *sv, const char *name, uint64_t off)
+{
+	rl_note_damage(sv->rep, name, off, 0, "too many forged-looking frame headers");
+	return rl_fail(-EBADMSG,
+		       "salvage: %s: the search for valid frames after offset %" PRIu64
+		       " would check more than its budget of frame bytes (forged frame "
+		       "headers?); refusing to decide",
+		       name, off);
 }
 
 /*
@@ -217,6 +235,10 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 		rl_note_damage(rep, name, off, expect, reason);
 		uint64_t at, lsn;
 		got = resync(sv, &scan, off, expect, &at, &lsn);
+		if (got == -E2BIG) {
+			err = budget_spent(sv, name, off);
+			break;
+		}
 		if (got < 0) {
 			err = rl_fail(got, "salvage: reading %s", name);
 			break;
@@ -285,9 +307,8 @@ static int read_header(int fd, const char *name, struct rl_seg_header *h, uint64
 }
 
 /* The header of segment `lsn`: 1 valid and naming `lsn`, 2 valid but naming another
- * LSN, 0 invalid, or -errno.  With `frame_id`, and an invalid header: the log id of
- * the first frame in it that passes its checks (0 if none does). */
-static int peek_segment(int dir_fd, uint64_t lsn, struct rl_seg_header *h, uint64_t *frame_id)
+ * LSN, 0 invalid, or -errno. */
+static int peek_segment(int dir_fd, uint64_t lsn, struct rl_seg_header *h)
 {
 	char name[RL_SEG_NAME_LEN + 1];
 	rl_seg_name(name, lsn);
@@ -296,21 +317,49 @@ static int peek_segment(int dir_fd, uint64_t lsn, struct rl_seg_header *h, uint6
 		return rl_fail(-errno, "salvage: opening %s", name);
 	uint64_t size;
 	int ok = read_header(fd, name, h, &size);
-	if (ok == 0 && frame_id) {
-		struct rl_seg_header any = {lsn, 0, lsn - 1, 0};
-		struct rl_seg_scan scan;
-		*frame_id = 0;
-		int err = rl_scan_init(&scan, fd, &any);
-		if (err == 0) {
-			err = rl_scan_find_any(&scan, RL_SEG_HEADER_BYTES,
-					       RL_SEARCH_BUDGET + 4 * scan.file_size, frame_id);
-			rl_scan_free(&scan);
-		}
-		if (err < 0)
-			ok = rl_fail(err, "salvage: reading %s", name);
-	}
 	close(fd);
 	return ok <= 0 ? ok : h->first_lsn == lsn ? 1 : 2;
+}
+
+/*
+ * For a segment whose header is invalid: the first frame in it that passes its
+ * checks, of this log if it has one, else of any log.  Returns 1 with its log id,
+ * first LSN and offset; 0 if none; or -errno (-EBADMSG: the budget ran out).
+ */
+static int first_frame(struct salvage *sv, uint64_t lsn, uint64_t *id, uint64_t *first,
+		       uint64_t *at)
+{
+	char name[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(name, lsn);
+	int fd = openat(sv->dir_fd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return rl_fail(-errno, "salvage: opening %s", name);
+	struct rl_seg_header any = {lsn, 0, lsn - 1, 0};
+	struct rl_seg_scan scan;
+	int got = rl_scan_init(&scan, fd, &any);
+	if (got == 0) {
+		got = rl_scan_find_any(&scan, RL_SEG_HEADER_BYTES,
+				       RL_SEARCH_BUDGET + 4 * scan.file_size, sv->log_id, id, first,
+				       at);
+		rl_scan_free(&scan);
+	}
+	close(fd);
+	if (got == -E2BIG)
+		return budget_spent(sv, name, RL_SEG_HEADER_BYTES);
+	return got < 0 ? rl_fail(got, "salvage: reading %s", name) : got;
+}
+
+struct vote {
+	uint64_t id;
+	size_t pos; /* among the valid headers, oldest first */
+};
+
+static int cmp_vote(const void *a, const void *b)
+{
+	const struct vote *x = a, *y = b;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
 /* The log id (see the top of this file).  Returns 1, 0 if no header identifies the
@@ -324,20 +373,33 @@ static int find_log_id(struct salvage *sv, const uint64_t *lsns, size_t n)
 	int err = 0;
 	for (size_t i = 0; i < n && !err; i++) {
 		struct rl_seg_header h;
-		int ok = peek_segment(sv->dir_fd, lsns[i], &h, NULL);
+		int ok = peek_segment(sv->dir_fd, lsns[i], &h);
 		if (ok < 0)
 			err = ok;
 		else if (ok == 1)
 			ids[m++] = h.log_id;
 	}
-	/* Most votes; on a tie, the oldest segment's (as in the other modes). */
+	/* Most votes; on a tie, the oldest segment's (as in the other modes).  Sorted
+	 * by id, then by position, so that runs of one id count its votes. */
 	size_t best = 0, best_votes = 0;
-	for (size_t a = 0; a < m && !err; a++) {
-		size_t votes = 0;
-		for (size_t b = 0; b < m; b++)
-			votes += ids[b] == ids[a];
-		if (votes > best_votes)
-			best = a, best_votes = votes;
+	if (!err && m) {
+		struct vote *v = malloc(m * sizeof(*v));
+		if (!v) {
+			free(ids);
+			return rl_fail(-ENOMEM, "salvage: allocating");
+		}
+		for (size_t a = 0; a < m; a++)
+			v[a] = (struct vote){ids[a], a};
+		qsort(v, m, sizeof(*v), cmp_vote);
+		for (size_t a = 0; a < m;) {
+			size_t b = a;
+			while (b < m && v[b].id == v[a].id)
+				b++;
+			if (b - a > best_votes || (b - a == best_votes && v[a].pos < best))
+				best = v[a].pos, best_votes = b - a;
+			a = b;
+		}
+		free(v);
 	}
 	if (!err && m)
 		sv->log_id = ids[best];
@@ -349,14 +411,23 @@ static int find_log_id(struct salvage *sv, const uint64_t *lsns, size_t n)
 static int classify(struct salvage *sv, uint64_t lsn)
 {
 	struct rl_seg_header h;
-	uint64_t frame_id = 0;
-	int ok = peek_segment(sv->dir_fd, lsn, &h, &frame_id);
+	int ok = peek_segment(sv->dir_fd, lsn, &h);
 	if (ok < 0)
 		return ok;
 	if (ok)
 		return h.log_id != sv->log_id ? SEG_FOREIGN : ok == 1 ? SEG_KEPT : SEG_MISNAMED;
-	/* An invalid header: kept and written again, unless another log's frames follow. */
-	return frame_id == 0 || frame_id == sv->log_id ? SEG_KEPT : SEG_FOREIGN;
+	/* An invalid header: the frames tell.  This log's with an LSN that cannot follow
+	 * the file name: misnamed; another log's only: foreign; none: kept (its header
+	 * is written again, and what follows it judged as damage). */
+	uint64_t id, first, at;
+	int got = first_frame(sv, lsn, &id, &first, &at);
+	if (got <= 0)
+		return got < 0 ? got : SEG_KEPT;
+	if (id != sv->log_id)
+		return SEG_FOREIGN;
+	if (first < lsn || first - lsn > (at - RL_SEG_HEADER_BYTES) / 4)
+		return SEG_MISNAMED;
+	return SEG_KEPT;
 }
 
 static const char *aside_reason(int why)
@@ -392,17 +463,24 @@ static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 		return rl_fail(-errno, "salvage: opening %s", name);
 	struct rl_seg_header h;
 	uint64_t size;
-	int err = read_header(fd, name, &h, &size);
-	if (err >= 0) {
-		/* A misnamed one's LSNs are its header's; others' are their name's. */
-		if (!err || why != SEG_MISNAMED)
-			h = (struct rl_seg_header){lsn, sv->log_id, lsn - 1, 0};
+	int valid = read_header(fd, name, &h, &size), err = valid < 0 ? valid : 0;
+	/* A misnamed one's LSNs are its header's (or, with an invalid header, its first
+	 * frame's); an overlapping one's follow its name. */
+	uint64_t start = lsn, id, at;
+	if (!err && why == SEG_MISNAMED) {
+		if (valid)
+			start = h.first_lsn;
+		else if ((err = first_frame(sv, lsn, &id, &start, &at)) > 0)
+			err = 0;
+	}
+	if (!err) {
+		struct rl_seg_header from = {start, sv->log_id, start - 1, 0};
 		struct ringlog_recovery scratch;
 		memset(&scratch, 0, sizeof(scratch));
 		struct salvage probe = {sv->dir_fd, 0, sv->log_id, &scratch, 0, 0};
 		struct rl_segment seg;
 		uint64_t end;
-		err = salvage_frames(&probe, fd, name, &h, &seg, &end);
+		err = salvage_frames(&probe, fd, name, &from, &seg, &end);
 		if (!err && end > sv->claimed)
 			sv->claimed = end;
 	}
@@ -474,6 +552,20 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 	rep->last_lsn = lsns[0] - 1;
 	if (apply && (err = sync_all(dir_fd, lsns, n)) != 0)
 		goto out;
+	if (apply) {
+		/* Decide everything read-only first: a refusal then changes nothing. */
+		struct rl_recovered dry;
+		memset(&dry, 0, sizeof(dry));
+		dry.last.fd = -1;
+		dry.report = *rep;
+		err = rl_salvage(dir_fd, 0, lsns, n, &dry);
+		if (dry.last.fd >= 0)
+			close(dry.last.fd);
+		if (err) {
+			*rep = dry.report;
+			goto out;
+		}
+	}
 	int found = find_log_id(&sv, lsns, n);
 	if (found < 0) {
 		err = found;

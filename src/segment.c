@@ -208,7 +208,9 @@ int rl_scan_peek(struct rl_seg_scan *s, uint64_t off, struct rl_frame_info *info
 	return info->frame_len <= s->file_size - off;
 }
 
-int rl_scan_find_any(struct rl_seg_scan *s, uint64_t from, uint64_t budget, uint64_t *log_id)
+/* One pass of rl_scan_find_any: frames of log `want` only, or of any log if 0. */
+static int find_frame(struct rl_seg_scan *s, uint64_t from, uint64_t want, uint64_t *budget,
+		      uint64_t *log_id, uint64_t *lsn, uint64_t *at)
 {
 	for (uint64_t p = from; p + RL_FRAME_HEADER_BYTES <= s->file_size; p += RL_FRAME_ALIGN) {
 		int64_t have = window(s, p, RL_FRAME_HEADER_BYTES);
@@ -220,13 +222,13 @@ int rl_scan_find_any(struct rl_seg_scan *s, uint64_t from, uint64_t budget, uint
 			continue;
 		uint64_t id = rl_get64(f + 24);
 		struct rl_frame_info info;
-		if (rl_frame_check_header(f, 0, id, &info) != RL_FRAME_OK ||
+		if ((want && id != want) || rl_frame_check_header(f, 0, id, &info) != RL_FRAME_OK ||
 		    info.frame_len > s->file_size - p)
 			continue;
 		if (!info.hole) {
-			if (info.frame_len > budget)
-				continue;
-			budget -= info.frame_len;
+			if (info.frame_len > *budget)
+				return -E2BIG;
+			*budget -= info.frame_len;
 			have = window(s, p, info.frame_len);
 			if (have < 0)
 				return (int)have;
@@ -235,9 +237,18 @@ int rl_scan_find_any(struct rl_seg_scan *s, uint64_t from, uint64_t budget, uint
 				continue;
 		}
 		*log_id = id;
+		*lsn = info.first_lsn;
+		*at = p;
 		return 1;
 	}
 	return 0;
+}
+
+int rl_scan_find_any(struct rl_seg_scan *s, uint64_t from, uint64_t budget, uint64_t prefer,
+		     uint64_t *log_id, uint64_t *lsn, uint64_t *at)
+{
+	int got = prefer ? find_frame(s, from, prefer, &budget, log_id, lsn, at) : 0;
+	return got ? got : find_frame(s, from, 0, &budget, log_id, lsn, at);
 }
 
 int rl_scan_next(struct rl_seg_scan *s, enum rl_frame_status *why)

@@ -71,10 +71,12 @@ int rl_scan_next(struct rl_seg_scan *s, enum rl_frame_status *why);
  * is then fully checked; a frame's records and CRC are not). */
 int rl_scan_peek(struct rl_seg_scan *s, uint64_t off, struct rl_frame_info *info);
 
-/* The log id of the first frame or hole at or after `from` that passes every check
- * but the LSN rule, whatever its log id: 1 with *log_id set, 0 if there is none, or
- * -errno.  Checks the records and CRCs of at most `budget` bytes of frames. */
-int rl_scan_find_any(struct rl_seg_scan *s, uint64_t from, uint64_t budget, uint64_t *log_id);
+/* The first frame or hole at or after `from` that passes every check but the LSN
+ * rule: of log `prefer` if there is one (prefer != 0), else of any log.  Returns 1
+ * with its *log_id, *lsn (first LSN) and offset *at; 0 if there is none; -E2BIG if
+ * checking it would take more than `budget` bytes of frames; or -errno. */
+int rl_scan_find_any(struct rl_seg_scan *s, uint64_t from, uint64_t budget, uint64_t prefer,
+		     uint64_t *log_id, uint64_t *lsn, uint64_t *at);
 
 /* Read and decode the header of segment fd.  Returns 0, -EBADMSG (short or invalid
  * header: *file_size tells which) or -errno. */

@@ -678,6 +678,51 @@ static void misnamed_last_segment_with_damage_claims_its_lsns(void **state)
 	salvage_and_check(dir, &s, lost, 0);
 }
 
+/* A misnamed last segment whose header is also damaged: its frames say it holds LSNs
+ * before its name, so it is set aside as misnamed (not kept and cut) and claims them
+ * (the third review's second case). */
+static void misnamed_last_segment_with_invalid_header(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char last[4096], wrong[4096];
+	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
+	snprintf(wrong, sizeof(wrong), "%s", tu_segment_path(dir, NREC * 36 + 2));
+	flip(last, 20);
+	assert_int_equal(rename(last, wrong), 0);
+	char lost[NB] = {0};
+	memset(lost + 36, 1, NB - 36);
+	struct salvaged s = {.damage_lsn = NREC * 36 + 2, .damage_offset = 0,
+			     .damage_file = wrong, .lost_lsns = NREC * (NB - 36), .holes = 1,
+			     .set_aside = 1, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+}
+
+/* The last segment's header and first frame damaged, and that frame's record holds
+ * a whole valid frame of another log: ownership goes by this log's frames first, so
+ * the segment is kept (the third review's third case). */
+static void another_logs_frame_inside_a_record(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char last[4096];
+	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
+	flip(last, 20);
+	uint8_t f[40] = {0};
+	rl_frame_header_fill(f, sizeof(f), 1, 5, 0x5eed5eed5eedull);
+	rl_put32(f + 32, 4);
+	memcpy(f + 36, "else", 4);
+	rl_frame_seal(f);
+	rl_put32(f, RL_FRAME_MAGIC);
+	tu_write_at(last, off_of(36) + 40, f, sizeof(f)); /* inside batch 36's record */
+	char lost[NB] = {0};
+	lost[36] = 1;
+	struct salvaged s = {.damage_lsn = NREC * 36 + 1, .damage_offset = 0,
+			     .damage_file = last, .lost_lsns = NREC, .holes = 1, .rewritten = 1,
+			     .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+}
+
 /* A segment with an invalid header that starts inside the LSNs of the one before
  * (an overlap) is set aside, and the LSNs it holds past the end are claimed. */
 static void overlapping_last_segment_with_invalid_header(void **state)
@@ -793,7 +838,8 @@ static void interrupted_renames_converge(void **state)
 }
 
 /* A damaged stretch longer than a hole may be takes several holes in a row (the
- * limit is lowered here from 4 GiB to 256 bytes); the first carries the LSNs. */
+ * limit is lowered here from 4 GiB to 256 bytes); the first carries the LSNs.  And a
+ * salvage interrupted after the later holes, before the first, ends the same. */
 static void long_damage_takes_several_holes(void **state)
 {
 	const char *dir = *state;
@@ -802,56 +848,114 @@ static void long_damage_takes_several_holes(void **state)
 	snprintf(seg1, sizeof(seg1), "%s", seg_of(dir, 12));
 	static const uint8_t junk[3 * FRAME];
 	tu_write_at(seg1, off_of(13) + 8, junk, 3 * FRAME - 16);
+	size_t dlen;
+	uint8_t *damaged = slurp(seg1, &dlen);
 	char lost[NB] = {0};
 	lost[13] = lost[14] = lost[15] = 1;
 	uint64_t saved = rl_salvage_max_hole_bytes;
 	rl_salvage_max_hole_bytes = 256;
-	/* 1032 bytes: seven holes of 128, then one of 136. */
+	/* 1032 bytes: one of 136 with the LSNs, then seven of 128. */
+	struct ringlog_recovery rep;
+	assert_int_equal(ringlog_check(dir, SKIP, &rep), 0);
+	open_close_skip(dir);
+	size_t len;
+	uint8_t *done = slurp(seg1, &len);
+	/* Interrupted before the first hole (written last), after any number of the
+	 * others: salvaging again gives the same bytes. */
+	for (int k = 0; k <= 7; k++) {
+		uint8_t *mix = malloc(len);
+		memcpy(mix, damaged, len);
+		memcpy(mix + off_of(13) + 136 + 128 * (7 - k), done + off_of(13) + 136 + 128 * (7 - k),
+		       128 * (size_t)k);
+		tu_write_at(seg1, 0, mix, len);
+		open_close_skip(dir);
+		size_t len2;
+		uint8_t *again = slurp(seg1, &len2);
+		assert_int_equal(len2, len);
+		if (memcmp(again, done, len) != 0)
+			fail_msg("interrupted after %d of the holes: a different result", k);
+		free(again);
+		free(mix);
+	}
+	tu_write_at(seg1, 0, damaged, dlen);
 	struct salvaged s = {.damage_lsn = NREC * 13 + 1, .damage_offset = off_of(13),
 			     .damage_file = seg1, .lost_lsns = 3 * NREC, .holes = 8,
 			     .next_lsn = NREC * NB + 1};
 	salvage_and_check(dir, &s, lost, 0);
 	rl_salvage_max_hole_bytes = saved;
-	expect_hole_at(seg1, off_of(13), 128, NREC * 13 + 1, 3 * NREC);
-	for (int k = 1; k < 7; k++)
-		expect_hole_at(seg1, off_of(13) + 128 * k, 128, NREC * 16 + 1, 0);
-	expect_hole_at(seg1, off_of(13) + 7 * 128, 136, NREC * 16 + 1, 0);
+	expect_hole_at(seg1, off_of(13), 136, NREC * 13 + 1, 3 * NREC);
+	for (int k = 0; k < 7; k++)
+		expect_hole_at(seg1, off_of(13) + 136 + 128 * k, 128, NREC * 16 + 1, 0);
+	free(done);
+	free(damaged);
 }
 
-/* Forged frame headers (this log's id, the LSN due, a length of about 1 MiB, a wrong
- * CRC) all over a damaged stretch: each plausible one costs a 1 MiB CRC until the
- * search's budget is spent, after which they are passed over on their header; the
- * real frames after them are found.  (No timing is asserted: the budget is what
- * keeps this bounded.) */
-static void forged_headers_in_a_damaged_stretch(void **state)
+/* A damaged stretch with `forged` forged frame headers (this log's id, the LSN due,
+ * a length of about 1 MiB, a wrong CRC) at its start, before the last segment's last
+ * three frames.  Returns the path of that segment (static buffer). */
+static const char *forge_headers(const char *dir, size_t forged, size_t region)
 {
-	const char *dir = *state;
-	make_log(dir);
-	char path[4096];
+	static char path[4096];
 	snprintf(path, sizeof(path), "%s", seg_of(dir, 36));
 	size_t len;
 	uint8_t *orig = slurp(path, &len);
 	uint64_t log_id = rl_get64(orig + 16);
-	const size_t forged = 100, region = 1u << 20;
 	size_t nlen = off_of(37) + region + (len - off_of(37));
 	uint8_t *buf = calloc(1, nlen);
 	assert_non_null(buf);
 	memcpy(buf, orig, off_of(37));
 	memcpy(buf + off_of(37) + region, orig + off_of(37), len - off_of(37));
-	for (size_t k = 0; k < forged; k++) {
-		uint8_t *f = buf + off_of(37) + 8 * k;
+	for (size_t k = 0; k < forged; k++) { /* 32 bytes apart: whole headers */
+		uint8_t *f = buf + off_of(37) + 32 * k;
 		rl_put32(f, RL_FRAME_MAGIC);
 		rl_put32(f + 4, 0xdeadbeef);
-		rl_frame_header_fill(f, (uint32_t)(region - 8 * forged), 1, NREC * 37 + 1, log_id);
+		rl_frame_header_fill(f, (uint32_t)(region - 32 * forged), 1, NREC * 37 + 1, log_id);
 	}
 	tu_write_at(path, 0, buf, nlen);
 	free(buf);
 	free(orig);
+	return path;
+}
+
+/* 20 forged headers: each costs a 1 MiB CRC check, within the search's budget; the
+ * real frames after them are found. */
+static void forged_headers_within_the_budget(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	const size_t region = 1u << 20;
+	const char *path = forge_headers(dir, 20, region);
 	char lost[NB] = {0};
 	struct salvaged s = {.damage_lsn = NREC * 37 + 1, .damage_offset = off_of(37),
 			     .damage_file = path, .holes = 1, .next_lsn = NREC * NB + 1};
 	salvage_and_check(dir, &s, lost, 1);
 	expect_hole_at(path, off_of(37), region, NREC * 37 + 1, 0);
+}
+
+/* 100 forged headers of about 1 MiB each would take more than the budget (64 MiB + 4
+ * bytes per byte of the segment): salvage refuses, naming the place, rather than
+ * decide without looking, and changes nothing. */
+static void forged_headers_beyond_the_budget_refuse(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	forge_headers(dir, 100, 1u << 20);
+	size_t len0, len1;
+	char *before = dir_digest(dir, &len0);
+	struct ringlog_recovery rep;
+	assert_int_equal(ringlog_check(dir, SKIP, &rep), -EBADMSG);
+	assert_string_equal(rep.damage_file, "00000000000000000109.rlog");
+	assert_int_equal(rep.damage_offset, off_of(37));
+	struct ringlog_options o = g_opts;
+	o.recovery_mode = SKIP;
+	struct ringlog *log = NULL;
+	assert_int_equal(ringlog_open(dir, &o, &log), -EBADMSG);
+	assert_non_null(strstr(ringlog_last_error(), "budget"));
+	char *after = dir_digest(dir, &len1);
+	assert_int_equal(len1, len0);
+	assert_memory_equal(after, before, len0);
+	free(before);
+	free(after);
 }
 
 /* A reader asked for an LSN inside a hole starts after it; the batch fields of what
@@ -1009,9 +1113,12 @@ int main(void)
 	    TU_DIR_TEST(invalid_header_ownership_from_a_checked_frame),
 	    TU_DIR_TEST(misnamed_last_segment_with_damage_claims_its_lsns),
 	    TU_DIR_TEST(overlapping_last_segment_with_invalid_header),
+	    TU_DIR_TEST(misnamed_last_segment_with_invalid_header),
+	    TU_DIR_TEST(another_logs_frame_inside_a_record),
 	    TU_DIR_TEST(interrupted_renames_converge),
 	    TU_DIR_TEST(long_damage_takes_several_holes),
-	    TU_DIR_TEST(forged_headers_in_a_damaged_stretch),
+	    TU_DIR_TEST(forged_headers_within_the_budget),
+	    TU_DIR_TEST(forged_headers_beyond_the_budget_refuse),
 	    TU_DIR_TEST(reader_starts_after_a_hole),
 	    TU_DIR_TEST(no_header_identifies_the_log),
 	    TU_DIR_TEST(write_failure_fails_the_open),

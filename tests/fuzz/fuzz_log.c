@@ -741,8 +741,10 @@ static void check_modes(const struct fz_rec *tol, const struct fz_rec *abs,
 		CHECK(skip->next_lsn == tol->next_lsn && skip->rep.lost_lsns == tol->rep.lost_lsns);
 		CHECK(skip->rep.cut_bytes == tol->rep.cut_bytes);
 	}
-	/* Salvage reports damage no later in the log than point-in-time does. */
-	if (pit->rep.damage) {
+	/* Salvage reports damage no later in the log than point-in-time does (unless it
+	 * set segments aside: then its last kept segment may be a torn rotation, which
+	 * is not damage, where point-in-time sees a damaged middle segment). */
+	if (pit->rep.damage && !skip->rep.set_aside_segments) {
 		int c = strcmp(skip->rep.damage_file, pit->rep.damage_file);
 		CHECK(skip->rep.damage != 0);
 		CHECK(c < 0 || (c == 0 && skip->rep.damage_offset <= pit->rep.damage_offset));

@@ -8,8 +8,9 @@
  * the other modes.  Then, oldest first:
  *  - A segment that is not this log's is set aside (renamed NAME.salvaged, never
  *    deleted): its valid header carries another log id, or its header is invalid and
- *    the first frame in it that passes its checks carries another log id.  A segment
- *    of this log whose valid header names another LSN than its file name is set
+ *    it holds no valid frame of this log but one of another log.  A segment of this
+ *    log whose valid header names another LSN than its file name, or whose invalid
+ *    header is followed by frames of this log whose LSN cannot follow its name, is set
  *    aside too (misnamed).
  *  - A kept segment whose header is invalid or does not chain to the segment before
  *    gets its header written again from its name, the log id and the chain.  (A last
@@ -20,11 +21,12 @@
  *    starts whose LSN is plausible: not below the LSN expected at the damage, and at
  *    most one LSN per 4 damaged bytes above it (a record costs at least 4 bytes).
  *    Headers are judged first; only a plausible one has its frame read and checked,
- *    within a budget per segment (64 MiB + 4 bytes per byte of the segment) so that
- *    forged headers cannot make the search slow.  The damaged stretch becomes a hole
- *    frame (format.c) written over its first 32 bytes (several in a row if it is
- *    longer than a hole can cover): it stands for the LSNs between, and the bytes
- *    after its header stay as they were.  When no valid frame follows, the segment is
+ *    within a budget per segment (64 MiB + 4 bytes per byte of the segment): if the
+ *    search would need more, salvage refuses (forged headers, surely) rather than
+ *    decide without looking.  The damaged stretch becomes a hole frame (format.c)
+ *    written over its first 32 bytes (several in a row if it is longer than a hole
+ *    can cover, put_holes): it stands for the LSNs between, and the bytes after its
+ *    header stay as they were.  When no valid frame follows, the segment is
  *    cut at the damage: the damage reaches its end.
  *  - A later segment that starts before the LSN this one ends at (an overlap), or
  *    more than 2^44 LSNs after it (far), is set aside too: the earlier frames win.
@@ -35,8 +37,9 @@
  *    end of the log, holes for them end the log, so that they are not handed out
  *    again.
  *
- * Every write is a whole 32- or 64-byte header (or a run of holes), made durable
- * before the next step, and segments are renamed aside only at the end, in an order
+ * When applied, salvage first takes every decision read-only, so that a refusal
+ * changes nothing.  Every write is a whole 32- or 64-byte header (or a run of
+ * holes), made durable before the next step, and segments are renamed aside only at the end, in an order
  * chosen so that a crash at any point leaves a directory on which another salvage
  * takes the same decisions: it finishes the job.  The read-only run (ringlog_check)
  * takes the same decisions without writing.

@@ -26,8 +26,8 @@
  *    decide without looking.  The damaged stretch becomes a hole frame (format.c)
  *    written over its first 32 bytes (several in a row if it is longer than a hole
  *    can cover, put_holes): it stands for the LSNs between, and the bytes after its
- *    header stay as they were.  When no valid frame follows, the segment is
- *    cut at the damage: the damage reaches its end.
+ *    header stay as they were.  When no valid frame with a plausible LSN follows,
+ *    the segment is cut at the damage: the damage reaches its end.
  *  - A later segment that starts before the LSN this one ends at (an overlap), or
  *    more than 2^44 LSNs after it (far), is set aside too: the earlier frames win.
  *  - When a segment ends before the LSN its successor starts at (a missing segment,
@@ -81,7 +81,8 @@ struct salvage {
 	int apply;
 	uint64_t log_id;
 	struct ringlog_recovery *rep;
-	uint64_t claimed; /* LSN after the last one a set-aside segment of this log holds */
+	uint64_t *claims; /* per set-aside segment of this log: the LSN after its last */
+	size_t nclaims;
 	uint64_t budget;  /* bytes of candidate frames the search may still check */
 };
 
@@ -122,20 +123,21 @@ static int put_hole(struct salvage *sv, int fd, const char *name, uint64_t off, 
 
 /*
  * Holes over the damaged stretch [off, off + len) (len >= 32, a multiple of 8)
- * standing for `lost` (<= 2^32 - 1) LSNs from `first`.  One hole, or when the stretch
- * is longer than a hole may be: a first hole of 32 bytes or more carrying the LSNs,
- * then holes of exactly half the maximum carrying none.  The first is written last:
- * after a crash in between, the stretch still starts with damage, and another salvage
- * finds the same end (or a hole already written, and splits the shorter stretch into
- * the same holes, since the split of a length is a prefix of the split of a longer
- * one), so it writes the same bytes.
+ * standing for `lost` (<= 2^32 - 1) LSNs from `first`: a first hole of 32 bytes up
+ * to 32 + C carrying the LSNs, then holes of exactly C = half the maximum carrying
+ * none (so a stretch of less than 32 + C bytes is one hole).  The first is written
+ * last: after a crash in between, the stretch still starts with damage, and another
+ * salvage either finds the same end, or stops at one of the holes already written
+ * and splits the shorter stretches before and after it the same way (the split of
+ * off + head + k * C is a prefix of the split, and what follows a written hole is
+ * exactly C-sized), so it writes the same bytes.
  */
 static int put_holes(struct salvage *sv, int fd, const char *name, uint64_t off, uint64_t len,
 		     uint64_t lost, uint64_t first)
 {
 	uint64_t max = rl_salvage_max_hole_bytes < 64 ? 64 : rl_salvage_max_hole_bytes;
 	uint64_t chunk = (max / 2) & ~(uint64_t)(RL_FRAME_ALIGN - 1);
-	uint64_t head = len <= max ? len : len - (len - RL_FRAME_HEADER_BYTES) / chunk * chunk;
+	uint64_t head = len - (len - RL_FRAME_HEADER_BYTES) / chunk * chunk;
 	uint32_t crc;
 	for (uint64_t at = off + head; at < off + len; at += chunk) {
 		int err = put_hole(sv, fd, name, at, (uint32_t)chunk, 0, first + lost, &crc);
@@ -428,7 +430,10 @@ static int classify(struct salvage *sv, uint64_t lsn)
 		return got < 0 ? got : SEG_KEPT;
 	if (id != sv->log_id)
 		return SEG_FOREIGN;
-	if (first < lsn || first - lsn > (at - RL_SEG_HEADER_BYTES) / 4)
+	/* (What salvage keeps must be a frame its search would reach from the header: at
+	 * offset 64, or 32 bytes or more after it.) */
+	uint64_t gap = at - RL_SEG_HEADER_BYTES;
+	if (first < lsn || first - lsn > gap / 4 || (gap > 0 && gap < RL_FRAME_HEADER_BYTES))
 		return SEG_MISNAMED;
 	return SEG_KEPT;
 }
@@ -449,7 +454,7 @@ static const char *aside_reason(int why)
 
 /*
  * Segment `lsn` is not part of the log (why: a SEG_ value other than SEG_KEPT): report
- * it, and if it is this log's, remember in sv->claimed the LSN after the last one its
+ * it, and if it is this log's, remember in sv->claims the LSN after the last one its
  * frames hold (scanned as salvage would, read-only).  It is renamed at the end
  * (set_aside_all).  Returns 0 or -errno.
  */
@@ -480,12 +485,17 @@ static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 		struct rl_seg_header from = {start, sv->log_id, start - 1, 0};
 		struct ringlog_recovery scratch;
 		memset(&scratch, 0, sizeof(scratch));
-		struct salvage probe = {sv->dir_fd, 0, sv->log_id, &scratch, 0, 0};
+		struct salvage probe = {sv->dir_fd, 0, sv->log_id, &scratch, NULL, 0, 0};
 		struct rl_segment seg;
 		uint64_t end;
 		err = salvage_frames(&probe, fd, name, &from, &seg, &end);
-		if (!err && end > sv->claimed)
-			sv->claimed = end;
+		if (!err) {
+			uint64_t *c = realloc(sv->claims, (sv->nclaims + 1) * sizeof(*c));
+			if (!c)
+				err = rl_fail(-ENOMEM, "salvage: allocating");
+			else
+				sv->claims = c, sv->claims[sv->nclaims++] = end;
+		}
 	}
 	close(fd);
 	return err;
@@ -546,7 +556,7 @@ static int sync_all(int dir_fd, const uint64_t *lsns, size_t n)
 int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_recovered *out)
 {
 	struct ringlog_recovery *rep = &out->report;
-	struct salvage sv = {dir_fd, apply, 0, rep, 0, 0};
+	struct salvage sv = {dir_fd, apply, 0, rep, NULL, 0, 0};
 	int fd = -1, err = 0;
 	char *keep = calloc(n, 1);
 	if (!keep)
@@ -688,8 +698,13 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 	if (apply && ((err = set_aside_all(&sv, lsns, keep, n, SEG_FOREIGN)) != 0 ||
 		      (err = set_aside_all(&sv, lsns, keep, n, SEG_FAR)) != 0))
 		goto out;
-	if (sv.claimed > expect && sv.claimed - expect <= RL_SALVAGE_MAX_GAP &&
-	    (err = fill_gap(&sv, last_name, &out->last, &expect, sv.claimed,
+	/* (Each claim on its own: one far-off segment must not void a near one's.) */
+	uint64_t claimed = 0;
+	for (size_t c = 0; c < sv.nclaims; c++)
+		if (sv.claims[c] > expect && sv.claims[c] - expect <= RL_SALVAGE_MAX_GAP &&
+		    sv.claims[c] > claimed)
+			claimed = sv.claims[c];
+	if (claimed && (err = fill_gap(&sv, last_name, &out->last, &expect, claimed,
 			    "LSNs of a segment set aside follow the end of the log")) != 0)
 		goto out;
 	if (apply && ((err = set_aside_all(&sv, lsns, keep, n, SEG_MISNAMED)) != 0 ||
@@ -706,5 +721,6 @@ out:
 		out->last.fd = -1;
 	}
 	free(keep);
+	free(sv.claims);
 	return err;
 }

@@ -837,6 +837,36 @@ static void interrupted_renames_converge(void **state)
 	free(other);
 }
 
+/* Two set-aside segments of this log: the misnamed last one (LSNs 109..120) and a
+ * header-only one whose header names 2^50.  The far claim is ignored, the near one
+ * still ends the log with holes (the fourth review's second case). */
+static void far_claim_does_not_void_a_near_one(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char last[4096], wrong[4096], odd[4096];
+	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
+	snprintf(wrong, sizeof(wrong), "%s", tu_segment_path(dir, NREC * 36 + 2));
+	assert_int_equal(rename(last, wrong), 0);
+	size_t len;
+	uint8_t *h0 = slurp(seg_of(dir, 0), &len);
+	struct rl_seg_header h = {1ull << 50, rl_get64(h0 + 16), (1ull << 50) - 1, 0};
+	free(h0);
+	uint8_t hdr[RL_SEG_HEADER_BYTES];
+	rl_seg_header_encode(&h, hdr);
+	snprintf(odd, sizeof(odd), "%s", tu_segment_path(dir, 500));
+	int fd = open(odd, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+	close(fd);
+	char lost[NB] = {0};
+	memset(lost + 36, 1, NB - 36);
+	struct salvaged s = {.damage_lsn = NREC * 36 + 2, .damage_offset = 0,
+			     .damage_file = wrong, .lost_lsns = NREC * (NB - 36), .holes = 1,
+			     .set_aside = 2, .next_lsn = NREC * NB + 1};
+	salvage_and_check(dir, &s, lost, 0);
+}
+
 /* A damaged stretch longer than a hole may be takes several holes in a row (the
  * limit is lowered here from 4 GiB to 256 bytes); the first carries the LSNs.  And a
  * salvage interrupted after the later holes, before the first, ends the same. */
@@ -861,12 +891,11 @@ static void long_damage_takes_several_holes(void **state)
 	size_t len;
 	uint8_t *done = slurp(seg1, &len);
 	/* Interrupted before the first hole (written last), after any number of the
-	 * others: salvaging again gives the same bytes. */
+	 * others (written in order): salvaging again gives the same bytes. */
 	for (int k = 0; k <= 7; k++) {
 		uint8_t *mix = malloc(len);
 		memcpy(mix, damaged, len);
-		memcpy(mix + off_of(13) + 136 + 128 * (7 - k), done + off_of(13) + 136 + 128 * (7 - k),
-		       128 * (size_t)k);
+		memcpy(mix + off_of(13) + 136, done + off_of(13) + 136, 128 * (size_t)k);
 		tu_write_at(seg1, 0, mix, len);
 		open_close_skip(dir);
 		size_t len2;
@@ -1090,40 +1119,49 @@ static void unknown_mode_is_rejected(void **state)
 	assert_int_equal(ringlog_open(dir, &o, &log), -EINVAL);
 }
 
+/* Each test starts with the test seam at its default, whatever the one before did. */
+static int setup(void **state)
+{
+	rl_salvage_max_hole_bytes = RL_HOLE_MAX_BYTES;
+	return tu_setup_dir(state);
+}
+#define SALVAGE_TEST(f) cmocka_unit_test_setup_teardown(f, setup, tu_teardown_dir)
+
 int main(void)
 {
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
-	    TU_DIR_TEST(flipped_byte_in_a_sealed_segment),
-	    TU_DIR_TEST(damage_in_the_last_segment_keeps_the_frames_after_it),
-	    TU_DIR_TEST(missing_middle_segment),
-	    TU_DIR_TEST(foreign_segment_set_aside),
-	    TU_DIR_TEST(far_segment_set_aside),
-	    TU_DIR_TEST(invalid_header_written_again),
-	    TU_DIR_TEST(invalid_first_header),
-	    TU_DIR_TEST(empty_middle_segment),
-	    TU_DIR_TEST(truncated_sealed_segment),
-	    TU_DIR_TEST(stale_frame_copy),
-	    TU_DIR_TEST(adjacent_damage_makes_one_hole),
-	    TU_DIR_TEST(implausible_lsn_is_not_a_resync_point),
-	    TU_DIR_TEST(foreign_first_segment_after_retention),
-	    TU_DIR_TEST(damaged_header_and_a_foreign_segment),
-	    TU_DIR_TEST(misnamed_last_segment),
-	    TU_DIR_TEST(two_logs_tied_the_oldest_wins),
-	    TU_DIR_TEST(invalid_header_ownership_from_a_checked_frame),
-	    TU_DIR_TEST(misnamed_last_segment_with_damage_claims_its_lsns),
-	    TU_DIR_TEST(overlapping_last_segment_with_invalid_header),
-	    TU_DIR_TEST(misnamed_last_segment_with_invalid_header),
-	    TU_DIR_TEST(another_logs_frame_inside_a_record),
-	    TU_DIR_TEST(interrupted_renames_converge),
-	    TU_DIR_TEST(long_damage_takes_several_holes),
-	    TU_DIR_TEST(forged_headers_within_the_budget),
-	    TU_DIR_TEST(forged_headers_beyond_the_budget_refuse),
-	    TU_DIR_TEST(reader_starts_after_a_hole),
-	    TU_DIR_TEST(no_header_identifies_the_log),
-	    TU_DIR_TEST(write_failure_fails_the_open),
-	    TU_DIR_TEST(no_name_to_set_aside),
-	    TU_DIR_TEST(unknown_mode_is_rejected),
+	    SALVAGE_TEST(flipped_byte_in_a_sealed_segment),
+	    SALVAGE_TEST(damage_in_the_last_segment_keeps_the_frames_after_it),
+	    SALVAGE_TEST(missing_middle_segment),
+	    SALVAGE_TEST(foreign_segment_set_aside),
+	    SALVAGE_TEST(far_segment_set_aside),
+	    SALVAGE_TEST(invalid_header_written_again),
+	    SALVAGE_TEST(invalid_first_header),
+	    SALVAGE_TEST(empty_middle_segment),
+	    SALVAGE_TEST(truncated_sealed_segment),
+	    SALVAGE_TEST(stale_frame_copy),
+	    SALVAGE_TEST(adjacent_damage_makes_one_hole),
+	    SALVAGE_TEST(implausible_lsn_is_not_a_resync_point),
+	    SALVAGE_TEST(foreign_first_segment_after_retention),
+	    SALVAGE_TEST(damaged_header_and_a_foreign_segment),
+	    SALVAGE_TEST(misnamed_last_segment),
+	    SALVAGE_TEST(two_logs_tied_the_oldest_wins),
+	    SALVAGE_TEST(invalid_header_ownership_from_a_checked_frame),
+	    SALVAGE_TEST(misnamed_last_segment_with_damage_claims_its_lsns),
+	    SALVAGE_TEST(overlapping_last_segment_with_invalid_header),
+	    SALVAGE_TEST(misnamed_last_segment_with_invalid_header),
+	    SALVAGE_TEST(another_logs_frame_inside_a_record),
+	    SALVAGE_TEST(interrupted_renames_converge),
+	    SALVAGE_TEST(far_claim_does_not_void_a_near_one),
+	    SALVAGE_TEST(long_damage_takes_several_holes),
+	    SALVAGE_TEST(forged_headers_within_the_budget),
+	    SALVAGE_TEST(forged_headers_beyond_the_budget_refuse),
+	    SALVAGE_TEST(reader_starts_after_a_hole),
+	    SALVAGE_TEST(no_header_identifies_the_log),
+	    SALVAGE_TEST(write_failure_fails_the_open),
+	    SALVAGE_TEST(no_name_to_set_aside),
+	    SALVAGE_TEST(unknown_mode_is_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

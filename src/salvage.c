@@ -238,7 +238,7 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 			reason = "bytes after the last frame";
 		}
 		rl_note_damage(rep, name, off, expect, reason);
-		uint64_t at, lsn;
+		uint64_t at = 0, lsn = 0;
 		got = resync(sv, &scan, off, expect, &at, &lsn);
 		if (got == -E2BIG) {
 			err = budget_spent(sv, name, off);
@@ -424,7 +424,7 @@ static int classify(struct salvage *sv, uint64_t lsn)
 	/* An invalid header: the frames tell.  This log's with an LSN that cannot follow
 	 * the file name: misnamed; another log's only: foreign; none: kept (its header
 	 * is written again, and what follows it judged as damage). */
-	uint64_t id, first, at;
+	uint64_t id = 0, first = 0, at = 0;
 	int got = first_frame(sv, lsn, &id, &first, &at);
 	if (got <= 0)
 		return got < 0 ? got : SEG_KEPT;
@@ -474,7 +474,7 @@ static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 	int valid = read_header(fd, name, &h, &size), err = valid < 0 ? valid : 0;
 	/* A misnamed one's LSNs are its header's (or, with an invalid header, its first
 	 * frame's); an overlapping one's follow its name. */
-	uint64_t start = lsn, id, at;
+	uint64_t start = lsn, id = 0, at = 0;
 	if (!err && why == SEG_MISNAMED) {
 		if (valid)
 			start = h.first_lsn;

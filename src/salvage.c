@@ -90,18 +90,10 @@ struct salvage {
 static int write_durably(int fd, const char *name, const void *buf, size_t len, uint64_t off,
 			 const char *what)
 {
-	const uint8_t *p = buf;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pwrite(fd, p + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return rl_fail(n < 0 ? -errno : -EIO,
-				       "salvage: writing %s at offset %" PRIu64 " of %s", what, off,
-				       name);
-		done += (size_t)n;
-	}
+	int err = rl_pwrite_all(fd, buf, len, off);
+	if (err)
+		return rl_fail(err, "salvage: writing %s at offset %" PRIu64 " of %s", what, off,
+			       name);
 	if (fdatasync(fd) < 0)
 		return rl_fail(-errno, "salvage: fdatasync of %s", name);
 	return 0;

@@ -72,7 +72,7 @@ int rl_dir_fsync(int dir_fd)
 	return fsync(dir_fd) < 0 ? -errno : 0;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+int rl_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
 	while (len > 0) {
@@ -98,7 +98,7 @@ int rl_seg_create(int dir_fd, const struct rl_seg_header *h, struct rl_segment *
 	int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	int err = pwrite_all(fd, hdr, sizeof(hdr), 0);
+	int err = rl_pwrite_all(fd, hdr, sizeof(hdr), 0);
 	if (!err)
 		err = rl_dir_fsync(dir_fd);
 	if (err) {

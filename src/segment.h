@@ -22,6 +22,9 @@ struct rl_segment {
  * when *n is 0).  Returns 0 or -errno. */
 int rl_seg_list(int dir_fd, uint64_t **lsns, size_t *n);
 
+/* pwrite all of buf at off (retrying EINTR and short writes).  Returns 0 or -errno. */
+int rl_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
 /* fsync a directory.  Returns 0 or -errno. */
 int rl_dir_fsync(int dir_fd);
 

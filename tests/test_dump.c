@@ -50,6 +50,14 @@ static const char *dump(const char *args, int *status)
 	return out;
 }
 
+/* dump() with options `opts` (may be "") and the log directory `dir`. */
+static const char *dump_on(const char *opts, const char *dir, int *status)
+{
+	char args[8400];
+	snprintf(args, sizeof(args), "%s '%s'", opts, dir);
+	return dump(args, status);
+}
+
 static size_t count_lines(const char *s, const char *with)
 {
 	size_t n = 0;
@@ -92,32 +100,26 @@ static void clean_log_lists_reads_and_verifies(void **state)
 {
 	const char *dir = *state;
 	make_log(dir);
-	char args[4300];
 	int st;
-	snprintf(args, sizeof(args), "'%s'", dir);
-	const char *out = dump(args, &st);
+	const char *out = dump_on("", dir, &st);
 	assert_int_equal(st, 0);
 	assert_int_equal(count_lines(out, ".rlog"), 4);
 	assert_non_null(strstr(out, "00000000000000000037.rlog"));
 
-	snprintf(args, sizeof(args), "--verify '%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("--verify", dir, &st);
 	assert_int_equal(st, 0);
 	assert_non_null(strstr(out, "verified"));
 
-	snprintf(args, sizeof(args), "--records '%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("--records", dir, &st);
 	assert_int_equal(st, 0);
 	assert_int_equal(count_lines(out, "[batch "), 3 * NB);
 
-	snprintf(args, sizeof(args), "--records --from 100 --hex '%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("--records --from 100 --hex", dir, &st);
 	assert_int_equal(st, 0);
 	assert_int_equal(count_lines(out, "[batch "), 3 * NB - 99);
 	assert_true(strncmp(out, "100 [batch 100] 100: ", 21) == 0);
 
-	snprintf(args, sizeof(args), "--json '%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("--json", dir, &st);
 	assert_int_equal(st, 0);
 	assert_true(out[0] == '{');
 	assert_non_null(strstr(out, "\"lost_lsns\":0"));
@@ -139,20 +141,17 @@ static void damage_verify_and_repair_point_in_time(void **state)
 
 	char args[8300], want[128];
 	int st;
-	snprintf(args, sizeof(args), "--verify '%s'", dir);
-	const char *out = dump(args, &st);
+	const char *out = dump_on("--verify", dir, &st);
 	assert_int_equal(st, 1);
 	snprintf(want, sizeof(want), "00000000000000000037.rlog at offset %llu",
 		 (unsigned long long)off);
 	assert_non_null(strstr(out, want));
 
-	snprintf(args, sizeof(args), "'%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("", dir, &st);
 	assert_int_equal(st, 1);
 	assert_non_null(strstr(out, "checksum"));
 
-	snprintf(args, sizeof(args), "--repair tolerate-tail '%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("--repair tolerate-tail", dir, &st);
 	assert_int_equal(st, 1);
 	assert_non_null(strstr(out, "refuses"));
 	size_t len;
@@ -173,8 +172,7 @@ static void damage_verify_and_repair_point_in_time(void **state)
 	assert_memory_equal(now, damaged, len);
 	free(now);
 	assert_int_equal(tu_file_size(seg1), off);
-	snprintf(args, sizeof(args), "--verify '%s'", dir);
-	dump(args, &st);
+	dump_on("--verify", dir, &st);
 	assert_int_equal(st, 0);
 	free(damaged);
 	tu_rmrf(backup);
@@ -208,23 +206,19 @@ static void repair_skip_corrupted_and_show_the_hole(void **state)
 	free(kept);
 	free(damaged);
 
-	snprintf(args, sizeof(args), "--records '%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("--records", dir, &st);
 	assert_int_equal(st, 0);
 	assert_non_null(strstr(out, "-- LSNs 46..48 lost (hole) --\n49 [batch 49]"));
 	assert_int_equal(count_lines(out, "[batch "), 3 * NB - 3);
 
-	snprintf(args, sizeof(args), "--records --json '%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("--records --json", dir, &st);
 	assert_non_null(strstr(out, "{\"lsn\":49,\"batch\":49,\"len\":100,\"lost_before\":3"));
 
-	snprintf(args, sizeof(args), "--verify '%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("--verify", dir, &st);
 	assert_int_equal(st, 0);
 	assert_non_null(strstr(out, "3 LSNs lost"));
 
-	snprintf(args, sizeof(args), "--json '%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("--json", dir, &st);
 	assert_int_equal(st, 0);
 	assert_non_null(strstr(out, "\"holes\":1,\"lost_lsns\":3"));
 	tu_rmrf(backup);
@@ -242,12 +236,10 @@ static void usage_and_errors(void **state)
 	dump("--bogus x", &st);
 	assert_int_equal(st, 2);
 	char args[4300];
-	snprintf(args, sizeof(args), "--records --verify '%s'", dir);
-	dump(args, &st);
+	dump_on("--records --verify", dir, &st);
 	assert_int_equal(st, 2);
 	make_log(dir);
-	snprintf(args, sizeof(args), "--repair absolute '%s'", dir);
-	out = dump(args, &st);
+	out = dump_on("--repair absolute", dir, &st);
 	assert_int_equal(st, 2);
 	assert_non_null(strstr(out, "skip-corrupted"));
 	snprintf(args, sizeof(args), "'%s/no-such-log'", dir);

@@ -84,6 +84,34 @@ static void flip(const char *path, uint64_t off)
 	free(buf);
 }
 
+/* Write a segment file named by `name_lsn` holding only a header of this log (the
+ * first segment's log id) that names `first_lsn`; its path into `path`. */
+static void header_only_segment(const char *dir, uint64_t name_lsn, uint64_t first_lsn,
+				char path[4096])
+{
+	size_t len;
+	uint8_t *h0 = slurp(seg_of(dir, 0), &len);
+	struct rl_seg_header h = {first_lsn, rl_get64(h0 + 16), first_lsn - 1, 0};
+	free(h0);
+	uint8_t hdr[RL_SEG_HEADER_BYTES];
+	rl_seg_header_encode(&h, hdr);
+	snprintf(path, 4096, "%s", tu_segment_path(dir, name_lsn));
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+	close(fd);
+}
+
+/* Rename the last segment (batches 36..39, LSNs 109..120) to the name of LSN 110:
+ * misnamed.  Its new path into `wrong`. */
+static void misname_last(const char *dir, char wrong[4096])
+{
+	char last[4096];
+	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
+	snprintf(wrong, 4096, "%s", tu_segment_path(dir, NREC * 36 + 2));
+	assert_int_equal(rename(last, wrong), 0);
+}
+
 /*
  * Read the whole log: every record must be batch b's (right LSN, contents, batch
  * fields) for a b in [0, nb) that is not lost[], in order, and every such batch must
@@ -352,19 +380,8 @@ static void far_segment_set_aside(void **state)
 {
 	const char *dir = *state;
 	make_log(dir);
-	char seg0[4096], far[4096];
-	snprintf(seg0, sizeof(seg0), "%s", seg_of(dir, 0));
-	size_t len;
-	uint8_t *h0 = slurp(seg0, &len);
-	struct rl_seg_header h = {1ull << 50, rl_get64(h0 + 16), (1ull << 50) - 1, 0};
-	free(h0);
-	uint8_t hdr[RL_SEG_HEADER_BYTES];
-	rl_seg_header_encode(&h, hdr);
-	snprintf(far, sizeof(far), "%s", tu_segment_path(dir, 1ull << 50));
-	int fd = open(far, O_WRONLY | O_CREAT | O_EXCL, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
-	close(fd);
+	char far[4096];
+	header_only_segment(dir, 1ull << 50, 1ull << 50, far);
 	char lost[NB] = {0};
 	struct salvaged s = {.damage_lsn = 1ull << 50, .damage_offset = 0, .damage_file = far,
 			     .set_aside = 1, .next_lsn = NREC * NB + 1};
@@ -569,11 +586,9 @@ static void misnamed_last_segment(void **state)
 {
 	const char *dir = *state;
 	make_log(dir);
-	char last[4096], wrong[4096], seg2[4096];
-	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
-	snprintf(wrong, sizeof(wrong), "%s", tu_segment_path(dir, NREC * 36 + 2));
+	char wrong[4096], seg2[4096];
 	snprintf(seg2, sizeof(seg2), "%s", seg_of(dir, 24));
-	assert_int_equal(rename(last, wrong), 0);
+	misname_last(dir, wrong);
 	char lost[NB] = {0};
 	memset(lost + 36, 1, NB - 36);
 	struct salvaged s = {.damage_lsn = NREC * 36 + 2, .damage_offset = 0,
@@ -665,11 +680,9 @@ static void misnamed_last_segment_with_damage_claims_its_lsns(void **state)
 {
 	const char *dir = *state;
 	make_log(dir);
-	char last[4096], wrong[4096];
-	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
-	snprintf(wrong, sizeof(wrong), "%s", tu_segment_path(dir, NREC * 36 + 2));
-	flip(last, off_of(36) + 100);
-	assert_int_equal(rename(last, wrong), 0);
+	char wrong[4096];
+	misname_last(dir, wrong);
+	flip(wrong, off_of(36) + 100);
 	char lost[NB] = {0};
 	memset(lost + 36, 1, NB - 36);
 	struct salvaged s = {.damage_lsn = NREC * 36 + 2, .damage_offset = 0,
@@ -685,11 +698,9 @@ static void misnamed_last_segment_with_invalid_header(void **state)
 {
 	const char *dir = *state;
 	make_log(dir);
-	char last[4096], wrong[4096];
-	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
-	snprintf(wrong, sizeof(wrong), "%s", tu_segment_path(dir, NREC * 36 + 2));
-	flip(last, 20);
-	assert_int_equal(rename(last, wrong), 0);
+	char wrong[4096];
+	misname_last(dir, wrong);
+	flip(wrong, 20);
 	char lost[NB] = {0};
 	memset(lost + 36, 1, NB - 36);
 	struct salvaged s = {.damage_lsn = NREC * 36 + 2, .damage_offset = 0,
@@ -779,22 +790,9 @@ static void interrupted_renames_converge(void **state)
 	snprintf(from, sizeof(from), "%s", seg_of(other, 12));
 	snprintf(to, sizeof(to), "%s", tu_segment_path(dir, 55));
 	assert_int_equal(rename(from, to), 0);
-	/* this log's last segment misnamed */
-	snprintf(from, sizeof(from), "%s", seg_of(dir, 36));
-	snprintf(to, sizeof(to), "%s", tu_segment_path(dir, NREC * 36 + 2));
-	assert_int_equal(rename(from, to), 0);
-	/* a segment of this log far beyond the rest */
-	size_t len;
-	uint8_t *h0 = slurp(seg_of(dir, 0), &len);
-	struct rl_seg_header h = {1ull << 50, rl_get64(h0 + 16), (1ull << 50) - 1, 0};
-	free(h0);
-	uint8_t hdr[RL_SEG_HEADER_BYTES];
-	rl_seg_header_encode(&h, hdr);
-	snprintf(to, sizeof(to), "%s", tu_segment_path(dir, 1ull << 50));
-	int fd = open(to, O_WRONLY | O_CREAT | O_EXCL, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
-	close(fd);
+	/* this log's last segment misnamed, and a segment of it far beyond the rest */
+	misname_last(dir, to);
+	header_only_segment(dir, 1ull << 50, 1ull << 50, to);
 
 	char lost[NB] = {0};
 	memset(lost + 36, 1, NB - 36);
@@ -844,21 +842,9 @@ static void far_claim_does_not_void_a_near_one(void **state)
 {
 	const char *dir = *state;
 	make_log(dir);
-	char last[4096], wrong[4096], odd[4096];
-	snprintf(last, sizeof(last), "%s", seg_of(dir, 36));
-	snprintf(wrong, sizeof(wrong), "%s", tu_segment_path(dir, NREC * 36 + 2));
-	assert_int_equal(rename(last, wrong), 0);
-	size_t len;
-	uint8_t *h0 = slurp(seg_of(dir, 0), &len);
-	struct rl_seg_header h = {1ull << 50, rl_get64(h0 + 16), (1ull << 50) - 1, 0};
-	free(h0);
-	uint8_t hdr[RL_SEG_HEADER_BYTES];
-	rl_seg_header_encode(&h, hdr);
-	snprintf(odd, sizeof(odd), "%s", tu_segment_path(dir, 500));
-	int fd = open(odd, O_WRONLY | O_CREAT | O_EXCL, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
-	close(fd);
+	char wrong[4096], odd[4096];
+	misname_last(dir, wrong);
+	header_only_segment(dir, 500, 1ull << 50, odd);
 	char lost[NB] = {0};
 	memset(lost + 36, 1, NB - 36);
 	struct salvaged s = {.damage_lsn = NREC * 36 + 2, .damage_offset = 0,

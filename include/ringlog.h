@@ -57,6 +57,19 @@ extern "C" {
 #define RINGLOG_MAX_BATCH_BYTES_LIMIT (256u << 20)
 /* Ceiling for options.pipeline_depth. */
 #define RINGLOG_MAX_PIPELINE_DEPTH 8u
+/* Ceiling for options.prepared_segments and options.recycle_segments. */
+#define RINGLOG_MAX_POOL_FILES 64u
+
+/* How segment files are written (options.io_mode). */
+enum ringlog_io_mode {
+	/* O_DIRECT where the filesystem accepts it, buffered writes elsewhere (tmpfs,
+	 * some network filesystems).  The default. */
+	RINGLOG_IO_AUTO = 0,
+	/* O_DIRECT or nothing: ringlog_open() fails with -EINVAL where it is refused. */
+	RINGLOG_IO_DIRECT = 1,
+	/* Buffered writes through the page cache. */
+	RINGLOG_IO_BUFFERED = 2,
+};
 
 /* Bytes a batch of `nrecs` records holding `data_bytes` bytes in all takes in the
  * log: a 32-byte frame header, a 4-byte length per record, the data, rounded up to
@@ -139,8 +152,9 @@ struct ringlog_options {
 	 * kernel refuses it (e.g. RLIMIT_MEMLOCK).  Default 0. */
 	uint32_t no_registered_buffer;
 	/* Group commits in flight at once, 1..RINGLOG_MAX_PIPELINE_DEPTH: each is a write
-	 * with its own linked fdatasync; they are acknowledged in order.  Default 1
-	 * (on buffered files, fdatasyncs of one file serialize in the kernel). */
+	 * with its own linked fdatasync; they are acknowledged in order.  A group whose
+	 * write shares a block with the one before it is submitted once that write has
+	 * completed.  Default RINGLOG_DEFAULT_PIPELINE_DEPTH. */
 	uint32_t pipeline_depth;
 	/* enum ringlog_recovery_mode: what open does with damage.  Default
 	 * RINGLOG_RECOVER_TOLERATE_TAIL. */
@@ -149,9 +163,25 @@ struct ringlog_options {
 	 * latency (ringlog_latency).  Costs one clock read per append and a few per
 	 * group (docs/profiling.md has the measured overhead).  Default 0. */
 	uint32_t profile;
-	uint32_t reserved_pad;
-	uint64_t reserved[11]; /* the struct is 128 bytes, for good */
+	/* enum ringlog_io_mode.  Default RINGLOG_IO_AUTO; ringlog_stats() tells what is
+	 * in use. */
+	uint32_t io_mode;
+	/* Segment files kept ready ahead by a helper thread, every block allocated and
+	 * written (zero-filled or recycled), so that appends never wait for block
+	 * allocation and a rotation is a header write and a rename.  0..
+	 * RINGLOG_MAX_POOL_FILES; 0: segments are created empty and grow as they are
+	 * written (slower: each fdatasync then commits allocation).  Default 2. */
+	uint32_t prepared_segments;
+	/* ringlog_truncate_before() keeps up to this many removed segment files in the
+	 * pool for reuse instead of deleting them (as RocksDB's recycle_log_file_num and
+	 * PostgreSQL's wal_recycle): no zero-filling for them, at the price of their
+	 * disk space.  0..RINGLOG_MAX_POOL_FILES; needs prepared_segments > 0.
+	 * Default 0. */
+	uint32_t recycle_segments;
+	uint64_t reserved[10]; /* the struct is 128 bytes, for good */
 };
+
+#define RINGLOG_DEFAULT_PIPELINE_DEPTH 4u
 
 /* One record, as returned by a reader. */
 struct ringlog_record {
@@ -235,7 +265,18 @@ struct ringlog_stats {
 	uint64_t durable_lsn;
 	uint64_t next_lsn;
 	uint64_t segment_first_lsn; /* first LSN of the segment being written */
-	uint64_t reserved[20];
+	uint64_t direct_io;	    /* 1: segments are written with O_DIRECT; 0: buffered */
+	uint64_t io_align;	    /* every write starts and ends at a multiple of this
+				     * (1 when buffered) */
+	uint64_t pipeline_depth;    /* group commits in flight at most */
+	uint64_t bytes_written;	    /* bytes written to segment files: more than `bytes`
+				     * when a group ends inside a block, which the next
+				     * group then writes again */
+	uint64_t segments_prepared; /* files zero-filled ahead by the preparer */
+	uint64_t segments_recycled; /* files reused after retention */
+	uint64_t rotation_waits;    /* rotations that waited for a prepared file */
+	uint64_t prepared_ready;    /* prepared files ready now */
+	uint64_t reserved[12];
 };
 
 /* Fill *out with the log's counters.  Cheap (no lock, no system call).  Returns 0. */

@@ -3,13 +3,23 @@
  *
  * A group is the run of frames published contiguously in the ring when the
  * consumer looks; it is written with one write from the registered ring buffer at
- * the segment's end, linked to an fdatasync.  Up to `pipeline_depth` groups are in
- * flight at once (concurrent fdatasyncs overlap on real devices), each covered by
- * its own fdatasync, and they are retired strictly in order.
+ * the segment's end, linked to an fdatasync.  The write is aligned (log->align): it
+ * starts at the block the group's first frame is in -- writing again, from the ring,
+ * the bytes of the previous group that share that block -- and ends at the end of
+ * the block its last frame ends in (the bytes after that frame are whatever the ring
+ * holds there; the next group writes them again).  A ring position and its file
+ * offset are congruent modulo the alignment (log->seg_delta), so the write is one
+ * aligned range of the ring and of the file: zero-copy O_DIRECT.
+ *
+ * Up to `pipeline_depth` groups are in flight at once, each covered by its own
+ * fdatasync, and they are retired strictly in order.  A group whose first block is
+ * the previous group's last is submitted only once that write has completed: two
+ * writes of one block in flight could land in either order.
  *
  * Loop:
- *   FILL     while fewer than pipeline_depth groups are in flight and the segment
- *            is below its cap: COLLECT a group and submit its write + fdatasync
+ *   FILL     while fewer than pipeline_depth groups are in flight, the segment has
+ *            room and no write of a shared block is in flight: COLLECT a group and
+ *            submit its write + fdatasync
  *   SLEEP    wait in io_uring for a completion, or (if FILL could take more) for a
  *            producer to signal the wake eventfd
  *   COMPLETE account a completion to its group: short write or cancelled sync ->
@@ -17,8 +27,10 @@
  *            error -> FAILED
  *   RETIRE   while the oldest group is complete: publish its durability, free its
  *            ring space
- *   ROTATE   once the segment reached its cap, no more groups go to it; when the
- *            last of them retires, start the next segment
+ *   ROTATE   once a published frame does not fit in the rest of the segment, no
+ *            more groups go to it; when the last of them retires, seal it (cut off
+ *            the prepared bytes after its last frame) and start the next segment
+ *            from a prepared file
  *   FAILED   latch the error, wake everyone, stop (fail-stop)
  */
 #include "log_internal.h"
@@ -38,17 +50,19 @@
 #define RL_MAX_RETRIES 64
 
 struct group {
-	uint64_t start;	  /* ring position of its first byte */
-	uint64_t end;	  /* ring position after its last byte (pads skipped included) */
-	uint32_t len;	  /* bytes to write, starting at start */
+	uint64_t start;	  /* ring position of its first frame */
+	uint64_t end;	  /* ring position after its last frame */
 	uint32_t batches; /* frames in it */
 	uint64_t records;
 	uint64_t last_lsn; /* LSN of its last record */
 	uint32_t last_crc; /* CRC of its last frame */
-	/* in flight */
+	/* The write: ring [wpos, wpos + wlen), aligned, to the file at file_off. */
+	uint64_t wpos;
+	uint32_t wlen;
 	int fd;		   /* segment file it goes to */
-	uint64_t file_off; /* where in it */
-	uint32_t done;	   /* bytes known written */
+	uint64_t file_off; /* file offset of wpos */
+	uint32_t done;	   /* bytes of wlen known written */
+	uint32_t from;	   /* where the write in flight started (done rounded down) */
 	unsigned pending;  /* completions outstanding */
 	unsigned retries;  /* no-progress resubmissions */
 	int synced;	   /* an fdatasync issued after `done` reached len completed */
@@ -89,22 +103,24 @@ void rl_log_fail(struct ringlog *log, int err, const char *msg)
 	}
 }
 
-/* COLLECT: the longest run of published frames at log->scan that is contiguous in
- * memory.  Returns 0 if there is none (leading pads are skipped all the same). */
-static int collect(struct ringlog *log, struct group *g)
+/*
+ * COLLECT: the longest run of published frames at log->scan that fits in the
+ * segment.  A batch never straddles segments: a frame that does not fit in the rest
+ * of this one sets *full and waits for the next, unless the segment holds no frame
+ * (`seg_empty`): a batch larger than a segment then has one of its own.  Returns 0
+ * if there is no frame to take.
+ */
+static int collect(struct ringlog *log, struct group *g, int seg_empty, int *full)
 {
 	struct rl_ring *r = &log->ring;
-	int is_pad;
 	uint32_t len;
 	memset(g, 0, sizeof(*g));
 	g->start = log->scan;
-	while ((len = rl_ring_peek(r, log->scan, &is_pad)) != 0) {
-		if (is_pad) {
-			if (g->len)
-				break; /* the group ends at the end of the buffer */
-			log->scan += len;
-			g->start = log->scan;
-			continue;
+	while ((len = rl_ring_peek(r, log->scan)) != 0) {
+		if (log->scan + len + log->seg_delta > log->opts.segment_bytes &&
+		    !(seg_empty && g->batches == 0)) {
+			*full = 1;
+			break;
 		}
 		const uint8_t *f = rl_ring_at(r, log->scan);
 		if (!g->first_lsn)
@@ -113,21 +129,26 @@ static int collect(struct ringlog *log, struct group *g)
 		g->last_crc = rl_get32(f + 4);
 		g->batches++;
 		g->records += rl_get32(f + 12);
-		g->len += len;
 		log->scan += len;
-		if ((log->scan & r->mask) == 0)
-			break; /* the next frame starts at the buffer's beginning */
+		/* One write moves at most half the ring (and stays far below 4 GiB). */
+		if (log->scan - g->start >= r->capacity / 2)
+			break;
 	}
 	g->end = log->scan;
-	if (g->len) {
-		/* Frames are taken in ring order, so sequence numbers follow on. */
-		g->t.first_seq = log->profile.consumer_seq;
-		g->t.batches = g->batches;
-		log->profile.consumer_seq += g->batches;
-		if (log->profile.on)
-			g->t.taken = rl_now_ns();
-	}
-	return g->len != 0;
+	if (!g->batches)
+		return 0;
+	uint64_t a = log->align;
+	g->wpos = g->start / a * a;
+	g->wlen = (uint32_t)((g->end + a - 1) / a * a - g->wpos);
+	g->fd = log->seg.fd;
+	g->file_off = g->wpos + log->seg_delta;
+	/* Frames are taken in ring order, so sequence numbers follow on. */
+	g->t.first_seq = log->profile.consumer_seq;
+	g->t.batches = g->batches;
+	log->profile.consumer_seq += g->batches;
+	if (log->profile.on)
+		g->t.taken = rl_now_ns();
+	return 1;
 }
 
 static int retryable(int res)
@@ -136,13 +157,16 @@ static int retryable(int res)
 }
 
 /* Submit what group `g` (pipeline slot `tag`) still needs: the write of its missing
- * bytes with a linked fdatasync, or the fdatasync alone.  Returns 0 or -errno. */
+ * bytes (from the block the written part ends in) with a linked fdatasync, or the
+ * fdatasync alone.  Returns 0 or -errno. */
 static int submit_group(struct ringlog *log, struct group *g, unsigned tag)
 {
-	const uint8_t *src = rl_ring_at(&log->ring, g->start);
-	int need_write = g->done < g->len;
-	int err = need_write ? rl_io_write_sync(&log->io, g->fd, src + g->done, g->len - g->done,
-						g->file_off + g->done, 1, tag)
+	int need_write = g->done < g->wlen;
+	g->from = g->done / log->align * log->align;
+	const uint8_t *src = rl_ring_at(&log->ring, g->wpos) + g->from;
+	uint32_t len = g->wlen - g->from;
+	int err = need_write ? rl_io_write_sync(&log->io, g->fd, src, len, g->file_off + g->from, 1,
+						tag)
 			     : rl_io_sync(&log->io, g->fd, tag);
 	if (err) {
 		g->what = "io_uring submit";
@@ -152,8 +176,9 @@ static int submit_group(struct ringlog *log, struct group *g, unsigned tag)
 	g->synced = 0;
 	if (log->profile.on && !g->t.submitted)
 		g->t.submitted = rl_now_ns();
-	RL_PROBE_GROUP_SUBMIT(g->first_lsn, g->last_lsn, g->len - g->done, g->file_off + g->done);
+	RL_PROBE_GROUP_SUBMIT(g->first_lsn, g->last_lsn, need_write ? len : 0, g->file_off + g->from);
 	rl_count(&log->st_writes, (uint64_t)need_write);
+	rl_count(&log->st_bytes_written, need_write ? len : 0);
 	rl_count(&log->st_fdatasyncs, 1);
 	return 0;
 }
@@ -168,12 +193,12 @@ static void complete_one(struct ringlog *log, struct group *g, enum rl_io_op op,
 		RL_PROBE_WRITE_DONE(g->last_lsn, res, now ? now - g->t.submitted : 0);
 	} else {
 		g->t.sync_done = now;
-		RL_PROBE_SYNC_DONE(g->last_lsn, res, now ? now - g->t.write_done : 0, g->len);
+		RL_PROBE_SYNC_DONE(g->last_lsn, res, now ? now - g->t.write_done : 0, g->wlen);
 	}
 	if (op == RL_IO_WRITE) {
-		assert(res <= (int)(g->len - g->done));
+		assert(res <= (int)(g->wlen - g->from));
 		if (res > 0) {
-			g->done += (uint32_t)res;
+			g->done = g->from + (uint32_t)res;
 		} else if (res == 0 || retryable(res)) {
 			g->retries++; /* no progress: resubmit, within the bound */
 		} else if (!g->fatal) {
@@ -200,7 +225,7 @@ static int settle(struct ringlog *log, struct group *g, unsigned tag)
 {
 	if (g->fatal)
 		return g->fatal;
-	if (g->done == g->len && g->synced) {
+	if (g->done == g->wlen && g->synced) {
 		g->complete = 1;
 		return 0;
 	}
@@ -209,7 +234,7 @@ static int settle(struct ringlog *log, struct group *g, unsigned tag)
 	 * completed but whose fdatasync did not: resubmit the fdatasync. */
 	rl_count(&log->st_retries, 1);
 	if (g->retries > RL_MAX_RETRIES) {
-		g->what = g->done < g->len ? "write (no progress after retries)"
+		g->what = g->done < g->wlen ? "write (no progress after retries)"
 					   : "fdatasync (retried too often)";
 		return -EIO;
 	}
@@ -232,12 +257,12 @@ void rl_wake_waiters(struct ringlog *log, uint64_t from, uint64_t to)
 /* DURABLE: the one place durable_lsn moves. */
 static void publish_durable(struct ringlog *log, const struct group *g)
 {
-	log->seg.size += g->len;
+	log->seg.size = g->end + log->seg_delta;
 	log->seg.last_crc = g->last_crc;
 	rl_count(&log->st_groups, 1);
 	rl_count(&log->st_batches, g->batches);
 	rl_count(&log->st_records, g->records);
-	rl_count(&log->st_bytes, g->len);
+	rl_count(&log->st_bytes, g->end - g->start);
 	uint64_t before = atomic_load_explicit(&log->durable_lsn, memory_order_relaxed);
 	atomic_store_explicit(&log->durable_lsn, g->last_lsn, memory_order_seq_cst);
 	rl_wake_waiters(log, before, g->last_lsn);
@@ -249,29 +274,59 @@ static void publish_durable(struct ringlog *log, const struct group *g)
 	}
 }
 
-/* ROTATE: close the full segment (all of it is durable) and start the next one,
- * named by the next LSN.  Returns 0 or -errno. */
-static int rotate(struct ringlog *log, uint64_t next_lsn, char *msg, size_t msg_len)
+int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos)
 {
 	struct rl_seg_header h = {
-	    .first_lsn = next_lsn,
+	    .first_lsn = first_lsn,
 	    .log_id = log->log_id,
-	    .prev_last_lsn = next_lsn - 1,
-	    .prev_tail_crc = log->seg.last_crc,
+	    .prev_last_lsn = first_lsn - 1,
+	    .prev_tail_crc = prev_crc,
 	};
-	struct rl_segment next;
-	uint64_t t0 = rl_now_ns();
-	int err = rl_seg_create(log->dir_fd, &h, &next);
-	RL_PROBE_ROTATE(next_lsn, log->seg.size, rl_now_ns() - t0);
-	if (err) {
-		snprintf(msg, msg_len, "creating segment %020" PRIu64 ".rlog: %s", next_lsn,
-			 strerrordesc_np(-err));
-		return err;
+	/* The first frame goes where its file offset is congruent to `pos`, after a pad
+	 * that leaves the header's block to the header. */
+	uint64_t a = log->align;
+	uint32_t data_off = a > 1 ? (uint32_t)((RL_SEG_HEADER_BYTES + RL_FRAME_HEADER_BYTES + a - 1) /
+					       a * a + pos % a)
+				  : RL_SEG_HEADER_BYTES;
+	char pool_name[RL_POOL_NAME_MAX];
+	const char *from = NULL;
+	if (log->pool.started) {
+		int waited;
+		int err = rl_pool_take(&log->pool, first_lsn, pool_name, &waited);
+		if (err)
+			return err;
+		from = pool_name;
 	}
-	close(log->seg.fd);
-	log->seg = next;
+	int direct = log->direct;
+	struct rl_segment seg;
+	int err = rl_seg_start(log->dir_fd, from, &h, data_off, &direct, (uint32_t)a, &seg);
+	if (err)
+		return err;
+	if (direct != log->direct) {
+		close(seg.fd);
+		return rl_fail(-EINVAL, "segment %020" PRIu64 ".rlog refused O_DIRECT", first_lsn);
+	}
+	log->seg = seg;
+	log->seg_delta = seg.size - pos;
+	atomic_store_explicit(&log->st_segment_first_lsn, first_lsn, memory_order_relaxed);
+	return 0;
+}
+
+/* ROTATE: seal the full segment (all of it is durable) and start the next one,
+ * named by the next LSN.  Returns 0 or -errno with ringlog_last_error() set. */
+static int rotate(struct ringlog *log)
+{
+	uint64_t t0 = rl_now_ns();
+	struct rl_segment old = log->seg;
+	int err = rl_seg_seal(&old);
+	if (!err)
+		err = rl_start_segment(log, atomic_load(&log->durable_lsn) + 1, old.last_crc,
+				       log->scan);
+	RL_PROBE_ROTATE(log->seg.first_lsn, old.size, rl_now_ns() - t0);
+	if (err)
+		return err;
+	close(old.fd);
 	rl_count(&log->st_rotations, 1);
-	atomic_store_explicit(&log->st_segment_first_lsn, next.first_lsn, memory_order_relaxed);
 	return 0;
 }
 
@@ -281,7 +336,7 @@ static void fail_group(struct ringlog *log, const struct group *g, int err)
 	snprintf(msg, sizeof(msg),
 		 "%s of %" PRIu32 " bytes at offset %" PRIu64 " of %020" PRIu64
 		 ".rlog failed: %s; LSNs after %" PRIu64 " are not acknowledged",
-		 g->what, g->len, g->file_off, log->seg.first_lsn, strerrordesc_np(-err),
+		 g->what, g->wlen, g->file_off, log->seg.first_lsn, strerrordesc_np(-err),
 		 atomic_load(&log->durable_lsn));
 	rl_log_fail(log, err, msg);
 }
@@ -290,9 +345,23 @@ static void fail_group(struct ringlog *log, const struct group *g, int err)
 struct pipeline {
 	struct group g[RL_MAX_PIPELINE_DEPTH];
 	unsigned head, count;
-	uint64_t submitted; /* segment offset after the last group submitted */
-	int wake_armed;	    /* the wake eventfd read is queued */
+	int seg_full;	/* a published frame does not fit in the segment: rotate */
+	int seg_empty;	/* no group went to the segment yet */
+	int wake_armed; /* the wake eventfd read is queued */
 };
+
+/* Whether FILL may take another group now. */
+static int can_fill(const struct ringlog *log, const struct pipeline *p)
+{
+	if (p->count >= log->opts.pipeline_depth || p->seg_full)
+		return 0;
+	if (p->count == 0)
+		return 1;
+	/* The next group's first block is the last one's if that ends inside a block:
+	 * it must wait until that write is complete. */
+	const struct group *last = &p->g[(p->head + p->count - 1) % RL_MAX_PIPELINE_DEPTH];
+	return last->end % log->align == 0 || last->done == last->wlen;
+}
 
 /* FAILED: wait for whatever is still in flight before the ring is torn down, so no
  * write of this instance can land after a reopen has cut or rewritten the file. */
@@ -320,19 +389,15 @@ static void drain(struct ringlog *log, struct pipeline *p)
 
 static void run(struct ringlog *log)
 {
-	struct pipeline p = {.submitted = log->seg.size};
-	unsigned depth = log->opts.pipeline_depth;
-	char msg[256];
+	struct pipeline p = {.seg_empty = log->seg_empty};
 	for (;;) {
 		/* FILL */
-		while (p.count < depth && p.submitted < log->opts.segment_bytes) {
+		while (can_fill(log, &p)) {
 			unsigned tag = (p.head + p.count) % RL_MAX_PIPELINE_DEPTH;
 			struct group *g = &p.g[tag];
-			if (!collect(log, g))
+			if (!collect(log, g, p.seg_empty, &p.seg_full))
 				break;
-			g->fd = log->seg.fd;
-			g->file_off = p.submitted;
-			p.submitted += g->len;
+			p.seg_empty = 0;
 			p.count++;
 			int err = submit_group(log, g, tag);
 			if (err) {
@@ -341,32 +406,28 @@ static void run(struct ringlog *log)
 			}
 		}
 		if (p.count == 0) {
-			if (p.submitted >= log->opts.segment_bytes) {
+			if (p.seg_full) {
 				/* ROTATE.  A batch never straddles segments: no group goes
-				 * to a segment once it reached the cap, and the next one is
+				 * to a segment once a frame did not fit, and the next one is
 				 * started only after the last of them is durable. */
-				int err = rotate(log, atomic_load(&log->durable_lsn) + 1, msg,
-						 sizeof(msg));
+				int err = rotate(log);
 				if (err) {
-					rl_log_fail(log, err, msg);
+					rl_log_fail(log, err, ringlog_last_error());
 					goto out;
 				}
-				p.submitted = log->seg.size;
+				p.seg_full = 0;
+				p.seg_empty = 1;
 				continue;
 			}
-			/* Free skipped pads right away: producers may wait for that space. */
-			if (log->scan !=
-			    atomic_load_explicit(&log->ring.tail, memory_order_relaxed))
-				rl_ring_release(&log->ring, log->scan);
 			/* Appends have all returned before close (the API contract), so an
 			 * empty ring at close means everything queued is durable. */
 			if (atomic_load(&log->closing))
 				goto out;
 		}
 
-		/* SLEEP.  With room in the pipeline, also wake for new work: announce the
+		/* SLEEP.  When FILL could take more, also wake for new work: announce the
 		 * sleep before every wait (a completion clears the announcement). */
-		if (p.count < depth && p.submitted < log->opts.segment_bytes) {
+		if (can_fill(log, &p)) {
 			if (!rl_ring_prepare_sleep(&log->ring, log->scan, &log->closing)) {
 				if (p.count == 0 || !atomic_load(&log->closing))
 					continue; /* work arrived, or closing with nothing in flight
@@ -420,7 +481,9 @@ static void run(struct ringlog *log)
 				g->t.woken = rl_now_ns();
 				rl_profile_group(&log->profile, &g->t);
 			}
-			rl_ring_release(&log->ring, g->end);
+			/* Keep the written part of its last block: the next group writes it
+			 * again. */
+			rl_ring_release(&log->ring, g->end / log->align * log->align);
 			g->complete = 0;
 			p.head = (p.head + 1) % RL_MAX_PIPELINE_DEPTH;
 			p.count--;
@@ -433,7 +496,7 @@ out:
 void *rl_consumer_main(void *arg)
 {
 	struct ringlog *log = arg;
-	log->start_err = rl_io_init(&log->io, log->ring.buf, log->ring.capacity,
+	log->start_err = rl_io_init(&log->io, log->ring.buf, 2 * log->ring.capacity,
 				    (int)log->opts.no_registered_buffer);
 	sem_post(&log->started);
 	if (log->start_err)

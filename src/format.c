@@ -1,22 +1,25 @@
 /*
- * The ringlog on-disk format (version 1).  All integers are little-endian.
+ * The ringlog on-disk format (version 2; version 1 is the same without pads, and is
+ * read as well).  All integers are little-endian.
  *
  * A log is a directory.  Its segments are files named by the LSN of their first
  * record as 20 decimal digits plus ".rlog" ("00000000000000000001.rlog").  Other
- * files (and the LOCK file) are ignored by recovery and readers.
+ * files (the LOCK file, pool files being prepared or ready for reuse) are ignored by
+ * recovery and readers.
  *
- * Segment = a 64-byte header, then frames back to back, each a multiple of 8 bytes.
+ * Segment = a 64-byte header, then entries back to back, each a multiple of 8 bytes:
+ * frames (one batch each), holes (LSNs lost to damage) and pads (bytes skipped).
  *
  *   Segment header
  *   off size field
  *     0    4 magic          "RLSG" (0x47534c52)
- *     4    2 version        1
+ *     4    2 version        2 (1: written before pads existed)
  *     6    2 header_bytes   64
  *     8    8 first_lsn      LSN of the first record in this segment (= the name)
  *    16    8 log_id         random, chosen when the log was created; every
  *                           segment and frame of the log carries it
  *    24    8 prev_last_lsn  last LSN of the previous segment (first_lsn - 1)
- *    32    4 prev_tail_crc  crc field of the previous segment's last frame, 0 if none
+ *    32    4 prev_tail_crc  crc field of the previous segment's last entry, 0 if none
  *    36   24 reserved       zero
  *    60    4 header_crc     CRC32C of bytes 0..59
  *
@@ -32,22 +35,23 @@
  *    32    . records        nrecs times { u32 len; u8 data[len] }, then 0..7 zero
  *                           bytes of padding up to frame_len
  *
- *   Hole frame (LSNs lost to damage; written only by salvage recovery)
+ *   Hole (LSNs lost to damage; written only by salvage recovery) and
+ *   pad (bytes the writer skipped to align its direct I/O; no LSN)
  *   off size field
- *     0    4 magic          "RLHL" (0x4c484c52)
+ *     0    4 magic          hole "RLHL" (0x4c484c52), pad "RLPD" (0x44504c52)
  *     4    4 crc            CRC32C of bytes 8 .. 31 (the header only)
- *     8    4 frame_len      bytes the hole covers, header included: a multiple
+ *     8    4 frame_len      bytes the entry covers, header included: a multiple
  *                           of 8, at least 32
- *    12    4 nrecs          LSNs the hole stands for (0 or more); no record of
- *                           them survives
- *    16    8 first_lsn      the first of them
+ *    12    4 nrecs          hole: LSNs it stands for (0 or more), no record of
+ *                           them survives; pad: 0
+ *    16    8 first_lsn      the first of them; for a pad, the LSN due there
  *    24    8 log_id         the segment header's log_id
- *    32    . whatever was there (damaged bytes, left in place); never read
+ *    32    . whatever was there; never read
  *
- * A hole is valid if its magic matches, frame_len is a multiple of 8 and at least
- * 32, off + frame_len <= the file size, log_id and first_lsn obey the same rules as
- * a frame's (nrecs may be 0), and the CRC matches.  It advances the expected LSN by
- * nrecs like a frame, and its CRC field chains like a frame's.
+ * A hole or pad is valid if its magic matches, frame_len is a multiple of 8 and at
+ * least 32, off + frame_len <= the file size, log_id and first_lsn obey the same rules
+ * as a frame's (nrecs may be 0; a pad's must be 0), and the CRC matches.  It advances
+ * the expected LSN by nrecs like a frame, and its CRC field chains like a frame's.
  *
  * A frame at offset `off` of a segment is valid if and only if: its magic matches;
  * 32 + 4 * nrecs <= frame_len, frame_len is a multiple of 8, at most RL_FRAME_MAX_BYTES
@@ -103,8 +107,8 @@ int rl_seg_header_decode(const uint8_t in[RL_SEG_HEADER_BYTES], struct rl_seg_he
 {
 	if (rl_get32(in) != RL_SEG_MAGIC)
 		return -EBADMSG;
-	if ((in[4] | in[5] << 8) != RL_FORMAT_VERSION ||
-	    (in[6] | in[7] << 8) != RL_SEG_HEADER_BYTES)
+	unsigned version = in[4] | in[5] << 8;
+	if (version < 1 || version > RL_FORMAT_VERSION || (in[6] | in[7] << 8) != RL_SEG_HEADER_BYTES)
 		return -EBADMSG;
 	if (rl_get32(in + 60) != rl_crc32c(in, 60))
 		return -EBADMSG;
@@ -134,14 +138,33 @@ uint32_t rl_frame_seal(uint8_t *frame)
 	return crc;
 }
 
-uint32_t rl_hole_encode(uint8_t out[RL_FRAME_HEADER_BYTES], uint32_t frame_len, uint32_t nrecs,
-			uint64_t first_lsn, uint64_t log_id)
+static uint32_t skip_encode(uint8_t out[RL_FRAME_HEADER_BYTES], uint32_t magic, uint32_t frame_len,
+			    uint32_t nrecs, uint64_t first_lsn, uint64_t log_id)
 {
-	rl_put32(out, RL_HOLE_MAGIC);
+	rl_put32(out, magic);
 	rl_frame_header_fill(out, frame_len, nrecs, first_lsn, log_id);
 	uint32_t crc = rl_crc32c(out + 8, RL_FRAME_HEADER_BYTES - 8);
 	rl_put32(out + 4, crc);
 	return crc;
+}
+
+uint32_t rl_hole_encode(uint8_t out[RL_FRAME_HEADER_BYTES], uint32_t frame_len, uint32_t nrecs,
+			uint64_t first_lsn, uint64_t log_id)
+{
+	return skip_encode(out, RL_HOLE_MAGIC, frame_len, nrecs, first_lsn, log_id);
+}
+
+uint32_t rl_pad_encode(uint8_t out[RL_FRAME_HEADER_BYTES], uint32_t frame_len, uint64_t lsn,
+		       uint64_t log_id)
+{
+	return skip_encode(out, RL_PAD_MAGIC, frame_len, 0, lsn, log_id);
+}
+
+int rl_frame_is_from(const uint8_t *hdr, uint64_t log_id, uint64_t lsn)
+{
+	uint32_t magic = rl_get32(hdr);
+	return (magic == RL_FRAME_MAGIC || magic == RL_HOLE_MAGIC || magic == RL_PAD_MAGIC) &&
+	       rl_get64(hdr + 24) == log_id && rl_get64(hdr + 16) >= lsn;
 }
 
 /* LSN rules shared by frames and holes. */
@@ -162,6 +185,7 @@ static void read_header(const uint8_t *hdr, struct rl_frame_info *info)
 	info->nrecs = rl_get32(hdr + 12);
 	info->first_lsn = rl_get64(hdr + 16);
 	info->hole = 0;
+	info->pad = 0;
 }
 
 static enum rl_frame_status check_hole(const uint8_t *hdr, uint64_t expect_lsn, uint64_t log_id,
@@ -169,7 +193,9 @@ static enum rl_frame_status check_hole(const uint8_t *hdr, uint64_t expect_lsn, 
 {
 	read_header(hdr, info);
 	info->hole = 1;
-	if (info->frame_len % RL_FRAME_ALIGN != 0 || info->frame_len < RL_FRAME_HEADER_BYTES)
+	info->pad = rl_get32(hdr) == RL_PAD_MAGIC;
+	if (info->frame_len % RL_FRAME_ALIGN != 0 || info->frame_len < RL_FRAME_HEADER_BYTES ||
+	    (info->pad && info->nrecs != 0))
 		return RL_FRAME_BAD_LENGTH;
 	if (rl_get64(hdr + 24) != log_id)
 		return RL_FRAME_BAD_LOG_ID;
@@ -185,7 +211,7 @@ enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_l
 					   struct rl_frame_info *info)
 {
 	uint32_t magic = rl_get32(hdr);
-	if (magic == RL_HOLE_MAGIC)
+	if (magic == RL_HOLE_MAGIC || magic == RL_PAD_MAGIC)
 		return check_hole(hdr, expect_lsn, log_id, info);
 	if (magic != RL_FRAME_MAGIC) {
 		/* Zeroes where a frame would start: nothing was written here. */

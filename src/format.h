@@ -11,7 +11,8 @@
 #define RL_SEG_MAGIC 0x47534c52u   /* "RLSG" little-endian */
 #define RL_FRAME_MAGIC 0x52464c52u /* "RLFR" little-endian */
 #define RL_HOLE_MAGIC 0x4c484c52u  /* "RLHL" little-endian: LSNs lost to damage */
-#define RL_FORMAT_VERSION 1u
+#define RL_PAD_MAGIC 0x44504c52u   /* "RLPD" little-endian: bytes to skip, no LSN */
+#define RL_FORMAT_VERSION 2u	    /* written; version 1 (no pads) is read too */
 #define RL_SEG_HEADER_BYTES 64u
 #define RL_FRAME_HEADER_BYTES 32u
 #define RL_FRAME_ALIGN 8u
@@ -48,7 +49,8 @@ struct rl_frame_info {
 	uint32_t nrecs;	    /* records; for a hole, the LSNs it stands for (may be 0) */
 	uint64_t first_lsn;
 	uint32_t crc;
-	uint32_t hole; /* 1: a hole frame (written by salvage recovery), no records */
+	uint32_t hole; /* 1: no records (a hole frame written by salvage, or a pad) */
+	uint32_t pad;  /* 1: a pad (bytes the writer skipped), also hole = 1 */
 };
 
 static inline uint64_t rl_align_frame(uint64_t n)
@@ -76,6 +78,17 @@ uint32_t rl_frame_seal(uint8_t *frame);
  * its CRC (the chain value of the hole when it is a segment's last frame). */
 uint32_t rl_hole_encode(uint8_t out[RL_FRAME_HEADER_BYTES], uint32_t frame_len, uint32_t nrecs,
 			uint64_t first_lsn, uint64_t log_id);
+
+/* Encode a pad's 32-byte header: the entry covers `frame_len` bytes (>= 32, a multiple
+ * of 8) from where it starts, holds no record, and stands at LSN `lsn` (the one due
+ * there).  Returns its CRC. */
+uint32_t rl_pad_encode(uint8_t out[RL_FRAME_HEADER_BYTES], uint32_t frame_len, uint64_t lsn,
+		       uint64_t log_id);
+
+/* Whether the 32 bytes at `hdr` are a frame, hole or pad header of log `log_id` whose
+ * first LSN is at least `lsn`: written by this log at or after that LSN (used to tell
+ * a torn tail from stale bytes after it).  Checks no CRC. */
+int rl_frame_is_from(const uint8_t *hdr, uint64_t log_id, uint64_t lsn);
 
 /*
  * Check the frame at `buf`, of which `avail` bytes are readable.  When

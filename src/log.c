@@ -22,7 +22,9 @@
 #define RL_DEFAULT_SEGMENT_BYTES (64ull << 20)
 #define RL_DEFAULT_RING_BYTES (16u << 20)
 #define RL_DEFAULT_MAX_BATCH_BYTES (1u << 20)
-#define RL_MAX_RING_BYTES (1u << 30) /* a registered buffer's limit */
+/* The ring is registered mapped twice: a registered buffer holds at most 1 GiB. */
+#define RL_MAX_RING_BYTES (1u << 29)
+#define RL_DEFAULT_PREPARED_SEGMENTS 2u
 #define RL_MIN_SEGMENT_BYTES 4096u
 #define RL_MIN_MAX_BATCH_BYTES 64u
 
@@ -33,7 +35,8 @@ RINGLOG_API void ringlog_options_init(struct ringlog_options *opts)
 	opts->ring_bytes = RL_DEFAULT_RING_BYTES;
 	opts->max_batch_bytes = RL_DEFAULT_MAX_BATCH_BYTES;
 	opts->create_if_missing = 1;
-	opts->pipeline_depth = 1;
+	opts->pipeline_depth = RINGLOG_DEFAULT_PIPELINE_DEPTH;
+	opts->prepared_segments = RL_DEFAULT_PREPARED_SEGMENTS;
 }
 
 static uint64_t pow2_at_least(uint64_t v)
@@ -50,9 +53,17 @@ static int check_options(const struct ringlog_options *o)
 		if (o->reserved[i])
 			return rl_fail(-EINVAL, "options: reserved fields must be zero "
 						"(fill the struct with ringlog_options_init())");
-	if (o->reserved_pad)
-		return rl_fail(-EINVAL, "options: reserved fields must be zero "
-					"(fill the struct with ringlog_options_init())");
+	if (o->io_mode > RINGLOG_IO_BUFFERED)
+		return rl_fail(-EINVAL, "options: unknown io_mode %u", o->io_mode);
+	if (o->prepared_segments > RINGLOG_MAX_POOL_FILES ||
+	    o->recycle_segments > RINGLOG_MAX_POOL_FILES)
+		return rl_fail(-EINVAL,
+			       "options: prepared_segments %u and recycle_segments %u must be at "
+			       "most %u",
+			       o->prepared_segments, o->recycle_segments, RINGLOG_MAX_POOL_FILES);
+	if (o->recycle_segments && !o->prepared_segments)
+		return rl_fail(-EINVAL, "options: recycle_segments needs prepared_segments > 0 "
+					"(recycled files go to the pool of prepared segments)");
 	if (o->recovery_mode > RL_RECOVER_MODE_LAST)
 		return rl_fail(-EINVAL, "options: unknown recovery_mode %u", o->recovery_mode);
 	if (o->pipeline_depth < 1 || o->pipeline_depth > RINGLOG_MAX_PIPELINE_DEPTH)
@@ -98,7 +109,7 @@ static int open_dir(const char *dir, int create)
 	char *slash = strrchr(parent, '/');
 	const char *pdir = slash ? (slash == parent ? "/" : (*slash = '\0', parent)) : ".";
 	int pfd = open(pdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int err = pfd < 0 ? -errno : rl_dir_fsync(pfd);
+	int err = pfd < 0 ? -errno : rl_dir_sync(pfd);
 	if (pfd >= 0)
 		close(pfd);
 	free(parent);
@@ -122,8 +133,92 @@ static int lock_dir(int dir_fd, const char *dir)
 	return fd;
 }
 
+/*
+ * Decide how segments are written: O_DIRECT where the filesystem takes it (probed on
+ * the LOCK file, a regular file in the log directory) unless io_mode says buffered,
+ * and the alignment of every write.  Returns 0 or -errno.
+ */
+static int choose_io(struct ringlog *log, const char *dir)
+{
+	log->direct = 0;
+	log->align = 1;
+	if (log->opts.io_mode == RINGLOG_IO_BUFFERED)
+		return 0;
+	int fd = rl_file_open(log->dir_fd, "LOCK", O_RDONLY | O_DIRECT);
+	if (fd == -EINVAL) {
+		if (log->opts.io_mode == RINGLOG_IO_DIRECT)
+			return rl_fail(-EINVAL,
+				       "the filesystem of %s refuses O_DIRECT, which io_mode "
+				       "RINGLOG_IO_DIRECT requires (use RINGLOG_IO_AUTO to fall back "
+				       "to buffered writes)",
+				       dir);
+		return 0;
+	}
+	if (fd < 0)
+		return rl_fail(fd, "opening %s/LOCK to probe O_DIRECT", dir);
+	log->direct = 1;
+	log->align = rl_file_dio_align(fd);
+	close(fd);
+	return 0;
+}
+
+/* Round v up to a multiple of a. */
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+/*
+ * Set up the ring and the segment the consumer starts in.  A new log gets its first
+ * segment; otherwise appends continue the last one at its end E: ring positions start
+ * at E modulo the alignment, and the written part of E's block is copied into the
+ * ring before them, so the first group writes that block again unchanged.
+ */
+static int start_writing(struct ringlog *log, struct rl_recovered *rec, const char *dir)
+{
+	uint64_t a = log->align;
+	uint64_t end = rec->empty ? 0 : rec->last.size;
+	uint64_t pos = end % a;
+	uint64_t bytes = log->opts.ring_bytes;
+	if (bytes < 2ull * log->opts.max_batch_bytes)
+		bytes = 2ull * log->opts.max_batch_bytes;
+	if (bytes < log->opts.max_batch_bytes + 2 * a)
+		bytes = log->opts.max_batch_bytes + 2 * a;
+	int err = rl_ring_init(&log->ring, bytes, rec->next_lsn, pos, 0);
+	if (err)
+		return rl_fail(err, "allocating the %" PRIu64 "-byte submission ring", bytes);
+	log->scan = pos;
+	if (rec->empty) {
+		log->seg.fd = -1;
+		err = rl_start_segment(log, 1, 0, pos);
+		log->seg_empty = 1;
+		return err ? rl_fail(err, "creating the first segment in %s: %s", dir,
+				     ringlog_last_error())
+			   : 0;
+	}
+	char name[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(name, rec->last.first_lsn);
+	if (pos) {
+		ssize_t got = rl_file_pread(rec->last.fd, rl_ring_at(&log->ring, 0), pos, end - pos);
+		if (got != (ssize_t)pos)
+			return rl_fail(got < 0 ? (int)got : -EIO,
+				       "reading the last block of %s before appending to it", name);
+	}
+	int direct = log->direct;
+	int fd = rl_file_open_rw(log->dir_fd, name, 0, &direct, 0);
+	if (fd < 0)
+		return rl_fail(fd, "opening %s for appending", name);
+	close(rec->last.fd);
+	rec->last.fd = fd;
+	log->seg = rec->last;
+	log->seg_delta = end - pos;
+	log->seg_empty = end <= RL_SEG_HEADER_BYTES;
+	return 0;
+}
+
 static void free_log(struct ringlog *log)
 {
+	rl_pool_stop(&log->pool);
 	if (log->seg.fd >= 0)
 		close(log->seg.fd);
 	if (log->event_fd >= 0)
@@ -179,39 +274,23 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 	if (err)
 		goto fail;
 	log->log_id = rec.log_id;
-	if (rec.empty) {
-		struct rl_seg_header h = {.first_lsn = 1, .log_id = rec.log_id};
-		err = rl_seg_create(log->dir_fd, &h, &log->seg);
-		if (err) {
-			err = rl_fail(err, "creating the first segment in %s", dir);
-			goto fail;
-		}
-	} else {
-		log->seg = rec.last;
-		if (log->seg.size >= opts->segment_bytes) {
-			struct rl_seg_header h = {.first_lsn = rec.next_lsn,
-						  .log_id = rec.log_id,
-						  .prev_last_lsn = rec.next_lsn - 1,
-						  .prev_tail_crc = rec.last.last_crc};
-			struct rl_segment next;
-			err = rl_seg_create(log->dir_fd, &h, &next);
-			if (err) {
-				err = rl_fail(err, "creating segment %020" PRIu64 ".rlog in %s",
-					      rec.next_lsn, dir);
-				goto fail;
-			}
-			close(log->seg.fd);
-			log->seg = next;
-		}
+	err = choose_io(log, dir);
+	if (!err && opts->prepared_segments) {
+		uint64_t file_bytes = round_up(opts->segment_bytes, log->align > 4096 ? log->align : 4096);
+		err = rl_pool_start(&log->pool, log->dir_fd, file_bytes, log->direct, log->align,
+				    opts->prepared_segments,
+				    opts->prepared_segments + opts->recycle_segments, rec.next_lsn);
+	}
+	if (!err)
+		err = start_writing(log, &rec, dir);
+	if (err) {
+		if (!rec.empty && rec.last.fd >= 0 && rec.last.fd != log->seg.fd)
+			close(rec.last.fd);
+		goto fail;
 	}
 	atomic_init(&log->durable_lsn, rec.next_lsn - 1);
 	atomic_init(&log->st_segment_first_lsn, log->seg.first_lsn);
 
-	err = rl_ring_init(&log->ring, opts->ring_bytes, rec.next_lsn);
-	if (err) {
-		err = rl_fail(err, "allocating the %u-byte submission ring", opts->ring_bytes);
-		goto fail;
-	}
 	err = rl_profile_init(&log->profile, (int)opts->profile, log->ring.capacity);
 	if (err) {
 		err = rl_fail(err, "allocating the profiling histograms");
@@ -396,7 +475,15 @@ RINGLOG_API int ringlog_stats(struct ringlog *log, struct ringlog_stats *out)
 	out->rotations = LOAD(st_rotations);
 	out->segment_first_lsn = LOAD(st_segment_first_lsn);
 	out->ring_full_waits = LOAD(ring.full_waits);
+	out->bytes_written = LOAD(st_bytes_written);
+	out->segments_prepared = LOAD(pool.prepared);
+	out->segments_recycled = LOAD(pool.recycled);
+	out->rotation_waits = LOAD(pool.waits);
+	out->prepared_ready = LOAD(pool.ready_now);
 #undef LOAD
+	out->direct_io = (uint64_t)log->direct;
+	out->io_align = log->align;
+	out->pipeline_depth = log->opts.pipeline_depth;
 	out->durable_lsn = ringlog_durable_lsn(log);
 	out->next_lsn = ringlog_next_lsn(log);
 	return 0;
@@ -418,18 +505,29 @@ RINGLOG_API int ringlog_truncate_before(struct ringlog *log, uint64_t lsn)
 	for (size_t i = 0; i + 1 < n && lsns[i + 1] <= lsn; i++) {
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, lsns[i]);
-		if (unlinkat(log->dir_fd, name, 0) < 0 && errno != ENOENT) {
-			err = rl_fail(-errno, "truncate_before: removing %s", name);
+		/* Into the pool for reuse if it has room (its frames all lie below the next
+		 * segment's first LSN), else deleted. */
+		int recycled = log->opts.recycle_segments
+				   ? rl_pool_retire(&log->pool, name, lsns[i + 1] - 1)
+				   : 0;
+		if (recycled < 0) {
+			err = rl_fail(recycled, "truncate_before: moving %s to the pool", name);
+			break;
+		}
+		if (!recycled && (err = rl_file_unlink(log->dir_fd, name)) != 0) {
+			err = rl_fail(err, "truncate_before: removing %s", name);
 			break;
 		}
 		/* Oldest first, each durable: a crash leaves a contiguous log. */
-		if ((err = rl_dir_fsync(log->dir_fd)) != 0) {
+		if ((err = rl_dir_sync(log->dir_fd)) != 0) {
 			err = rl_fail(err, "truncate_before: fsync of the log directory");
 			break;
 		}
 		removed++;
 	}
 	free(lsns);
+	if (removed)
+		rl_pool_kick(&log->pool); /* space was freed, or a file came to reuse */
 out:
 	pthread_mutex_unlock(&log->retention_lock);
 	return err ? err : removed;

@@ -2,6 +2,7 @@
 #ifndef RL_LOG_INTERNAL_H
 #define RL_LOG_INTERNAL_H
 
+#include "pool.h"
 #include "profile.h"
 #include "ring.h"
 #include "ringlog.h"
@@ -46,17 +47,27 @@ struct ringlog {
 	pthread_mutex_t retention_lock; /* one ringlog_truncate_before at a time */
 	uint64_t log_id;
 
+	/* How segments are written, decided at open: O_DIRECT or buffered, and the
+	 * alignment of every write (1 when buffered). */
+	int direct;
+	uint32_t align;
+	struct rl_pool pool; /* prepared segment files (started when prepared_segments) */
+
 	/* Consumer thread and its private state. */
 	pthread_t consumer;
 	sem_t started;
 	int start_err;
 	struct rl_io io;
 	struct rl_segment seg;
+	/* File offset of ring position x in seg: x + seg_delta (mod 2^64).  Always a
+	 * multiple of `align`, so an aligned ring position is an aligned file offset. */
+	uint64_t seg_delta;
+	int seg_empty; /* at open: seg holds no frame yet */
 	uint64_t scan; /* ring position up to which frames were taken */
 
 	/* Counters: written by the consumer only (relaxed), read by ringlog_stats. */
 	_Alignas(64) _Atomic uint64_t st_batches, st_records, st_bytes, st_groups, st_writes,
-	    st_fdatasyncs, st_retries, st_rotations, st_segment_first_lsn;
+	    st_fdatasyncs, st_retries, st_rotations, st_segment_first_lsn, st_bytes_written;
 };
 
 /* Add to a counter that only one thread writes. */
@@ -79,6 +90,13 @@ void *rl_consumer_main(void *log);
 /* Fail the log with `err` (once; later calls keep the first error) and wake every
  * waiter and blocked producer. */
 void rl_log_fail(struct ringlog *log, int err, const char *msg);
+
+/* consumer.c: start the segment whose first LSN is `first_lsn` (the next frame's) for
+ * frames from ring position `pos` on: from a prepared file if the pool runs, with a pad
+ * that puts its first frame at a file offset congruent to `pos`; sets log->seg and
+ * log->seg_delta.  Used at rotation and by open for a new log.  Returns 0 or -errno
+ * with ringlog_last_error() set. */
+int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos);
 
 /* recovery.c: what open found on disk. */
 struct rl_recovered {

@@ -9,10 +9,19 @@
  *    truncated, swapped or foreign segment);
  *  - a frame that is not valid (format.c), or bytes after a segment's last frame.
  *
+ * A sealed segment (any but the last) ends exactly at the end of its last entry: the
+ * writer cut its prepared bytes off before it started the next one.  The last segment
+ * ends at its first invalid entry; what follows is a torn tail only if a writer of
+ * this log put it there at or after the LSN due (rl_seg_torn_tail): a prepared file's
+ * zeros, a recycled file's stale frames and the bytes an aligned write carried past
+ * its last frame are not damage.
+ *
  * What happens then depends on the mode:
- *  - TOLERATE_TAIL: damage in the last segment's frames is a torn tail -- nothing in
- *    it was acknowledged, since acknowledgement follows the fdatasync that would have
- *    made it whole -- and is cut off.  Anywhere else: -EBADMSG.
+ *  - TOLERATE_TAIL: a torn tail in the last segment -- nothing in it was
+ *    acknowledged, since acknowledgement follows the fdatasync that would have made
+ *    it whole -- is cut off: zeroed in place (so the segment keeps its prepared
+ *    blocks), or truncated when it reaches the end of the file.  Anywhere else:
+ *    -EBADMSG.
  *  - ABSOLUTE: any damage: -EBADMSG.
  *  - POINT_IN_TIME: keep everything before the damage; cut its segment there and
  *    remove every later segment (newest first, each removal made durable, so a crash
@@ -56,20 +65,22 @@ int rl_recovery_rewrite_torn(int dir_fd, int fd, const char *name, const struct 
 {
 	uint8_t hdr[RL_SEG_HEADER_BYTES];
 	rl_seg_header_encode(h, hdr);
-	ssize_t n = 0;
-	if (ftruncate(fd, 0) < 0 || (n = pwrite(fd, hdr, sizeof(hdr), 0)) < 0 || fdatasync(fd) < 0)
-		return rl_fail(-errno, "recovery: rewriting the torn header of %s", name);
-	if (n != (ssize_t)sizeof(hdr))
-		return rl_fail(-EIO, "recovery: short write rewriting the header of %s", name);
-	int err = rl_dir_fsync(dir_fd);
+	int err = rl_file_truncate(fd, name, 0);
+	if (!err)
+		err = rl_file_pwrite(fd, name, hdr, sizeof(hdr), 0);
+	if (!err)
+		err = rl_file_fdatasync(fd, name);
+	if (err)
+		return rl_fail(err, "recovery: rewriting the torn header of %s", name);
+	err = rl_dir_sync(dir_fd);
 	return err ? rl_fail(err, "recovery: fsync of the log directory") : 0;
 }
 
-int rl_recovery_cut(int fd, const char *name, uint64_t off)
+int rl_recovery_tail(int fd, const char *name, uint64_t log_id, uint64_t end, uint64_t lsn,
+		     uint64_t *torn_end)
 {
-	if (ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0)
-		return rl_fail(-errno, "recovery: cutting %s at offset %" PRIu64, name, off);
-	return 0;
+	int torn = rl_seg_torn_tail(fd, log_id, end, lsn, torn_end);
+	return torn < 0 ? rl_fail(torn, "recovery: reading the tail of %s", name) : torn;
 }
 
 /* Remove segments lsns[from..n) newest first, each removal durable. */
@@ -78,9 +89,10 @@ static int drop_segments(int dir_fd, const uint64_t *lsns, size_t from, size_t n
 	for (size_t i = n; i-- > from;) {
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, lsns[i]);
-		if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
-			return rl_fail(-errno, "recovery: removing %s", name);
-		int err = rl_dir_fsync(dir_fd);
+		int err = rl_file_unlink(dir_fd, name);
+		if (err)
+			return rl_fail(err, "recovery: removing %s", name);
+		err = rl_dir_sync(dir_fd);
 		if (err)
 			return rl_fail(err, "recovery: fsync of the log directory");
 	}
@@ -145,14 +157,15 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 		rl_seg_name(name, lsns[i]);
 		/* Point-in-time may cut any segment; others only write to the last one. */
 		int writable = apply && (is_last || mode == RINGLOG_RECOVER_POINT_IN_TIME);
-		fd = openat(dir_fd, name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		fd = rl_file_open(dir_fd, name, writable ? O_RDWR : O_RDONLY);
 		if (fd < 0) {
-			err = rl_fail(-errno, "recovery: opening %s", name);
+			err = rl_fail(fd, "recovery: opening %s", name);
+			fd = -1;
 			goto out;
 		}
 		if (apply && is_last) {
-			if (fdatasync(fd) < 0) {
-				err = rl_fail(-errno, "recovery: fdatasync of %s", name);
+			if ((err = rl_file_fdatasync(fd, name)) != 0) {
+				err = rl_fail(err, "recovery: fdatasync of %s", name);
 				goto out;
 			}
 			posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
@@ -208,32 +221,19 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 		if (i == 0)
 			log_id = h.log_id;
 
-		struct rl_seg_scan scan;
-		err = rl_scan_init(&scan, fd, &h);
+		struct rl_seg_verdict v;
+		err = rl_seg_judge(fd, &h, is_last, &v);
 		if (err) {
-			err = rl_fail(err, "recovery: fstat of %s", name);
-			goto out;
-		}
-		enum rl_frame_status why;
-		uint32_t last_crc = 0;
-		while ((err = rl_scan_next(&scan, &why)) == 1) {
-			last_crc = scan.info.crc;
-			if (scan.info.hole)
-				rep->lost_lsns += scan.info.nrecs;
-		}
-		rl_scan_free(&scan);
-		if (err < 0) {
 			err = rl_fail(err, "recovery: reading %s", name);
 			goto out;
 		}
-		err = 0;
-		uint64_t end = scan.off;
-		rep->last_lsn = scan.expect_lsn - 1;
-		int damaged = why != RL_FRAME_END || end != size;
+		rep->lost_lsns += v.lost;
+		rep->last_lsn = v.next_lsn - 1;
+		uint64_t end = v.end;
+		uint32_t last_crc = v.last_crc;
+		int damaged = v.damaged;
 		if (damaged) {
-			rl_note_damage(rep, name, end, scan.expect_lsn,
-				    why == RL_FRAME_END ? "bytes after the last frame"
-							: rl_frame_status_str(why));
+			rl_note_damage(rep, name, end, v.next_lsn, v.reason);
 			if (mode == RINGLOG_RECOVER_ABSOLUTE ||
 			    (mode == RINGLOG_RECOVER_TOLERATE_TAIL && !is_last)) {
 				err = rl_refuse(rep);
@@ -241,11 +241,11 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 			}
 			/* Point-in-time cuts after dropping the later segments: a crash in
 			 * between leaves this damage in place for the next run to finish. */
-			if (apply && is_last && (err = rl_recovery_cut(fd, name, end)) != 0)
+			if (apply && is_last && (err = rl_seg_cut(fd, name, end, v.cut_end)) != 0)
 				goto out;
-			rep->cut_bytes += size - end;
+			rep->cut_bytes += v.cut_end - end;
 		}
-		expect = scan.expect_lsn;
+		expect = v.next_lsn;
 		prev_crc = last_crc;
 		if (is_last || damaged) {
 			pending_cut = damaged && !is_last;
@@ -266,7 +266,7 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 	if (apply && pending_cut) {
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, out->last.first_lsn);
-		if ((err = rl_recovery_cut(out->last.fd, name, out->last.size)) != 0)
+		if ((err = rl_seg_cut(out->last.fd, name, out->last.size, UINT64_MAX)) != 0)
 			goto out;
 	}
 	if (out->last.fd < 0) {
@@ -275,9 +275,10 @@ int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out)
 		char name[RL_SEG_NAME_LEN + 1];
 		size_t k = i - 1;
 		rl_seg_name(name, lsns[k]);
-		fd = openat(dir_fd, name, (apply ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		fd = rl_file_open(dir_fd, name, apply ? O_RDWR : O_RDONLY);
 		if (fd < 0) {
-			err = rl_fail(-errno, "recovery: opening %s", name);
+			err = rl_fail(fd, "recovery: opening %s", name);
+			fd = -1;
 			goto out;
 		}
 		off_t size = lseek(fd, 0, SEEK_END);

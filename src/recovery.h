@@ -17,8 +17,10 @@ void rl_note_damage(struct ringlog_recovery *rep, const char *name, uint64_t off
 /* Fail with -EBADMSG naming the damage noted in *rep. */
 int rl_refuse(const struct ringlog_recovery *rep);
 
-/* Cut segment `name` at `off`, durably.  Returns 0 or -errno (reported). */
-int rl_recovery_cut(int fd, const char *name, uint64_t off);
+/* Whether the last segment `name` has a torn tail after its last valid entry at `end`
+ * (LSN `lsn` due there; rl_seg_torn_tail): 1 with *torn_end, 0, or -errno (reported). */
+int rl_recovery_tail(int fd, const char *name, uint64_t log_id, uint64_t end, uint64_t lsn,
+		     uint64_t *torn_end);
 
 /* Replace the whole content of a last segment whose creation a crash tore with header
  * `h`, durably (file and directory).  Returns 0 or -errno (reported). */

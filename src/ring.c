@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 static uint32_t *magic_word(const struct rl_ring *r, uint64_t pos)
@@ -35,26 +36,58 @@ static uint32_t *magic_word(const struct rl_ring *r, uint64_t pos)
 	return (uint32_t *)rl_ring_at(r, pos);
 }
 
-int rl_ring_init(struct rl_ring *r, uint64_t bytes, uint64_t next_lsn)
+/* One memfd mapped twice, back to back, into a reserved range of 2 * cap bytes. */
+static uint8_t *map_twice(uint64_t cap)
+{
+	int fd = memfd_create("ringlog-ring", MFD_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	uint8_t *base = MAP_FAILED;
+	if (ftruncate(fd, (off_t)cap) == 0)
+		base = mmap(NULL, 2 * cap, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base != MAP_FAILED) {
+		for (int i = 0; i < 2; i++) {
+			void *p = mmap(base + i * cap, cap, PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, 0);
+			if (p == MAP_FAILED) {
+				int err = errno;
+				munmap(base, 2 * cap);
+				base = MAP_FAILED;
+				errno = err;
+				break;
+			}
+		}
+	}
+	int err = errno;
+	close(fd);
+	errno = err;
+	return base == MAP_FAILED ? NULL : base;
+}
+
+int rl_ring_init(struct rl_ring *r, uint64_t bytes, uint64_t next_lsn, uint64_t pos,
+		 uint64_t tail)
 {
 	memset(r, 0, sizeof(*r));
 	uint64_t cap = 4096;
 	while (cap < bytes)
 		cap <<= 1;
-	void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (p == MAP_FAILED)
+	assert(tail <= pos && pos - tail < cap / 2);
+	uint8_t *p = map_twice(cap);
+	if (!p)
 		return -errno;
 	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (r->wake_fd < 0) {
 		int err = -errno;
-		munmap(p, cap);
+		munmap(p, 2 * cap);
 		return err;
 	}
 	r->buf = p;
 	r->capacity = cap;
 	r->mask = cap - 1;
 	r->next_lsn = next_lsn;
+	r->head = pos;
+	atomic_init(&r->head_pub, pos);
+	atomic_init(&r->tail, tail);
 	atomic_init(&r->next_lsn_pub, next_lsn);
 	pthread_mutex_init(&r->reserve_lock, NULL);
 	return 0;
@@ -63,7 +96,7 @@ int rl_ring_init(struct rl_ring *r, uint64_t bytes, uint64_t next_lsn)
 void rl_ring_destroy(struct rl_ring *r)
 {
 	if (r->buf) {
-		munmap(r->buf, r->capacity);
+		munmap(r->buf, 2 * r->capacity);
 		close(r->wake_fd);
 		pthread_mutex_destroy(&r->reserve_lock);
 		r->buf = NULL;
@@ -82,23 +115,15 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 			pthread_mutex_unlock(&r->reserve_lock);
 			return err;
 		}
-		uint64_t off = r->head & r->mask;
-		uint64_t pad = off + frame_bytes > r->capacity ? r->capacity - off : 0;
-		uint64_t need = pad + frame_bytes;
 		uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-		if (r->head + need - tail <= r->capacity) {
-			out->pad = pad ? rl_ring_at(r, r->head) : NULL;
-			if (pad) {
-				__atomic_store_n(magic_word(r, r->head), 0, __ATOMIC_RELAXED);
-				rl_put32(out->pad + 4, (uint32_t)pad);
-			}
-			out->pos = r->head + pad;
+		if (r->head + frame_bytes - tail <= r->capacity) {
+			out->pos = r->head;
 			out->frame = rl_ring_at(r, out->pos);
 			/* Whatever an earlier lap left here must not read as published. */
 			__atomic_store_n(magic_word(r, out->pos), 0, __ATOMIC_RELAXED);
 			out->first_lsn = r->next_lsn;
 			out->seq = r->next_seq++;
-			r->head += need;
+			r->head += frame_bytes;
 			r->next_lsn += nrecs;
 			atomic_store_explicit(&r->head_pub, r->head, memory_order_seq_cst);
 			atomic_store_explicit(&r->next_lsn_pub, r->next_lsn, memory_order_release);
@@ -119,7 +144,7 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 		pthread_mutex_unlock(&r->reserve_lock);
 		tail = atomic_load_explicit(&r->tail, memory_order_seq_cst);
 		/* head may move meanwhile; a stale value only costs one more loop. */
-		if (head + need - tail > r->capacity && !atomic_load(error))
+		if (head + frame_bytes - tail > r->capacity && !atomic_load(error))
 			rl_futex_wait(&r->space_seq, seq);
 		atomic_fetch_sub_explicit(&r->space_waiters, 1, memory_order_seq_cst);
 		pthread_mutex_lock(&r->reserve_lock);
@@ -128,30 +153,21 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 
 void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res)
 {
-	if (res->pad)
-		__atomic_store_n((uint32_t *)res->pad, RL_PAD_MAGIC, __ATOMIC_SEQ_CST);
 	__atomic_store_n((uint32_t *)res->frame, RL_FRAME_MAGIC, __ATOMIC_SEQ_CST);
 	if (atomic_load_explicit(&r->consumer_idle, memory_order_seq_cst) &&
 	    atomic_exchange_explicit(&r->consumer_idle, 0, memory_order_seq_cst))
 		rl_ring_kick(r);
 }
 
-uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos, int *is_pad)
+uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos)
 {
 	/* seq_cst (plain loads on x86) for the idle handshake. */
 	if (pos >= atomic_load_explicit(&r->head_pub, memory_order_seq_cst))
 		return 0;
 	uint32_t magic = __atomic_load_n(magic_word(r, pos), __ATOMIC_SEQ_CST);
-	const uint8_t *p = rl_ring_at(r, pos);
-	if (magic == RL_FRAME_MAGIC) {
-		*is_pad = 0;
-		return (uint32_t)rl_align_frame(rl_get32(p + 8));
-	}
-	if (magic == RL_PAD_MAGIC) {
-		*is_pad = 1;
-		return rl_get32(p + 4);
-	}
-	return 0;
+	if (magic != RL_FRAME_MAGIC)
+		return 0;
+	return (uint32_t)rl_align_frame(rl_get32(rl_ring_at(r, pos) + 8));
 }
 
 void rl_ring_release(struct rl_ring *r, uint64_t upto)
@@ -165,9 +181,8 @@ void rl_ring_release(struct rl_ring *r, uint64_t upto)
 
 int rl_ring_prepare_sleep(struct rl_ring *r, uint64_t pos, _Atomic int *stop)
 {
-	int is_pad;
 	atomic_store_explicit(&r->consumer_idle, 1, memory_order_seq_cst);
-	if (!atomic_load(stop) && rl_ring_peek(r, pos, &is_pad) == 0)
+	if (!atomic_load(stop) && rl_ring_peek(r, pos) == 0)
 		return 1;
 	atomic_store_explicit(&r->consumer_idle, 0, memory_order_seq_cst);
 	return 0;

@@ -5,10 +5,13 @@
  * to the segment file: producers encode whole frames in place, and the consumer
  * writes a run of consecutive frames straight from the ring (it is also the
  * io_uring registered buffer).  Positions are monotonic 64-bit byte counts; the
- * offset in the buffer is pos & mask.
+ * offset in the buffer is pos & mask.  The buffer is mapped twice, back to back, so
+ * the `capacity` bytes from any offset are contiguous in memory: a frame or a group
+ * never wraps, and nothing needs padding at the end of the buffer.
  *
  *   tail <= scan <= head,  head - tail <= capacity
- *   [tail, scan)  frames the consumer has taken into a group in flight
+ *   [tail, scan)  bytes the consumer still needs: frames in groups in flight, and the
+ *                 written bytes of a partial block that the next group writes again
  *   [scan, head)  reserved frames, published or still being filled
  *
  * Reservation (a mutex held for a few instructions, never across a copy) hands out
@@ -17,10 +20,7 @@
  * publishes the new head.  A producer publishes its frame by storing the frame
  * magic last; the consumer looks only below the published head, at entry starts,
  * so it sees either zero or a real magic -- never stale bytes from an earlier lap
- * or from inside a record.  A frame
- * never wraps: when it does not fit before the end of the buffer the producer also
- * reserves the rest of the buffer as a pad, which the consumer skips (pads never
- * reach the disk).
+ * or from inside a record.
  */
 #ifndef RL_RING_H
 #define RL_RING_H
@@ -29,18 +29,15 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define RL_PAD_MAGIC 0x44415052u /* "RPAD": ring only, never written to a file */
-
 struct rl_reservation {
 	uint64_t pos;	    /* ring position of the frame */
 	uint8_t *frame;	    /* where to encode it */
 	uint64_t first_lsn; /* LSN of its first record */
 	uint64_t seq;	    /* batch sequence number: 0, 1, 2, ... in ring order */
-	uint8_t *pad;	    /* a pad to publish before the frame, or NULL */
 };
 
 struct rl_ring {
-	uint8_t *buf;
+	uint8_t *buf;	   /* 2 * capacity bytes: the same pages mapped twice */
 	uint64_t capacity; /* power of two */
 	uint64_t mask;
 
@@ -64,8 +61,11 @@ struct rl_ring {
 };
 
 /* Allocate a ring of at least `bytes` (rounded up to a power of two, >= 4096), whose
- * first LSN will be `next_lsn`, and its wake eventfd.  Returns 0 or -errno. */
-int rl_ring_init(struct rl_ring *r, uint64_t bytes, uint64_t next_lsn);
+ * first frame will be reserved at position `pos` with LSN `next_lsn`, with the bytes
+ * [tail, pos) held for the consumer (tail <= pos, pos - tail < capacity / 2), and its
+ * wake eventfd.  Returns 0 or -errno. */
+int rl_ring_init(struct rl_ring *r, uint64_t bytes, uint64_t next_lsn, uint64_t pos,
+		 uint64_t tail);
 void rl_ring_destroy(struct rl_ring *r);
 
 /*
@@ -77,21 +77,21 @@ void rl_ring_destroy(struct rl_ring *r);
 int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int block,
 		    _Atomic int *error, struct rl_reservation *out);
 
-/* Make a filled frame (and its pad, if any) visible to the consumer and wake it if
- * it sleeps.  No system call unless the consumer announced it sleeps. */
+/* Make a filled frame visible to the consumer and wake it if it sleeps.  No system
+ * call unless the consumer announced it sleeps. */
 void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res);
 
-/* Consumer: what is at `pos` (the start of an entry, or the reserved head)?  Returns
- * 0 if nothing is published there yet; else the entry's aligned byte length, with
- * *is_pad set. */
-uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos, int *is_pad);
+/* Consumer: what is at `pos` (the start of a frame, or the reserved head)?  Returns
+ * 0 if nothing is published there yet; else the frame's aligned byte length. */
+uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos);
 
+/* Where position `pos` is in memory; up to `capacity` bytes from there are contiguous. */
 static inline uint8_t *rl_ring_at(const struct rl_ring *r, uint64_t pos)
 {
 	return r->buf + (pos & r->mask);
 }
 
-/* Consumer: the bytes [tail, upto) have been written; free them and wake producers
+/* Consumer: the bytes [tail, upto) are no longer needed; free them and wake producers
  * waiting for space. */
 void rl_ring_release(struct rl_ring *r, uint64_t upto);
 

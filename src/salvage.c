@@ -90,13 +90,12 @@ struct salvage {
 static int write_durably(int fd, const char *name, const void *buf, size_t len, uint64_t off,
 			 const char *what)
 {
-	int err = rl_pwrite_all(fd, buf, len, off);
+	int err = rl_file_pwrite(fd, name, buf, len, off);
 	if (err)
 		return rl_fail(err, "salvage: writing %s at offset %" PRIu64 " of %s", what, off,
 			       name);
-	if (fdatasync(fd) < 0)
-		return rl_fail(-errno, "salvage: fdatasync of %s", name);
-	return 0;
+	err = rl_file_fdatasync(fd, name);
+	return err ? rl_fail(err, "salvage: fdatasync of %s", name) : 0;
 }
 
 /* Write (when applying) a hole frame at `off` covering `frame_len` bytes and standing
@@ -194,10 +193,12 @@ static int budget_spent(struct salvage *sv, const char *name, uint64_t off)
 
 /*
  * Salvage the frames of a segment (open as fd, its header `h` as it is or will be
- * written).  Fills *seg (fd not taken) and *next_lsn.  Returns 0 or -errno.
+ * written; `is_last`: the log's last segment, whose stale tail is not damage).  Fills
+ * *seg (fd not taken) and *next_lsn.  Returns 0 or -errno.
  */
 static int salvage_frames(struct salvage *sv, int fd, const char *name,
-			  const struct rl_seg_header *h, struct rl_segment *seg, uint64_t *next_lsn)
+			  const struct rl_seg_header *h, int is_last, struct rl_segment *seg,
+			  uint64_t *next_lsn)
 {
 	struct ringlog_recovery *rep = sv->rep;
 	struct rl_seg_scan scan;
@@ -224,11 +225,20 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 				rep->lost_lsns += scan.info.nrecs;
 			continue;
 		}
-		if (why == RL_FRAME_END) {
-			if (off == scan.file_size)
+		/* Where the last segment's tail is only stale bytes, it ends cleanly here. */
+		uint64_t torn_end = scan.file_size;
+		if (is_last) {
+			int torn = rl_recovery_tail(fd, name, sv->log_id, off, expect, &torn_end);
+			if (torn <= 0) {
+				err = torn;
 				break;
-			reason = "bytes after the last frame";
+			}
+		} else if (why == RL_FRAME_END && off == scan.file_size) {
+			break;
 		}
+		if (why == RL_FRAME_END)
+			reason = is_last ? "a frame written after a gap (torn write)"
+					 : "bytes after the last frame";
 		rl_note_damage(rep, name, off, expect, reason);
 		uint64_t at = 0, lsn = 0;
 		got = resync(sv, &scan, off, expect, &at, &lsn);
@@ -249,8 +259,8 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 			continue;
 		}
 		/* Nothing valid follows: the segment ends at the damage. */
-		rep->cut_bytes += scan.file_size - off;
-		if (sv->apply && (err = rl_recovery_cut(fd, name, off)) != 0)
+		rep->cut_bytes += torn_end - off;
+		if (sv->apply && (err = rl_seg_cut(fd, name, off, torn_end)) != 0)
 			break;
 		scan.off = off;
 		scan.expect_lsn = expect;
@@ -262,6 +272,18 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 	*seg = (struct rl_segment){fd, h->first_lsn, scan.off, last_crc};
 	*next_lsn = scan.expect_lsn;
 	return 0;
+}
+
+/* Where segment `name` (fd, header h) ends, as salvage_frames would find it, without
+ * writing or reporting anything: the LSN after its last valid entry into *end. */
+static int probe_end(struct salvage *sv, int fd, const char *name, const struct rl_seg_header *h,
+		     uint64_t *end)
+{
+	struct ringlog_recovery scratch;
+	memset(&scratch, 0, sizeof(scratch));
+	struct salvage probe = {sv->dir_fd, 0, sv->log_id, &scratch, NULL, 0, 0};
+	struct rl_segment seg;
+	return salvage_frames(&probe, fd, name, h, 0, &seg, end);
 }
 
 /* LSNs [*next_lsn, until) that no segment holds: append holes that stand for them to
@@ -480,7 +502,7 @@ static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 		struct salvage probe = {sv->dir_fd, 0, sv->log_id, &scratch, NULL, 0, 0};
 		struct rl_segment seg;
 		uint64_t end;
-		err = salvage_frames(&probe, fd, name, &from, &seg, &end);
+		err = salvage_frames(&probe, fd, name, &from, 0, &seg, &end);
 		if (!err) {
 			uint64_t *c = realloc(sv->claims, (sv->nclaims + 1) * sizeof(*c));
 			if (!c)
@@ -503,14 +525,15 @@ static int rename_aside(struct salvage *sv, uint64_t lsn)
 			snprintf(to, sizeof(to), "%s.salvaged", name);
 		else
 			snprintf(to, sizeof(to), "%s.salvaged.%u", name, k);
-		if (renameat2(sv->dir_fd, name, sv->dir_fd, to, RENAME_NOREPLACE) == 0)
+		int err = rl_file_rename(sv->dir_fd, name, to, 1);
+		if (err == 0)
 			break;
-		if (errno != EEXIST)
-			return rl_fail(-errno, "salvage: renaming %s to %s", name, to);
+		if (err != -EEXIST)
+			return rl_fail(err, "salvage: renaming %s to %s", name, to);
 		if (k == 1000)
 			return rl_fail(-EEXIST, "salvage: no free name to set %s aside", name);
 	}
-	int err = rl_dir_fsync(sv->dir_fd);
+	int err = rl_dir_sync(sv->dir_fd);
 	return err ? rl_fail(err, "salvage: fsync of the log directory") : 0;
 }
 
@@ -533,10 +556,10 @@ static int sync_all(int dir_fd, const uint64_t *lsns, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, lsns[i]);
-		int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+		int fd = rl_file_open(dir_fd, name, O_RDONLY);
 		if (fd < 0)
-			return rl_fail(-errno, "salvage: opening %s", name);
-		int err = fdatasync(fd) < 0 ? -errno : 0;
+			return rl_fail(fd, "salvage: opening %s", name);
+		int err = rl_file_fdatasync(fd, name);
 		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 		close(fd);
 		if (err)
@@ -604,9 +627,10 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 		size_t j = i + 1;
 		while (j < n && keep[j] != SEG_KEPT)
 			j++;
-		fd = openat(dir_fd, name, (apply ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		fd = rl_file_open(dir_fd, name, apply ? O_RDWR : O_RDONLY);
 		if (fd < 0) {
-			err = rl_fail(-errno, "salvage: opening %s", name);
+			err = rl_fail(fd, "salvage: opening %s", name);
+			fd = -1;
 			goto out;
 		}
 		struct rl_seg_header h;
@@ -648,7 +672,21 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 								  "the segment header")) != 0)
 					goto out;
 			}
-			err = salvage_frames(&sv, fd, name, &want, &seg, &expect);
+			/* Whether it is the log's last segment (whose stale tail is not
+			 * damage): the kept ones after it may yet be set aside for where it
+			 * ends, which a read-only look tells. */
+			int is_last = j == n;
+			if (!is_last) {
+				uint64_t end_lsn;
+				if ((err = probe_end(&sv, fd, name, &want, &end_lsn)) != 0)
+					goto out;
+				size_t k = j;
+				while (k < n && (lsns[k] < end_lsn || lsns[k] - end_lsn > RL_SALVAGE_MAX_GAP))
+					while (++k < n && keep[k] != SEG_KEPT)
+						;
+				is_last = k == n;
+			}
+			err = salvage_frames(&sv, fd, name, &want, is_last, &seg, &expect);
 			if (err)
 				goto out;
 		}

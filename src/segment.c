@@ -1,9 +1,13 @@
 /* Segment files.  Contracts in segment.h; the byte layout in format.c. */
 #include "segment.h"
 
+#include "errors.h"
+
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -67,49 +71,179 @@ int rl_seg_list(int dir_fd, uint64_t **lsns, size_t *n)
 	return 0;
 }
 
-int rl_dir_fsync(int dir_fd)
+static uint64_t align_up(uint64_t v, uint64_t a)
 {
-	return fsync(dir_fd) < 0 ? -errno : 0;
+	return (v + a - 1) / a * a;
 }
 
-int rl_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-int rl_seg_create(int dir_fd, const struct rl_seg_header *h, struct rl_segment *seg)
+int rl_seg_start(int dir_fd, const char *from, const struct rl_seg_header *h, uint32_t data_off,
+		 int *direct, uint32_t align, struct rl_segment *seg)
 {
 	char name[RL_SEG_NAME_LEN + 1];
-	uint8_t hdr[RL_SEG_HEADER_BYTES];
 	rl_seg_name(name, h->first_lsn);
-	rl_seg_header_encode(h, hdr);
-	int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	const char *src = from ? from : RL_SEG_BUILD_NAME;
+	int fd = rl_file_open_rw(dir_fd, src, from ? 0 : O_CREAT | O_TRUNC, direct, 1);
 	if (fd < 0)
-		return -errno;
-	int err = rl_pwrite_all(fd, hdr, sizeof(hdr), 0);
-	if (!err)
-		err = rl_dir_fsync(dir_fd);
+		return rl_fail(fd, "opening %s to start segment %s", src, name);
+	/* The header block: the header, then a pad up to the first frame. */
+	int pad = data_off > RL_SEG_HEADER_BYTES;
+	size_t blk = RL_SEG_HEADER_BYTES + (pad ? RL_FRAME_HEADER_BYTES : 0);
+	if (*direct)
+		blk = (size_t)align_up(blk, align);
+	assert(!pad || (data_off >= blk && data_off - RL_SEG_HEADER_BYTES >= RL_FRAME_HEADER_BYTES));
+	uint8_t *buf = NULL;
+	int err = -posix_memalign((void **)&buf, align > 4096 ? align : 4096, blk);
+	uint32_t crc = 0;
+	if (!err) {
+		memset(buf, 0, blk);
+		rl_seg_header_encode(h, buf);
+		if (pad)
+			crc = rl_pad_encode(buf + RL_SEG_HEADER_BYTES, data_off - RL_SEG_HEADER_BYTES,
+					    h->first_lsn, h->log_id);
+		err = rl_file_pwrite(fd, src, buf, blk, 0);
+		if (err)
+			err = rl_fail(err, "writing the header of segment %s into %s", name, src);
+	}
+	free(buf);
+	if (!err && (err = rl_file_fdatasync(fd, src)) != 0)
+		err = rl_fail(err, "fdatasync of %s (segment %s)", src, name);
+	if (!err && (err = rl_file_rename(dir_fd, src, name, 1)) != 0)
+		err = rl_fail(err, "renaming %s to %s", src, name);
 	if (err) {
 		close(fd);
-		unlinkat(dir_fd, name, 0);
+		if (!from)
+			rl_file_unlink(dir_fd, src);
 		return err;
+	}
+	/* Renamed: whatever happens now, the file is the segment. */
+	if ((err = rl_dir_sync(dir_fd)) != 0) {
+		close(fd);
+		return rl_fail(err, "fsync of the log directory after creating %s", name);
 	}
 	seg->fd = fd;
 	seg->first_lsn = h->first_lsn;
-	seg->size = RL_SEG_HEADER_BYTES;
-	seg->last_crc = 0;
+	seg->size = pad ? data_off : RL_SEG_HEADER_BYTES;
+	seg->last_crc = crc;
+	return 0;
+}
+
+int rl_seg_seal(const struct rl_segment *seg)
+{
+	char name[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(name, seg->first_lsn);
+	int64_t size = rl_file_size(seg->fd);
+	if (size < 0)
+		return rl_fail((int)size, "sealing %s: fstat", name);
+	if ((uint64_t)size <= seg->size)
+		return 0;
+	int err = rl_file_truncate(seg->fd, name, seg->size);
+	if (!err)
+		err = rl_file_fdatasync(seg->fd, name);
+	return err ? rl_fail(err, "sealing %s at offset %" PRIu64, name, seg->size) : 0;
+}
+
+/* Bytes of the tail read at a time by rl_seg_torn_tail. */
+#define RL_TAIL_CHUNK (1u << 20)
+
+int rl_seg_torn_tail(int fd, uint64_t log_id, uint64_t end, uint64_t lsn, uint64_t *torn_end)
+{
+	int64_t fsize = rl_file_size(fd);
+	if (fsize < 0)
+		return (int)fsize;
+	uint64_t size = (uint64_t)fsize;
+	*torn_end = 0;
+	if (end >= size)
+		return 0;
+	uint8_t *buf = malloc(RL_TAIL_CHUNK + RL_FRAME_HEADER_BYTES);
+	if (!buf)
+		return -ENOMEM;
+	int err = 0;
+	/* Headers at every 8-byte offset from `end`; chunks overlap by a header so that
+	 * none is split between two reads. */
+	for (uint64_t at = end; at < size && !err; at += RL_TAIL_CHUNK) {
+		size_t want = size - at < RL_TAIL_CHUNK + RL_FRAME_HEADER_BYTES
+				  ? (size_t)(size - at)
+				  : RL_TAIL_CHUNK + RL_FRAME_HEADER_BYTES;
+		ssize_t got = rl_file_pread(fd, buf, want, at);
+		if (got < 0) {
+			err = (int)got;
+			break;
+		}
+		for (size_t i = 0; i + RL_FRAME_HEADER_BYTES <= (size_t)got && i < RL_TAIL_CHUNK;
+		     i += RL_FRAME_ALIGN) {
+			if (!rl_frame_is_from(buf + i, log_id, lsn))
+				continue;
+			uint64_t len = rl_get32(buf + i + 8);
+			if (len < RL_FRAME_HEADER_BYTES || len > RL_FRAME_MAX_BYTES)
+				len = RL_FRAME_HEADER_BYTES;
+			uint64_t stop = at + i + len < size ? at + i + len : size;
+			if (stop > *torn_end)
+				*torn_end = stop;
+		}
+	}
+	free(buf);
+	return err ? err : *torn_end != 0;
+}
+
+int rl_seg_cut(int fd, const char *name, uint64_t end, uint64_t torn_end)
+{
+	int64_t size = rl_file_size(fd);
+	if (size < 0)
+		return rl_fail((int)size, "recovery: fstat of %s", name);
+	int err = 0;
+	if (torn_end >= (uint64_t)size) {
+		err = rl_file_truncate(fd, name, end);
+	} else {
+		static const uint8_t zeros[64 << 10];
+		for (uint64_t at = end; at < torn_end && !err; at += sizeof(zeros)) {
+			size_t n = torn_end - at < sizeof(zeros) ? (size_t)(torn_end - at)
+								  : sizeof(zeros);
+			err = rl_file_pwrite(fd, name, zeros, n, at);
+		}
+	}
+	if (!err)
+		err = rl_file_fdatasync(fd, name);
+	return err ? rl_fail(err, "recovery: cutting %s at offset %" PRIu64, name, end) : 0;
+}
+
+int rl_seg_judge(int fd, const struct rl_seg_header *h, int is_last, struct rl_seg_verdict *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct rl_seg_scan scan;
+	int err = rl_scan_init(&scan, fd, h);
+	if (err)
+		return err;
+	enum rl_frame_status why;
+	while ((err = rl_scan_next(&scan, &why)) == 1) {
+		out->last_crc = scan.info.crc;
+		if (scan.info.pad)
+			continue;
+		if (scan.info.hole) {
+			out->holes++;
+			out->lost += scan.info.nrecs;
+		} else {
+			out->frames++;
+			out->records += scan.info.nrecs;
+		}
+	}
+	rl_scan_free(&scan);
+	if (err < 0)
+		return err;
+	out->end = scan.off;
+	out->next_lsn = scan.expect_lsn;
+	out->file_size = scan.file_size;
+	out->cut_end = scan.file_size;
+	out->damaged = why != RL_FRAME_END || out->end != out->file_size;
+	if (out->damaged && is_last) {
+		/* Only a torn tail is damage in the last segment; stale bytes are not. */
+		out->damaged = rl_seg_torn_tail(fd, h->log_id, out->end, out->next_lsn, &out->cut_end);
+		if (out->damaged < 0)
+			return out->damaged;
+	}
+	if (out->damaged)
+		out->reason = why != RL_FRAME_END ? rl_frame_status_str(why)
+			      : is_last		  ? "a frame written after a gap (torn write)"
+						  : "bytes after the last frame";
 	return 0;
 }
 
@@ -218,7 +352,7 @@ static int find_frame(struct rl_seg_scan *s, uint64_t from, uint64_t want, uint6
 			return (int)have;
 		const uint8_t *f = s->buf + (p - s->win_off);
 		uint32_t magic = rl_get32(f);
-		if (magic != RL_FRAME_MAGIC && magic != RL_HOLE_MAGIC)
+		if (magic != RL_FRAME_MAGIC && magic != RL_HOLE_MAGIC && magic != RL_PAD_MAGIC)
 			continue;
 		uint64_t id = rl_get64(f + 24);
 		struct rl_frame_info info;

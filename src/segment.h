@@ -1,10 +1,12 @@
 /*
- * Segment files: listing a log directory, creating a segment, and scanning the
- * frames of one segment file (shared by recovery and the reader).
+ * Segment files: listing a log directory, starting and sealing a segment, and
+ * scanning the entries of one segment file (shared by recovery, salvage and the
+ * reader).  Every file operation goes through file_io.h.
  */
 #ifndef RL_SEGMENT_H
 #define RL_SEGMENT_H
 
+#include "file_io.h"
 #include "format.h"
 
 #include <stddef.h>
@@ -14,27 +16,52 @@
 struct rl_segment {
 	int fd;
 	uint64_t first_lsn;
-	uint64_t size;	   /* bytes durable in the file = offset of the next write */
-	uint32_t last_crc; /* crc field of its last frame, 0 if it has none */
+	uint64_t size;	   /* offset after its last entry = where the next frame goes */
+	uint32_t last_crc; /* crc field of its last entry, 0 if it has none */
 };
 
 /* Sorted first LSNs of the segment files in dir_fd.  *lsns is malloc'd (may be NULL
  * when *n is 0).  Returns 0 or -errno. */
 int rl_seg_list(int dir_fd, uint64_t **lsns, size_t *n);
 
-/* pwrite all of buf at off (retrying EINTR and short writes).  Returns 0 or -errno. */
-int rl_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
-
-/* fsync a directory.  Returns 0 or -errno. */
-int rl_dir_fsync(int dir_fd);
+/* Name of the file a segment is built under when no prepared file is used. */
+#define RL_SEG_BUILD_NAME "segment.new"
 
 /*
- * Create the segment file for header `h` (O_EXCL), write its header and make its
- * directory entry durable.  The header itself becomes durable with the first
- * fdatasync of the file.  Returns 0 and fills *seg, or -errno (the file is removed
- * again if it was created).
+ * Make file `from` (a prepared pool file, or NULL: create RL_SEG_BUILD_NAME empty)
+ * the segment of header `h`: write its header -- followed, when data_off > 64, by a
+ * pad entry covering [64, data_off) so that the first frame goes at data_off --
+ * make that durable, rename the file to the segment's name (never replacing one) and
+ * make the directory entry durable.  So a file under a segment name always has its
+ * valid header on disk.  With *direct the file is opened with O_DIRECT (cleared if
+ * the filesystem refuses it) and the header block is written `align` bytes at a time.
+ * Returns 0 and fills *seg (size = data_off), or -errno with ringlog_last_error()
+ * set (`from` is left as it was, or removed if it was created here).
  */
-int rl_seg_create(int dir_fd, const struct rl_seg_header *h, struct rl_segment *seg);
+int rl_seg_start(int dir_fd, const char *from, const struct rl_seg_header *h, uint32_t data_off,
+		 int *direct, uint32_t align, struct rl_segment *seg);
+
+/* Seal a full segment: cut off whatever follows its last entry (a prepared file's
+ * unused zeros or stale bytes) and make that durable, so that a sealed segment ends
+ * exactly at the end of its last entry.  Returns 0 or -errno. */
+int rl_seg_seal(const struct rl_segment *seg);
+
+/*
+ * The tail of a last segment: bytes after its last valid entry at `end`, where LSN
+ * `lsn` is due.  They are a torn tail when they hold what a writer of this log wrote
+ * at or after `lsn`: a frame, hole or pad header of this log with such an LSN, at any
+ * 8-byte offset.  Anything else is stale (zeros of a prepared file, a recycled file's
+ * earlier frames, bytes an aligned write carried past its last frame, the rest of a
+ * frame overwritten by a shorter one, fewer than 32 bytes of a header) and the
+ * segment ends cleanly: nothing there can ever pass for a frame.  Returns 1 with *torn_end
+ * set to where the torn bytes end (the file size at most), 0 if the tail is clean, or
+ * -errno.  Reads the rest of the file.
+ */
+int rl_seg_torn_tail(int fd, uint64_t log_id, uint64_t end, uint64_t lsn, uint64_t *torn_end);
+
+/* Cut a last segment at `end` durably: zero [end, torn_end), or truncate the file at
+ * `end` when torn_end reaches its size, then fdatasync.  Returns 0 or -errno. */
+int rl_seg_cut(int fd, const char *name, uint64_t end, uint64_t torn_end);
 
 /* Reads the frames of one segment file in order, through a bounded window. */
 struct rl_seg_scan {
@@ -80,6 +107,26 @@ int rl_scan_peek(struct rl_seg_scan *s, uint64_t off, struct rl_frame_info *info
  * checking it would take more than `budget` bytes of frames; or -errno. */
 int rl_scan_find_any(struct rl_seg_scan *s, uint64_t from, uint64_t budget, uint64_t prefer,
 		     uint64_t *log_id, uint64_t *lsn, uint64_t *at);
+
+/*
+ * The verdict on one segment file (fd, whose header says `h`): its entries scanned to
+ * the first that is not valid, and whether where they end is damage.  A sealed
+ * segment (`is_last` 0) must end exactly at the end of its file; the last one ends
+ * cleanly unless a torn tail follows (rl_seg_torn_tail).  Returns 0 with *out filled,
+ * or -errno (a read error).
+ */
+struct rl_seg_verdict {
+	uint64_t frames, records; /* valid frames and their records */
+	uint64_t holes, lost;	  /* holes and the LSNs they stand for */
+	uint64_t end;		  /* offset after the last valid entry */
+	uint64_t next_lsn;	  /* the LSN due at `end` */
+	uint32_t last_crc;	  /* crc field of the last valid entry, 0 if none */
+	uint64_t file_size;
+	int damaged;		  /* what follows `end` is damage (a torn tail, if last) */
+	uint64_t cut_end;	  /* if damaged: where it ends (the file size when sealed) */
+	const char *reason;	  /* if damaged: what is there */
+};
+int rl_seg_judge(int fd, const struct rl_seg_header *h, int is_last, struct rl_seg_verdict *out);
 
 /* Read and decode the header of segment fd.  Returns 0, -EBADMSG (short or invalid
  * header: *file_size tells which) or -errno. */

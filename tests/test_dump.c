@@ -17,9 +17,21 @@
 
 #define NB 40
 #define FRAME ((uint64_t)RINGLOG_FRAME_BYTES(3, 300))
-#define PER_SEG 12
 
 static char g_tool[PATH_MAX + 32];
+
+/* The second segment of the log made by make_log: its first LSN and path, and the
+ * number of segments. */
+static uint64_t second_segment(const char *dir, char path[4096], size_t *nseg)
+{
+	uint64_t *lsns;
+	*nseg = tu_segments(dir, &lsns);
+	assert_true(*nseg >= 3);
+	uint64_t lsn = lsns[1];
+	free(lsns);
+	snprintf(path, 4096, "%s", tu_segment_path(dir, lsn));
+	return lsn;
+}
 
 static void make_log(const char *dir)
 {
@@ -101,10 +113,13 @@ static void clean_log_lists_reads_and_verifies(void **state)
 	const char *dir = *state;
 	make_log(dir);
 	int st;
+	char seg[4096];
+	size_t nseg;
+	second_segment(dir, seg, &nseg);
 	const char *out = dump_on("", dir, &st);
 	assert_int_equal(st, 0);
-	assert_int_equal(count_lines(out, ".rlog"), 4);
-	assert_non_null(strstr(out, "00000000000000000037.rlog"));
+	assert_int_equal(count_lines(out, ".rlog"), nseg);
+	assert_non_null(strstr(out, strrchr(seg, '/') + 1));
 
 	out = dump_on("--verify", dir, &st);
 	assert_int_equal(st, 0);
@@ -133,8 +148,9 @@ static void damage_verify_and_repair_point_in_time(void **state)
 	const char *dir = *state;
 	make_log(dir);
 	char seg1[4096];
-	snprintf(seg1, sizeof(seg1), "%s", tu_segment_path(dir, 37));
-	uint64_t off = RL_SEG_HEADER_BYTES + 3 * FRAME;
+	size_t nseg;
+	second_segment(dir, seg1, &nseg);
+	uint64_t off = tu_data_start(seg1) + 3 * FRAME;
 	flip(seg1, off + 100);
 	size_t dlen;
 	uint8_t *damaged = slurp(seg1, &dlen);
@@ -143,7 +159,7 @@ static void damage_verify_and_repair_point_in_time(void **state)
 	int st;
 	const char *out = dump_on("--verify", dir, &st);
 	assert_int_equal(st, 1);
-	snprintf(want, sizeof(want), "00000000000000000037.rlog at offset %llu",
+	snprintf(want, sizeof(want), "%s at offset %llu", strrchr(seg1, '/') + 1,
 		 (unsigned long long)off);
 	assert_non_null(strstr(out, want));
 
@@ -164,9 +180,10 @@ static void damage_verify_and_repair_point_in_time(void **state)
 	snprintf(args, sizeof(args), "--repair point-in-time --backup '%s' '%s'", backup, dir);
 	out = dump(args, &st);
 	assert_int_equal(st, 0);
-	assert_non_null(strstr(out, "dropped 2 segments"));
+	snprintf(want, sizeof(want), "dropped %zu segments", nseg - 2);
+	assert_non_null(strstr(out, want));
 	char copy[8300];
-	snprintf(copy, sizeof(copy), "%s/00000000000000000037.rlog", backup);
+	snprintf(copy, sizeof(copy), "%s/%s", backup, strrchr(seg1, '/') + 1);
 	now = slurp(copy, &len);
 	assert_int_equal(len, dlen);
 	assert_memory_equal(now, damaged, len);
@@ -185,8 +202,10 @@ static void repair_skip_corrupted_and_show_the_hole(void **state)
 	const char *dir = *state;
 	make_log(dir);
 	char seg1[4096];
-	snprintf(seg1, sizeof(seg1), "%s", tu_segment_path(dir, 37));
-	flip(seg1, RL_SEG_HEADER_BYTES + 3 * FRAME + 100); /* batch 15: LSNs 46..48 */
+	size_t nseg;
+	uint64_t first = second_segment(dir, seg1, &nseg);
+	flip(seg1, tu_data_start(seg1) + 3 * FRAME + 100); /* its 4th batch */
+	uint64_t lost = first + 9; /* LSNs lost..lost+2 */
 	size_t dlen;
 	uint8_t *damaged = slurp(seg1, &dlen);
 	char backup[4200], args[8300];
@@ -198,7 +217,7 @@ static void repair_skip_corrupted_and_show_the_hole(void **state)
 	assert_non_null(strstr(out, "wrote 1 hole frames"));
 	assert_non_null(strstr(out, "3 LSNs lost"));
 	char copy[8300];
-	snprintf(copy, sizeof(copy), "%s/00000000000000000037.rlog", backup);
+	snprintf(copy, sizeof(copy), "%s/%s", backup, strrchr(seg1, '/') + 1);
 	size_t len;
 	uint8_t *kept = slurp(copy, &len);
 	assert_int_equal(len, dlen);
@@ -208,11 +227,17 @@ static void repair_skip_corrupted_and_show_the_hole(void **state)
 
 	out = dump_on("--records", dir, &st);
 	assert_int_equal(st, 0);
-	assert_non_null(strstr(out, "-- LSNs 46..48 lost (hole) --\n49 [batch 49]"));
+	char want[160];
+	snprintf(want, sizeof(want), "-- LSNs %llu..%llu lost (hole) --\n%llu [batch %llu]",
+		 (unsigned long long)lost, (unsigned long long)lost + 2,
+		 (unsigned long long)lost + 3, (unsigned long long)lost + 3);
+	assert_non_null(strstr(out, want));
 	assert_int_equal(count_lines(out, "[batch "), 3 * NB - 3);
 
 	out = dump_on("--records --json", dir, &st);
-	assert_non_null(strstr(out, "{\"lsn\":49,\"batch\":49,\"len\":100,\"lost_before\":3"));
+	snprintf(want, sizeof(want), "{\"lsn\":%llu,\"batch\":%llu,\"len\":100,\"lost_before\":3",
+		 (unsigned long long)lost + 3, (unsigned long long)lost + 3);
+	assert_non_null(strstr(out, want));
 
 	out = dump_on("--verify", dir, &st);
 	assert_int_equal(st, 0);

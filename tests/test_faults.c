@@ -220,11 +220,14 @@ static void short_write_resubmits_remainder(void **state)
 	uint64_t last = tu_append_tagged(log, 7, 50, 300) + 49;
 	assert_int_equal(ringlog_wait(log, last), 0);
 	assert_int_equal(ringlog_error(log), 0);
-	uint32_t total = (uint32_t)RINGLOG_FRAME_BYTES(50, 50 * 300);
-	/* First write: the whole group, reported half done; second: the other half,
-	 * with a new linked fdatasync (the first was cancelled). */
+	/* First write: the whole group (the first group of a new log starts on a block
+	 * boundary; its end is rounded up to one), reported half done; second: the rest
+	 * from the block the first half ended in, with a new linked fdatasync (the first
+	 * was cancelled). */
+	uint32_t a = tu_io_align(log);
+	uint32_t total = (uint32_t)tu_round_up(RINGLOG_FRAME_BYTES(50, 50 * 300), a);
 	assert_int_equal(fx.write_lens[0], total);
-	assert_int_equal(fx.write_lens[1], total - total / 2);
+	assert_int_equal(fx.write_lens[1], total - total / 2 / a * a);
 	assert_int_equal(fx.seen[RL_IO_FSYNC], 2);
 	assert_int_equal(ringlog_close(log), 0);
 	uint64_t n, first, end;
@@ -423,30 +426,28 @@ static void rotation_failure_fails_stop_and_recovers(void **state)
 	struct ringlog_options o;
 	tu_options(&o, 4096, 1 << 16);
 	struct ringlog *log = tu_open(dir, &o);
-	/* 64 + 4 x 1040 crosses 4096 with the 4th batch (LSN 4): the next segment will
-	 * be named 5.  Occupy that name so creating it fails. */
-	int fd = open(tu_path(dir, "00000000000000000005.rlog"), O_CREAT | O_WRONLY, 0644);
+	/* A 3000-byte batch fills a 4096-byte segment (whatever the alignment of the
+	 * first frame), so segment N holds LSN N.  Occupy the name of the third so that
+	 * the rotation to it fails. */
+	int fd = open(tu_path(dir, "00000000000000000003.rlog"), O_CREAT | O_WRONLY, 0644);
 	assert_true(fd >= 0);
 	close(fd);
-	for (int i = 0; i < 4; i++) {
-		uint64_t l = tu_append_tagged(log, (uint64_t)i, 1, 1000);
+	for (int i = 0; i < 2; i++) {
+		uint64_t l = tu_append_tagged(log, (uint64_t)i, 1, 2900);
 		assert_int_equal(ringlog_wait(log, l), 0); /* durable before the rotation */
 	}
-	/* The rotation after LSN 4 fails: either before this append (which then gets
-	 * the error) or after it (its wait does). */
-	struct iovec iov = {"late", 4};
-	uint64_t l;
-	int err = ringlog_append(log, &iov, 1, &l);
-	if (err == 0)
-		err = ringlog_wait(log, l);
-	assert_int_equal(err, -EEXIST);
-	assert_non_null(strstr(ringlog_last_error(), "creating segment"));
-	assert_int_equal(ringlog_durable_lsn(log), 4);
+	/* The rotation before LSN 3 fails; the append of LSN 3 succeeds (it only
+	 * queues) and its wait gets the error. */
+	uint64_t l = tu_append_tagged(log, 2, 1, 2900);
+	assert_int_equal(l, 3);
+	assert_int_equal(ringlog_wait(log, l), -EEXIST);
+	assert_non_null(strstr(ringlog_last_error(), "00000000000000000003.rlog"));
+	assert_int_equal(ringlog_durable_lsn(log), 2);
 	assert_int_equal(ringlog_close(log), -EEXIST);
 	/* The empty file looks like a rotation torn by a crash: recovery repairs it. */
 	log = tu_open(dir, &o);
-	/* The consumer stopped at the failed rotation: the late batch was never written. */
-	assert_int_equal(ringlog_next_lsn(log), 5);
+	/* The consumer stopped at the failed rotation: LSN 3 was never written. */
+	assert_int_equal(ringlog_next_lsn(log), 3);
 	l = tu_append_tagged(log, 5, 1, 1000);
 	assert_int_equal(ringlog_wait(log, l), 0);
 	assert_int_equal(ringlog_close(log), 0);

@@ -74,7 +74,7 @@ static void never_modifies_files_even_with_torn_tail(void **state)
 	assert_int_equal(ringlog_close(log), 0);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s", tu_last_segment(dir));
-	uint64_t size = tu_file_size(path);
+	uint64_t size = tu_data_end(path);
 	tu_truncate(path, size - 50); /* a torn last batch */
 	char *before = malloc(size);
 	int fd = open(path, O_RDONLY);

@@ -55,8 +55,10 @@ static void torn_tail_cut_at_every_length_of_last_frame(void **state)
 	const char *seg = tu_last_segment(dir);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s", seg);
-	uint64_t full = tu_file_size(path);
-	assert_int_equal(full, 64 + 5 * FRAME);
+	/* A file cut short by a crash while it grew (as segments are without prepared
+	 * files): keep its data, and cut it at every length inside the last frame. */
+	uint64_t full = tu_data_end(path);
+	assert_int_equal(full, tu_data_start(path) + 5 * FRAME);
 	/* Keep a copy of the file to restore between cuts. */
 	int fd = open(path, O_RDONLY);
 	char *orig = malloc(full);
@@ -68,30 +70,72 @@ static void torn_tail_cut_at_every_length_of_last_frame(void **state)
 		struct ringlog *log = tu_open(dir, NULL);
 		assert_int_equal(ringlog_next_lsn(log), last - 2); /* the torn batch is gone */
 		assert_int_equal(ringlog_close(log), 0);
-		assert_int_equal(tu_file_size(path), full - FRAME); /* cut durably at a frame */
+		/* A torn frame whose header is there is cut durably; fewer than its 32
+		 * header bytes can never pass for a frame and are left to be overwritten. */
+		assert_int_equal(tu_file_size(path),
+				 cut - (full - FRAME) >= RINGLOG_FRAME_HEADER_BYTES ? full - FRAME : cut);
+		assert_int_equal(tu_data_end(path), full - FRAME);
 	}
 	free(orig);
 	reopen_expect(dir, NULL, last - 3);
 }
 
+/* A torn write inside a prepared segment (the file keeps its size): the torn frame
+ * is zeroed in place, durably, and the prepared blocks after it stay. */
+static void torn_tail_in_a_prepared_segment_is_zeroed(void **state)
+{
+	const char *dir = *state;
+	uint64_t last = make_log(dir, NULL, 5);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", tu_last_segment(dir));
+	uint64_t size = tu_file_size(path), end = tu_data_end(path);
+	assert_true(size > end); /* a prepared file */
+	/* Tear the last frame: its second half is gone (zeros). */
+	char zero[FRAME] = {0};
+	tu_write_at(path, end - FRAME / 2, zero, FRAME / 2);
+	struct ringlog_recovery rep;
+	assert_int_equal(ringlog_check(dir, RINGLOG_RECOVER_ABSOLUTE, &rep), -EBADMSG);
+	assert_int_equal(ringlog_check(dir, RINGLOG_RECOVER_TOLERATE_TAIL, &rep), 0);
+	assert_int_equal(rep.cut_bytes, FRAME);
+	assert_int_equal(rep.damage_offset, end - FRAME);
+	struct ringlog *log = tu_open(dir, NULL);
+	assert_int_equal(ringlog_next_lsn(log), last - 2);
+	assert_int_equal(ringlog_close(log), 0);
+	assert_int_equal(tu_file_size(path), size); /* not truncated */
+	assert_int_equal(tu_data_end(path), end - FRAME);
+	uint8_t hdr[32];
+	int fd = open(path, O_RDONLY);
+	assert_int_equal(pread(fd, hdr, sizeof(hdr), (off_t)(end - FRAME)), 32);
+	close(fd);
+	assert_memory_equal(hdr, zero, sizeof(hdr)); /* the torn frame's header is gone */
+	assert_int_equal(ringlog_check(dir, RINGLOG_RECOVER_ABSOLUTE, &rep), 0);
+	reopen_expect(dir, NULL, last - 3);
+}
+
+/* Bytes after the last frame that no writer of this log put there at the LSNs due
+ * (junk, zeros, stale frames) are not a torn tail: the log ends before them and
+ * nothing is cut; appends overwrite them. */
 static void garbage_and_zeroes_after_the_tail(void **state)
 {
 	const char *dir = *state;
 	uint64_t last = make_log(dir, NULL, 4);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s", tu_last_segment(dir));
-	uint64_t size = tu_file_size(path);
+	uint64_t end = tu_data_end(path);
 	char junk[700];
 	for (size_t i = 0; i < sizeof(junk); i++)
 		junk[i] = (char)(i * 7 + 3);
-	tu_write_at(path, size, junk, sizeof(junk));
+	tu_write_at(path, end, junk, sizeof(junk));
+	struct ringlog_recovery rep;
+	assert_int_equal(ringlog_check(dir, RINGLOG_RECOVER_ABSOLUTE, &rep), 0);
+	assert_int_equal(rep.cut_bytes, 0);
 	struct ringlog *log = tu_open(dir, NULL);
 	assert_int_equal(ringlog_next_lsn(log), last + 1);
 	assert_int_equal(ringlog_close(log), 0);
-	assert_int_equal(tu_file_size(path), size);
+	assert_int_equal(tu_data_end(path), end);
 	/* Zeroes (preallocated or zero-filled space) are an end, not a frame. */
 	char zero[4096] = {0};
-	tu_write_at(path, size, zero, sizeof(zero));
+	tu_write_at(path, end, zero, sizeof(zero));
 	reopen_expect(dir, NULL, last);
 }
 
@@ -101,7 +145,7 @@ static void flipped_byte_in_last_frame_drops_it(void **state)
 	uint64_t last = make_log(dir, NULL, 4);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s", tu_last_segment(dir));
-	uint64_t size = tu_file_size(path);
+	uint64_t size = tu_data_end(path);
 	char b = 0x5a;
 	tu_write_at(path, size - 100, &b, 1);
 	reopen_expect(dir, NULL, last - 3);
@@ -113,12 +157,12 @@ static void stale_frame_copy_is_not_live_data(void **state)
 	uint64_t last = make_log(dir, NULL, 3);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s", tu_last_segment(dir));
-	uint64_t size = tu_file_size(path);
+	uint64_t size = tu_data_end(path);
 	/* Append an intact copy of the first frame after the end: its CRC is valid but
 	 * its LSN is not the next one. */
 	char frame[FRAME];
 	int fd = open(path, O_RDONLY);
-	assert_int_equal(pread(fd, frame, FRAME, 64), FRAME);
+	assert_int_equal(pread(fd, frame, FRAME, (off_t)tu_data_start(path)), FRAME);
 	close(fd);
 	tu_write_at(path, size, frame, FRAME);
 	reopen_expect(dir, NULL, last);
@@ -136,12 +180,15 @@ static void sealed_segment_damage_refuses_open(void **state)
 	char path[4096];
 	snprintf(path, sizeof(path), "%s", tu_segment_path(dir, lsns[0]));
 	char b = 0x01;
-	tu_write_at(path, 64 + FRAME + 10, &b, 1); /* inside the second frame */
+	uint64_t second = tu_data_start(path) + FRAME;
+	tu_write_at(path, second + 10, &b, 1); /* inside the second frame */
 	struct ringlog *log = NULL;
 	assert_int_equal(ringlog_open(dir, &o, &log), -EBADMSG);
 	assert_null(log);
 	assert_non_null(strstr(ringlog_last_error(), "00000000000000000001.rlog"));
-	assert_non_null(strstr(ringlog_last_error(), "offset 408"));
+	char at[64];
+	snprintf(at, sizeof(at), "offset %llu ", (unsigned long long)second);
+	assert_non_null(strstr(ringlog_last_error(), at));
 	/* The reader refuses it too, once it reaches the damage. */
 	struct ringlog_reader *r;
 	assert_int_equal(ringlog_reader_open(dir, 0, &r), 0);
@@ -235,9 +282,13 @@ static void torn_rotation_header_repaired(void **state)
 	 * disk: an empty or partial file named by the next LSN. */
 	char path[4096];
 	snprintf(path, sizeof(path), "%s", tu_segment_path(dir, last + 1));
-	/* Force the crash state: the last segment sealed and a torn successor. */
+	/* Force the crash state: the last segment sealed (cut at its last frame, as a
+	 * rotation does first) and a torn successor. */
 	struct ringlog *log = tu_open(dir, &o);
 	assert_int_equal(ringlog_close(log), 0);
+	char prev[4096];
+	snprintf(prev, sizeof(prev), "%s", tu_last_segment(dir));
+	tu_truncate(prev, tu_data_end(prev));
 	if (access(path, F_OK) != 0) {
 		int fd = open(path, O_CREAT | O_WRONLY, 0644);
 		assert_true(fd >= 0);
@@ -269,6 +320,7 @@ int main(void)
 	tu_require_uring();
 	const struct CMUnitTest tests[] = {
 	    TU_DIR_TEST(torn_tail_cut_at_every_length_of_last_frame),
+	    TU_DIR_TEST(torn_tail_in_a_prepared_segment_is_zeroed),
 	    TU_DIR_TEST(garbage_and_zeroes_after_the_tail),
 	    TU_DIR_TEST(flipped_byte_in_last_frame_drops_it),
 	    TU_DIR_TEST(stale_frame_copy_is_not_live_data),

@@ -1,4 +1,4 @@
-/* The submission ring on its own: reservation, LSNs, wrap and pads, full, wakeups. */
+/* The submission ring on its own: reservation, LSNs, wrap (no padding), full, wakeups. */
 #include "testutil.h"
 
 #include "format.h"
@@ -32,18 +32,16 @@ static void lsns_dense_and_frames_in_order(void **state)
 {
 	(void)state;
 	struct rl_ring r;
-	assert_int_equal(rl_ring_init(&r, 4096, 10), 0);
+	assert_int_equal(rl_ring_init(&r, 4096, 10, 0, 0), 0);
 	uint64_t lsn;
 	assert_int_equal(put(&r, 64, 3, 0, &lsn), 0);
 	assert_int_equal(lsn, 10);
 	assert_int_equal(put(&r, 128, 1, 0, &lsn), 0);
 	assert_int_equal(lsn, 13);
 	assert_int_equal(atomic_load(&r.next_lsn_pub), 14);
-	int pad;
-	assert_int_equal(rl_ring_peek(&r, 0, &pad), 64);
-	assert_false(pad);
-	assert_int_equal(rl_ring_peek(&r, 64, &pad), 128);
-	assert_int_equal(rl_ring_peek(&r, 192, &pad), 0); /* nothing published there */
+	assert_int_equal(rl_ring_peek(&r, 0), 64);
+	assert_int_equal(rl_ring_peek(&r, 64), 128);
+	assert_int_equal(rl_ring_peek(&r, 192), 0); /* nothing published there */
 	rl_ring_release(&r, 192);
 	assert_int_equal(atomic_load(&r.tail), 192);
 	rl_ring_destroy(&r);
@@ -55,65 +53,88 @@ static void stale_magic_is_never_published(void **state)
 {
 	(void)state;
 	struct rl_ring r;
-	assert_int_equal(rl_ring_init(&r, 4096, 1), 0);
-	int pad;
+	assert_int_equal(rl_ring_init(&r, 4096, 1, 0, 0), 0);
 	/* Beyond head: a magic and a length, as a record's data could leave them. */
 	rl_put32(r.buf + 512, RL_FRAME_MAGIC);
 	rl_put32(r.buf + 520, 64);
-	rl_put32(r.buf + 1024, RL_PAD_MAGIC);
-	assert_int_equal(rl_ring_peek(&r, 512, &pad), 0);
-	assert_int_equal(rl_ring_peek(&r, 1024, &pad), 0);
+	assert_int_equal(rl_ring_peek(&r, 512), 0);
 	/* One 2048-byte frame whose payload is full of magics, published and released. */
 	struct rl_reservation res;
 	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, &no_error, &res), 0);
 	for (uint32_t off = 32; off < 2048; off += 8) {
-		rl_put32(res.frame + off, off % 16 ? RL_PAD_MAGIC : RL_FRAME_MAGIC);
+		rl_put32(res.frame + off, RL_FRAME_MAGIC);
 		rl_put32(res.frame + off + 4, 8);
 	}
 	rl_frame_header_fill(res.frame, 2048, 1, res.first_lsn, 1);
 	rl_ring_publish(&r, &res);
-	assert_int_equal(rl_ring_peek(&r, 0, &pad), 2048);
+	assert_int_equal(rl_ring_peek(&r, 0), 2048);
 	rl_ring_release(&r, 2048);
 	/* The next lap: reservations start inside the old payload.  Reserved but not
 	 * yet published, they must read as nothing. */
 	for (int i = 0; i < 4; i++) {
 		struct rl_reservation x;
 		assert_int_equal(rl_ring_reserve(&r, 1024, 1, 0, &no_error, &x), 0);
-		assert_int_equal(rl_ring_peek(&r, x.pos, &pad), 0);
-		if (x.pad)
-			assert_int_equal(rl_ring_peek(&r, x.pos - (4096 - 3072), &pad), 0);
+		assert_int_equal(rl_ring_peek(&r, x.pos), 0);
 		rl_frame_header_fill(x.frame, 1024, 1, x.first_lsn, 1);
 		rl_ring_publish(&r, &x);
-		assert_int_equal(rl_ring_peek(&r, x.pos, &pad), 1024);
+		assert_int_equal(rl_ring_peek(&r, x.pos), 1024);
 		rl_ring_release(&r, x.pos + 1024);
 	}
 	rl_ring_destroy(&r);
 }
 
-static void full_ring_and_wrap_with_pad(void **state)
+/* A frame that does not fit before the end of the buffer continues after it: the
+ * buffer is mapped twice, so its bytes are contiguous in memory and nothing is padded
+ * (every ring byte reaches the file). */
+static void full_ring_and_wrap_without_pad(void **state)
 {
 	(void)state;
 	struct rl_ring r;
-	assert_int_equal(rl_ring_init(&r, 4096, 1), 0);
+	assert_int_equal(rl_ring_init(&r, 4096, 1, 0, 0), 0);
 	assert_int_equal(r.capacity, 4096);
 	/* 3 x 1200 = 3600 fit; a 4th does not. */
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(put(&r, 1200, 1, 0, NULL), 0);
 	assert_int_equal(put(&r, 1200, 1, 0, NULL), -EAGAIN);
-	/* Free the first two: 2400 free, but only 496 before the end of the buffer,
-	 * so the next frame pads to the end and starts at offset 0. */
+	/* Free the first two: 2400 free; the next frame starts 496 bytes before the end
+	 * of the buffer and wraps. */
 	rl_ring_release(&r, 2400);
-	uint64_t lsn;
-	assert_int_equal(put(&r, 1200, 1, 0, &lsn), 0);
-	assert_int_equal(lsn, 4);
-	int pad;
-	assert_int_equal(rl_ring_peek(&r, 3600, &pad), 496);
-	assert_true(pad);
-	assert_int_equal(rl_ring_peek(&r, 4096, &pad), 1200);
-	assert_false(pad);
-	/* Used: 1200 (third) + 496 + 1200 = 2896; 1200 more would exceed 4096. */
+	struct rl_reservation res;
+	assert_int_equal(rl_ring_reserve(&r, 1200, 1, 0, &no_error, &res), 0);
+	assert_int_equal(res.pos, 3600);
+	assert_int_equal(res.first_lsn, 4);
+	assert_ptr_equal(res.frame, r.buf + 3600);
+	/* Its last bytes are the buffer's first ones (the second mapping). */
+	memset(res.frame, 0xab, 1200);
+	assert_int_equal(r.buf[0], 0xab);
+	assert_int_equal(r.buf[1200 - 496 - 1], 0xab);
+	rl_frame_header_fill(res.frame, 1200, 1, res.first_lsn, 1);
+	rl_ring_publish(&r, &res);
+	assert_int_equal(rl_ring_peek(&r, 3600), 1200);
+	/* Used: 1200 (third) + 1200 = 2400; 1200 more fit, then no more. */
 	assert_int_equal(put(&r, 1200, 1, 0, NULL), 0);
 	assert_int_equal(put(&r, 1200, 1, 0, NULL), -EAGAIN);
+	rl_ring_destroy(&r);
+}
+
+/* The ring can start anywhere, holding bytes before its first frame for the
+ * consumer (the written part of a block it will write again). */
+static void starts_at_a_position_with_held_bytes(void **state)
+{
+	(void)state;
+	struct rl_ring r;
+	assert_int_equal(rl_ring_init(&r, 4096, 7, 300, 0), 0);
+	assert_int_equal(r.head, 300);
+	assert_int_equal(atomic_load(&r.tail), 0);
+	struct rl_reservation res;
+	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, &no_error, &res), 0);
+	assert_int_equal(res.pos, 300);
+	assert_int_equal(res.first_lsn, 7);
+	/* 300 + 2 x 2048 would fit a free ring, but the 300 held bytes are not free. */
+	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, &no_error, &res), -EAGAIN);
+	rl_ring_release(&r, 300);
+	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, &no_error, &res), 0);
+	assert_int_equal(res.pos, 2348);
 	rl_ring_destroy(&r);
 }
 
@@ -121,7 +142,7 @@ static void sticky_error_stops_reservations(void **state)
 {
 	(void)state;
 	struct rl_ring r;
-	assert_int_equal(rl_ring_init(&r, 4096, 1), 0);
+	assert_int_equal(rl_ring_init(&r, 4096, 1, 0, 0), 0);
 	_Atomic int err = -EIO;
 	struct rl_reservation res;
 	assert_int_equal(rl_ring_reserve(&r, 64, 1, 1, &err, &res), -EIO);
@@ -153,7 +174,7 @@ static void blocking_reserve_waits_for_space(void **state)
 {
 	(void)state;
 	struct rl_ring r;
-	assert_int_equal(rl_ring_init(&r, 4096, 1), 0);
+	assert_int_equal(rl_ring_init(&r, 4096, 1, 0, 0), 0);
 	assert_int_equal(put(&r, 2048, 1, 0, NULL), 0);
 	assert_int_equal(put(&r, 2048, 1, 0, NULL), 0);
 	struct blocked b = {.r = &r, .error = &no_error};
@@ -171,7 +192,7 @@ static void blocked_producer_woken_by_failure(void **state)
 {
 	(void)state;
 	struct rl_ring r;
-	assert_int_equal(rl_ring_init(&r, 4096, 1), 0);
+	assert_int_equal(rl_ring_init(&r, 4096, 1, 0, 0), 0);
 	assert_int_equal(put(&r, 2048, 1, 0, NULL), 0);
 	assert_int_equal(put(&r, 2048, 1, 0, NULL), 0);
 	_Atomic int err = 0;
@@ -214,7 +235,7 @@ static void many_producers_one_consumer(void **state)
 {
 	(void)state;
 	struct rl_ring r;
-	assert_int_equal(rl_ring_init(&r, 8192, 1), 0);
+	assert_int_equal(rl_ring_init(&r, 8192, 1, 0, 0), 0);
 	enum { P = 4, N = 20000 };
 	struct stress s[P];
 	pthread_t t[P];
@@ -225,8 +246,7 @@ static void many_producers_one_consumer(void **state)
 	_Atomic int stop = 0;
 	uint64_t pos = 0, expect_lsn = 1, frames = 0;
 	while (frames < (uint64_t)P * N) {
-		int pad;
-		uint32_t len = rl_ring_peek(&r, pos, &pad);
+		uint32_t len = rl_ring_peek(&r, pos);
 		if (len == 0) {
 			if (rl_ring_prepare_sleep(&r, pos, &stop)) {
 				struct pollfd pfd = {.fd = r.wake_fd, .events = POLLIN};
@@ -236,13 +256,11 @@ static void many_producers_one_consumer(void **state)
 			}
 			continue;
 		}
-		if (!pad) {
-			const uint8_t *f = rl_ring_at(&r, pos);
-			assert_int_equal(rl_get64(f + 16), expect_lsn);
-			assert_int_equal(rl_get32(f + 8), len);
-			expect_lsn += rl_get32(f + 12);
-			frames++;
-		}
+		const uint8_t *f = rl_ring_at(&r, pos);
+		assert_int_equal(rl_get64(f + 16), expect_lsn);
+		assert_int_equal(rl_get32(f + 8), len);
+		expect_lsn += rl_get32(f + 12);
+		frames++;
 		pos += len;
 		rl_ring_release(&r, pos);
 	}
@@ -257,7 +275,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(lsns_dense_and_frames_in_order),
 	    cmocka_unit_test(stale_magic_is_never_published),
-	    cmocka_unit_test(full_ring_and_wrap_with_pad),
+	    cmocka_unit_test(full_ring_and_wrap_without_pad),
+	    cmocka_unit_test(starts_at_a_position_with_held_bytes),
 	    cmocka_unit_test(sticky_error_stops_reservations),
 	    cmocka_unit_test(blocking_reserve_waits_for_space),
 	    cmocka_unit_test(blocked_producer_woken_by_failure),

@@ -6,7 +6,10 @@
  * salvages.
  *
  * The log: 40 batches of 3 records of 100 bytes (batch b = LSNs 3b+1..3b+3, tag b),
- * each waited for, in 4096-byte segments: 12 frames of 344 bytes per segment.
+ * each waited for, in 4192-byte segments: 12 frames of 344 bytes per segment, from
+ * offset 64.  It is written buffered, so that every segment has this layout (with
+ * direct I/O a pad aligns each segment's first frame, wherever the ring is); the
+ * cases at the end cover what direct I/O and prepared files leave on disk.
  */
 #include "testutil.h"
 
@@ -34,7 +37,8 @@ static struct ringlog_options g_opts;
 
 static void make_log(const char *dir)
 {
-	tu_options(&g_opts, 4096, 1u << 16);
+	tu_options(&g_opts, RL_SEG_HEADER_BYTES + PER_SEG * FRAME, 1u << 16);
+	g_opts.io_mode = RINGLOG_IO_BUFFERED;
 	struct ringlog *log = tu_open(dir, &g_opts);
 	for (uint64_t b = 0; b < NB; b++) {
 		uint64_t lsn = tu_append_tagged(log, b, NREC, RLEN);

@@ -1,6 +1,7 @@
 #include "testutil.h"
 
 #include "format.h"
+#include "segment.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -127,6 +128,57 @@ const char *tu_last_segment(const char *dir)
 	uint64_t last = lsns[n - 1];
 	free(lsns);
 	return tu_segment_path(dir, last);
+}
+
+/* Scan the entries of a segment file: where the first frame (or hole) starts, and
+ * where the last valid entry ends. */
+static void scan_entries(const char *path, uint64_t *start, uint64_t *end)
+{
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	struct rl_seg_header h;
+	uint64_t size;
+	assert_int_equal(rl_seg_read_header(fd, &h, &size), 0);
+	struct rl_seg_scan scan;
+	assert_int_equal(rl_scan_init(&scan, fd, &h), 0);
+	enum rl_frame_status why;
+	*start = RL_SEG_HEADER_BYTES;
+	int leading = 1;
+	while (rl_scan_next(&scan, &why) == 1) {
+		if (leading && scan.info.pad)
+			*start = scan.off;
+		else
+			leading = 0;
+	}
+	*end = scan.off;
+	rl_scan_free(&scan);
+	close(fd);
+}
+
+uint64_t tu_data_start(const char *path)
+{
+	uint64_t start, end;
+	scan_entries(path, &start, &end);
+	return start;
+}
+
+uint64_t tu_data_end(const char *path)
+{
+	uint64_t start, end;
+	scan_entries(path, &start, &end);
+	return end;
+}
+
+uint32_t tu_io_align(struct ringlog *log)
+{
+	struct ringlog_stats st;
+	ringlog_stats(log, &st);
+	return (uint32_t)st.io_align;
+}
+
+uint64_t tu_round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
 }
 
 void tu_options(struct ringlog_options *o, uint64_t segment_bytes, uint32_t ring_bytes)

@@ -34,6 +34,15 @@ const char *tu_segment_path(const char *dir, uint64_t first_lsn);
 /* Path of the last segment in dir (static buffer). */
 const char *tu_last_segment(const char *dir);
 
+/* Where the entries of the segment file at `path` start (after its header and a leading
+ * pad, if any) and end (after the last valid one: a prepared segment file is longer). */
+uint64_t tu_data_start(const char *path);
+uint64_t tu_data_end(const char *path);
+/* The alignment of the log's writes (ringlog_stats: 1 when buffered). */
+uint32_t tu_io_align(struct ringlog *log);
+/* Round v up to a multiple of a. */
+uint64_t tu_round_up(uint64_t v, uint64_t a);
+
 /* Options with small sizes so tests rotate and fill rings quickly. */
 void tu_options(struct ringlog_options *o, uint64_t segment_bytes, uint32_t ring_bytes);
 /* Open or fail the test, printing ringlog_last_error(). */

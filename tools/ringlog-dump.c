@@ -146,25 +146,22 @@ static int list_segments(const char *dir)
 		if (err) {
 			status = err == -EBADMSG ? "invalid header" : strerror(-err);
 		} else {
-			struct rl_seg_scan s;
-			enum rl_frame_status why = RL_FRAME_END;
-			if (rl_scan_init(&s, fd, &h) == 0) {
-				while (rl_scan_next(&s, &why) == 1) {
-					if (s.info.hole) {
-						holes++;
-						lost += s.info.nrecs;
-					} else {
-						frames++;
-						records += s.info.nrecs;
-					}
-				}
-				end = s.off;
-				last = s.expect_lsn - 1;
-				rl_scan_free(&s);
+			/* The library's own verdict: a sealed segment ends at the end of its
+			 * file, the last one where no torn tail follows its last entry. */
+			struct rl_seg_verdict v;
+			err = rl_seg_judge(fd, &h, i + 1 == n, &v);
+			if (err) {
+				status = strerror(-err);
+			} else {
+				frames = v.frames;
+				records = v.records;
+				holes = v.holes;
+				lost = v.lost;
+				end = v.end;
+				last = v.next_lsn - 1;
+				if (v.damaged)
+					status = v.reason;
 			}
-			if (why != RL_FRAME_END || end != size)
-				status = why == RL_FRAME_END ? "bytes after the last frame"
-							     : rl_frame_status_str(why);
 		}
 		if (strcmp(status, "ok") != 0)
 			rc = EXIT_DAMAGED;

@@ -36,9 +36,10 @@
  *       recovery; then that nothing read-only changed a byte on disk;
  *   (d) rl_recover applied in the mode the input picks, which must do exactly what
  *       the read-only run of that mode predicted; after it the log must be clean
- *       (read-only TOLERATE_TAIL and ABSOLUTE succeed with no damage) and read back
- *       in full; after a salvage (SKIP_CORRUPTED) the reader must still return every
- *       record it returned before, byte for byte, at the same LSNs.
+ *       (read-only TOLERATE_TAIL and ABSOLUTE succeed with no damage; nothing after
+ *       the last segment's end can pass for this log's write: tail_is_clean) and read
+ *       back in full; after a salvage (SKIP_CORRUPTED) the reader must still return
+ *       every record it returned before, byte for byte, at the same LSNs.
  * A violated invariant prints what failed and traps.  The number of open file
  * descriptors must be the same before and after every run.
  *
@@ -142,6 +143,7 @@ struct fz_rec {
 	uint64_t next_lsn, log_id;
 	struct rl_segment last; /* fd already closed */
 	uint64_t last_file_size;
+	int tail_clean; /* nothing after the last segment's end passes for this log's */
 	struct ringlog_recovery rep;
 };
 
@@ -262,12 +264,13 @@ static void walk_frames(struct fz_seg *s, uint64_t due, int fix_lsn, int fix_crc
 	while (off + RL_FRAME_HEADER_BYTES <= s->len) {
 		uint8_t *f = s->buf + off;
 		uint32_t magic = rl_get32(f);
-		if (magic != RL_FRAME_MAGIC && magic != RL_HOLE_MAGIC)
+		if (magic != RL_FRAME_MAGIC && magic != RL_HOLE_MAGIC && magic != RL_PAD_MAGIC)
 			break;
 		uint32_t flen = rl_get32(f + 8), nrecs = rl_get32(f + 12);
-		if (magic == RL_HOLE_MAGIC ? flen < RL_FRAME_HEADER_BYTES
-					   : nrecs == 0 || (uint64_t)RL_FRAME_HEADER_BYTES +
-								   4ull * nrecs > flen)
+		if (magic == RL_PAD_MAGIC ? flen < RL_FRAME_HEADER_BYTES || nrecs != 0
+		    : magic == RL_HOLE_MAGIC
+			? flen < RL_FRAME_HEADER_BYTES
+			: nrecs == 0 || (uint64_t)RL_FRAME_HEADER_BYTES + 4ull * nrecs > flen)
 			break;
 		if (flen % RL_FRAME_ALIGN != 0 || flen > s->len - off)
 			break;
@@ -277,6 +280,8 @@ static void walk_frames(struct fz_seg *s, uint64_t due, int fix_lsn, int fix_crc
 		}
 		if (fix_crc && magic == RL_HOLE_MAGIC)
 			rl_hole_encode(f, flen, nrecs, rl_get64(f + 16), rl_get64(f + 24));
+		else if (fix_crc && magic == RL_PAD_MAGIC)
+			rl_pad_encode(f, flen, rl_get64(f + 16), rl_get64(f + 24));
 		else if (fix_crc)
 			rl_frame_seal(f);
 		last_crc = rl_get32(f + 4);
@@ -493,9 +498,10 @@ static int records_tile(const uint8_t *f, uint32_t flen, uint32_t nrecs)
 	return flen - pos < RL_FRAME_ALIGN && all_zero(f + pos, flen - pos);
 }
 
-/* The hole rule (docs/format.md), written out again: length a multiple of 8 and at
- * least 32, the log id, LSN not 0, not wrapping, the one due; CRC over bytes 8..31;
- * the frame inside the bytes given.  A hole has no records. */
+/* The hole and pad rule (docs/format.md), written out again: length a multiple of 8
+ * and at least 32 (and for a pad, no LSN: nrecs 0), the log id, LSN not 0, not
+ * wrapping, the one due; CRC over bytes 8..31; the entry inside the bytes given.
+ * Neither has records. */
 static void check_hole_at(const uint8_t *p, uint64_t avail, uint64_t expect, uint64_t log_id,
 			  enum rl_frame_status hs, enum rl_frame_status st,
 			  const struct rl_frame_info *hinfo)
@@ -503,7 +509,8 @@ static void check_hole_at(const uint8_t *p, uint64_t avail, uint64_t expect, uin
 	uint32_t flen = rl_get32(p + 8), nrecs = rl_get32(p + 12);
 	uint64_t first = rl_get64(p + 16);
 	enum rl_frame_status want = RL_FRAME_OK;
-	if (flen % RL_FRAME_ALIGN != 0 || flen < RL_FRAME_HEADER_BYTES)
+	int pad = rl_get32(p) == RL_PAD_MAGIC;
+	if (flen % RL_FRAME_ALIGN != 0 || flen < RL_FRAME_HEADER_BYTES || (pad && nrecs != 0))
 		want = RL_FRAME_BAD_LENGTH;
 	else if (rl_get64(p + 24) != log_id)
 		want = RL_FRAME_BAD_LOG_ID;
@@ -516,8 +523,8 @@ static void check_hole_at(const uint8_t *p, uint64_t avail, uint64_t expect, uin
 		CHECK(st == want);
 		return;
 	}
-	CHECK(hinfo->hole == 1 && hinfo->frame_len == flen && hinfo->nrecs == nrecs &&
-	      hinfo->first_lsn == first);
+	CHECK(hinfo->hole == 1 && hinfo->pad == (uint32_t)pad && hinfo->frame_len == flen &&
+	      hinfo->nrecs == nrecs && hinfo->first_lsn == first);
 	CHECK(st == (flen > avail ? RL_FRAME_TRUNCATED : RL_FRAME_OK));
 	struct rl_frame_info info = *hinfo;
 	struct rl_record_cursor cur = {0, 0};
@@ -539,7 +546,7 @@ static void check_frame_at(const uint8_t *p, uint64_t avail, uint64_t expect, ui
 	}
 	memset(&hinfo, 0, sizeof(hinfo));
 	enum rl_frame_status hs = rl_frame_check_header(p, expect, log_id, &hinfo);
-	if (rl_get32(p) == RL_HOLE_MAGIC) {
+	if (rl_get32(p) == RL_HOLE_MAGIC || rl_get32(p) == RL_PAD_MAGIC) {
 		check_hole_at(p, avail, expect, log_id, hs, st, &hinfo);
 		return;
 	}
@@ -630,6 +637,30 @@ static void check_segment_bytes(const struct fz_seg *s)
 
 /* ---- (b) recovery ---- */
 
+/* The end rule of the last segment (docs/format.md), written out again: nothing after
+ * its end `end` is a frame, hole or pad header of log `log_id` at LSN `lsn` or
+ * later, at any 8-byte offset. */
+static int tail_is_clean(int fd, uint64_t log_id, uint64_t end, uint64_t lsn)
+{
+	struct stat st;
+	CHECK(fstat(fd, &st) == 0);
+	uint64_t size = (uint64_t)st.st_size;
+	if (end >= size)
+		return 1;
+	uint8_t *buf = malloc(size - end);
+	CHECK(buf != NULL);
+	CHECK(pread(fd, buf, size - end, (off_t)end) == (ssize_t)(size - end));
+	int clean = 1;
+	for (uint64_t x = 0; x + RL_FRAME_HEADER_BYTES <= size - end; x += RL_FRAME_ALIGN) {
+		uint32_t magic = rl_get32(buf + x);
+		if ((magic == RL_FRAME_MAGIC || magic == RL_HOLE_MAGIC || magic == RL_PAD_MAGIC) &&
+		    rl_get64(buf + x + 24) == log_id && rl_get64(buf + x + 16) >= lsn)
+			clean = 0;
+	}
+	free(buf);
+	return clean;
+}
+
 static void recover(int apply, uint32_t mode, struct fz_rec *r)
 {
 	struct rl_recovered out;
@@ -644,6 +675,7 @@ static void recover(int apply, uint32_t mode, struct fz_rec *r)
 		struct stat st;
 		CHECK(fstat(out.last.fd, &st) == 0);
 		r->last_file_size = (uint64_t)st.st_size;
+		r->tail_clean = tail_is_clean(out.last.fd, out.log_id, out.last.size, out.next_lsn);
 		close(out.last.fd);
 	}
 	r->last.fd = -1;
@@ -926,7 +958,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint32_t left = run.nseg - ap.rep.dropped_segments - ap.rep.set_aside_segments;
 		uint64_t now; /* bytes on disk after the repair (a rewritten header adds some) */
 		CHECK(count_segment_files(&run, &now) == left);
-		CHECK(ap.last_file_size == ap.last.size); /* the cut was made */
+		CHECK(ap.tail_clean); /* the cut was made */
 		/* Recovery's output is clean, in every mode. */
 		struct fz_rec again, strict;
 		recover(0, RINGLOG_RECOVER_TOLERATE_TAIL, &again);

@@ -19,12 +19,26 @@
  * valid batches, that it saw every acknowledged batch, and that what it saw is
  * still there after recovery.
  *
- * Environment: RINGLOG_CRASH_SECONDS (time budget of the first case, default 20),
+ * The first case runs again, with fewer cycles, on a fresh ext4 (default mount
+ * options), xfs and btrfs each made in an image file and loop-mounted (tests/fsimage.h):
+ * real O_DIRECT, allocation and journalling instead of tmpfs.  Those need root, the
+ * mkfs tools and tests/fsimage.c linked in; where a type cannot be mounted its case is
+ * skipped (RINGLOG_REQUIRE_FSIMAGE makes that a failure).
+ *
+ * Environment: RINGLOG_CRASH_SECONDS (time budget of the first case, default 20; each
+ * loop-mounted filesystem gets a quarter of it, an eighth under sanitizers),
  * RINGLOG_CRASH_SEED (replay the random choices of a run -- kill delays, options --
  * printed at the start; the timing itself cannot be replayed), RINGLOG_CRASH_VERBOSE
  * (one line per cycle).
  */
 #include "testutil.h"
+
+#include "fsimage.h"
+
+/* Weak, so that a build which does not link tests/fsimage.c into this program still
+ * links: the loop-filesystem cases then skip, saying why. */
+#pragma weak tu_fs_mount
+#pragma weak tu_fs_unmount
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,7 +72,21 @@ enum {
 	KILL_MIN_MS = 5, /* kill delay after the child's open */
 	KILL_MAX_MS = 150,
 	EARLY_KILL_MAX_US = 25000, /* kill delay after the fork, for early kills */
+	FS_MAX_CYCLES = 40,	   /* on a loop-mounted filesystem */
+	FS_MIN_CYCLES = 3,
+	FS_IMAGE_MB = 512, /* sparse: only what the log writes takes space */
 };
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CRASH_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CRASH_SANITIZED 1
+#endif
+#endif
+#ifndef CRASH_SANITIZED
+#define CRASH_SANITIZED 0
+#endif
 
 /* ---------------------------------------------------------------------------------
  * Tags and payloads.  A batch's tag names the incarnation (cycle) that wrote it, the
@@ -510,6 +539,7 @@ struct inbox {
 
 static pid_t g_child = -1;
 static char *g_dir;
+static char *g_mnt; /* the loop-mounted filesystem g_dir is on, or NULL */
 static struct ringlog *g_log;
 static struct follower g_follow;
 static pthread_t g_follow_thread;
@@ -568,6 +598,11 @@ static int teardown(void **state)
 		tu_rmrf(g_dir);
 		free(g_dir);
 		g_dir = NULL;
+	}
+	if (g_mnt) {
+		tu_fs_unmount(g_mnt);
+		free(g_mnt);
+		g_mnt = NULL;
 	}
 	return 0;
 }
@@ -983,16 +1018,13 @@ static double budget_seconds(void)
 	return v > 0 ? v : DEFAULT_SECONDS;
 }
 
-/* Many cycles of append / SIGKILL / recover / check in one directory. */
-static void crash_cycles(void **state)
+/* Cycles of append / SIGKILL / recover / check in g_dir, for `secs` seconds or
+ * `max_cycles`, whichever ends first; at least `min_cycles` must run. */
+static void run_cycles(const char *where, double secs, unsigned max_cycles, unsigned min_cycles)
 {
-	(void)state;
-	g_rng = g_seed;
-	g_dir = tu_tmpdir();
-	double secs = budget_seconds();
 	uint64_t start = now_ns(), end = start + (uint64_t)(secs * 1e9);
 	struct totals tot = {0};
-	for (unsigned cycle = 1; cycle <= MAX_CYCLES && now_ns() < end; cycle++)
+	for (unsigned cycle = 1; cycle <= max_cycles && now_ns() < end; cycle++)
 		run_cycle(cycle, 0, &tot);
 	uint64_t records = 0;
 	for (size_t i = 0; i < g_acked.n; i++)
@@ -1000,17 +1032,69 @@ static void crash_cycles(void **state)
 	uint64_t *segs;
 	size_t nseg = tu_segments(g_dir, &segs);
 	free(segs);
-	printf("crash: %u cycles in %.1f s (budget %.0f s): %u kills (%u counted from the fork, "
+	printf("crash%s: %u cycles in %.1f s (budget %.0f s): %u kills (%u counted from the fork, "
 	       "%u before the log was open, latest %" PRIu64 " ms), %" PRIu64 " acknowledged "
 	       "batches (%zu with the markers, %" PRIu64 " records), %u recoveries cut a torn "
 	       "tail; the log holds %" PRIu64 " records in %zu segments\n",
-	       tot.cycles, (double)(now_ns() - start) / 1e9, secs, tot.kills, tot.early_kills,
-	       tot.killed_before_open, tot.max_kill_ms, tot.acked_batches, g_acked.n, records,
-	       tot.tails_cut, tot.log_records, nseg);
-	if (tot.cycles < MIN_CYCLES)
-		fail_msg("crash: only %u cycles ran within %.0f s (at least %d needed); raise "
+	       where, tot.cycles, (double)(now_ns() - start) / 1e9, secs, tot.kills,
+	       tot.early_kills, tot.killed_before_open, tot.max_kill_ms, tot.acked_batches,
+	       g_acked.n, records, tot.tails_cut, tot.log_records, nseg);
+	if (tot.cycles < min_cycles)
+		fail_msg("crash%s: only %u cycles ran within %.0f s (at least %u needed); raise "
 			 "RINGLOG_CRASH_SECONDS",
-			 tot.cycles, secs, MIN_CYCLES);
+			 where, tot.cycles, secs, min_cycles);
+}
+
+/* Many cycles of append / SIGKILL / recover / check in one directory. */
+static void crash_cycles(void **state)
+{
+	(void)state;
+	g_rng = g_seed;
+	g_dir = tu_tmpdir();
+	run_cycles("", budget_seconds(), MAX_CYCLES, MIN_CYCLES);
+}
+
+/* The same on a fresh loop-mounted filesystem of `type`, in a directory on it, with
+ * fewer cycles.  Each type draws its own random choices from the seed. */
+static void crash_cycles_on(const char *type, uint64_t salt)
+{
+	const char *why = NULL;
+	if (!tu_fs_mount)
+		why = "this build does not link tests/fsimage.c";
+	else if ((g_mnt = tu_fs_mount(type, FS_IMAGE_MB)) == NULL)
+		why = "no test filesystem here (see above)";
+	if (why) {
+		if (getenv("RINGLOG_REQUIRE_FSIMAGE"))
+			fail_msg("crash on %s: %s, and RINGLOG_REQUIRE_FSIMAGE is set", type, why);
+		print_message("crash on %s: %s: skipped\n", type, why);
+		skip();
+	}
+	if (asprintf(&g_dir, "%s/log", g_mnt) < 0)
+		abort();
+	assert_int_equal(mkdir(g_dir, 0755), 0);
+	g_rng = g_seed ^ salt;
+	char where[32];
+	snprintf(where, sizeof(where), " on %s", type);
+	run_cycles(where, budget_seconds() / (CRASH_SANITIZED ? 8 : 4), FS_MAX_CYCLES,
+		   FS_MIN_CYCLES);
+}
+
+static void crash_cycles_ext4(void **state)
+{
+	(void)state;
+	crash_cycles_on("ext4", 0xe4e4e4e4e4ull);
+}
+
+static void crash_cycles_xfs(void **state)
+{
+	(void)state;
+	crash_cycles_on("xfs", 0xf5f5f5f5f5ull);
+}
+
+static void crash_cycles_btrfs(void **state)
+{
+	(void)state;
+	crash_cycles_on("btrfs", 0xb7b7b7b7b7ull);
 }
 
 /* Kill the writer while a reader in this process follows the log. */
@@ -1049,6 +1133,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(crash_cycles, teardown),
 	    cmocka_unit_test_teardown(crash_with_follower, teardown),
+	    cmocka_unit_test_teardown(crash_cycles_ext4, teardown),
+	    cmocka_unit_test_teardown(crash_cycles_xfs, teardown),
+	    cmocka_unit_test_teardown(crash_cycles_btrfs, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

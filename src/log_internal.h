@@ -22,6 +22,15 @@ struct ringlog {
 	struct rl_ring ring;
 	struct ringlog_options opts;
 
+	/* The short path (spin.h).  group_ns: average time from a group's submission to
+	 * its durability, kept by the consumer; spinners: waiters spinning now, at most
+	 * spin_slots; waiting: threads in rl_wait_durable; spin_max_ns: options.spin_us. */
+	_Alignas(64) _Atomic uint64_t group_ns;
+	_Atomic uint32_t spinners;
+	_Atomic uint32_t waiting;
+	uint32_t spin_slots;
+	uint64_t spin_max_ns;
+
 	/* Sticky failure: 0, or the -errno that failed the log.  Written once, by the
 	 * consumer (after fail_msg), read by everyone. */
 	_Alignas(64) _Atomic int error;

@@ -22,7 +22,7 @@ static int injected(enum rl_file_op op, const char *name, uint64_t off, uint64_t
 
 int rl_file_open(int dir_fd, const char *name, int flags)
 {
-	int err = injected(RL_FOP_OPEN, name, 0, 0);
+	int err = injected(RL_FOP_OPEN, name, 0, (uint64_t)(unsigned)flags);
 	if (err)
 		return err;
 	int fd;

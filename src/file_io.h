@@ -30,8 +30,9 @@ enum rl_file_op {
 /*
  * Fault-injection seam for tests (SQLite's test_vfs in spirit): NULL in production.
  * `fail` is called before every operation with its kind, the file name (NULL when not
- * known) and the byte range (0 when none); a negative return makes the operation fail
- * with that error without doing it.  It may be called from the caller's thread, the
+ * known) and the byte range (0 when none; for RL_FOP_OPEN, `len` holds the open
+ * flags, so O_DIRECT opens can be told apart); a negative return makes the operation
+ * fail with that error without doing it.  It may be called from the caller's thread, the
  * consumer or the segment preparer.
  */
 struct rl_file_faults {

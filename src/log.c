@@ -196,7 +196,7 @@ static int start_writing(struct ringlog *log, struct rl_recovered *rec, const ch
 		log->seg_empty = 1;
 		return err ? rl_fail(err, "creating the first segment in %s: %s", dir,
 				     ringlog_last_error())
-			   : 0;
+			   : 0; /* (rl_fail formats before it writes the detail) */
 	}
 	char name[RL_SEG_NAME_LEN + 1];
 	rl_seg_name(name, rec->last.first_lsn);

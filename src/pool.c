@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,8 +146,7 @@ static int prepare(struct rl_pool *p, const struct rl_pool_entry *e, uint64_t se
 	}
 	if (err) {
 		snprintf(p->error_msg, sizeof(p->error_msg),
-			 "preparing the next segment file: %s %s failed: %s", what, from,
-			 strerrordesc_np(-err));
+			 "preparing the next segment file: %s %s failed", what, from);
 		/* Free what it took: a full disk must not stay full because of it. */
 		rl_file_unlink(p->dir_fd, from);
 		rl_file_unlink(p->dir_fd, to);
@@ -239,6 +239,8 @@ int rl_pool_start(struct rl_pool *p, int dir_fd, uint64_t file_bytes, int direct
 	}
 	rewinddir(d);
 	int err = 0, removed = 0;
+	const char *what = NULL;
+	char failed[NAME_MAX + 1] = "";
 	struct dirent *de;
 	while (!err && (de = readdir(d)) != NULL) {
 		uint64_t seq, stale;
@@ -247,17 +249,21 @@ int rl_pool_start(struct rl_pool *p, int dir_fd, uint64_t file_bytes, int direct
 			continue;
 		if (kind != 0 && seq >= p->next_seq)
 			p->next_seq = seq + 1;
+		snprintf(failed, sizeof(failed), "%s", de->d_name);
 		/* Unfinished, or holding LSNs the log may write again: not reusable. */
 		if (kind == 0 || kind == 3 || stale >= next_lsn) {
+			what = "removing";
 			err = rl_file_unlink(dir_fd, de->d_name);
 			removed = 1;
 			continue;
 		}
+		what = "keeping track of";
 		err = add_entry(p, seq, stale, 0);
 		if (err)
 			break;
 		if (kind == 1) {
-			/* Ready only if it still has the size this log wants. */
+			/* Ready only if it still has the size this log wants; if its size
+			 * cannot be read, it is made ready again all the same. */
 			int ffd = rl_file_open(dir_fd, de->d_name, O_RDONLY);
 			int64_t size = ffd < 0 ? ffd : rl_file_size(ffd);
 			if (ffd >= 0)
@@ -270,17 +276,21 @@ int rl_pool_start(struct rl_pool *p, int dir_fd, uint64_t file_bytes, int direct
 				char a[RL_POOL_NAME_MAX], b[RL_POOL_NAME_MAX];
 				ready_name(a, &r);
 				ready_name(b, &t);
+				what = "renaming (to be brought to the segment size)";
 				err = rl_file_rename(dir_fd, a, b, 1);
 			}
 		}
 	}
 	closedir(d);
-	if (!err && removed)
+	if (!err && removed) {
+		what = "fsync of the log directory after removing pool files";
+		failed[0] = '\0';
 		err = rl_dir_sync(dir_fd);
+	}
 	if (err) {
 		free(p->files);
 		p->files = NULL;
-		return rl_fail(err, "taking stock of the pool files in the log directory");
+		return rl_fail(err, "taking stock of the pool files: %s %s", what, failed);
 	}
 	err = -pthread_create(&p->thread, NULL, preparer_main, p);
 	if (err) {

@@ -108,6 +108,12 @@ static int prepare(struct rl_pool *p, const struct rl_pool_entry *e, uint64_t se
 	const char *what = "opening";
 	int err = fd < 0 ? fd : 0;
 	uint64_t start = 0;
+	if (!err && !e) {
+		/* Overwritten in place on btrfs too: writing into it then needs no space. */
+		what = "marking no-copy-on-write";
+		int cow = rl_file_set_nocow(fd, from);
+		err = cow < 0 ? cow : 0;
+	}
 	if (!err && e) {
 		int64_t size = rl_file_size(fd);
 		err = size < 0 ? (int)size : 0;

@@ -85,6 +85,14 @@ int rl_seg_start(int dir_fd, const char *from, const struct rl_seg_header *h, ui
 	int fd = rl_file_open_rw(dir_fd, src, from ? 0 : O_CREAT | O_TRUNC, direct, 1);
 	if (fd < 0)
 		return rl_fail(fd, "opening %s to start segment %s", src, name);
+	if (!from) {
+		int cow = rl_file_set_nocow(fd, src); /* as prepared files are (pool.c) */
+		if (cow < 0) {
+			close(fd);
+			rl_file_unlink(dir_fd, src);
+			return rl_fail(cow, "marking %s no-copy-on-write", src);
+		}
+	}
 	/* The header block: the header, then a pad up to the first frame. */
 	int pad = data_off > RL_SEG_HEADER_BYTES;
 	size_t blk = RL_SEG_HEADER_BYTES + (pad ? RL_FRAME_HEADER_BYTES : 0);

@@ -278,8 +278,10 @@ static void publish_durable(struct ringlog *log, const struct group *g)
 	}
 }
 
-int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos)
+int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos,
+		     int *waited)
 {
+	*waited = 0;
 	struct rl_seg_header h = {
 	    .first_lsn = first_lsn,
 	    .log_id = log->log_id,
@@ -295,8 +297,7 @@ int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc,
 	char pool_name[RL_POOL_NAME_MAX];
 	const char *from = NULL;
 	if (log->pool.started) {
-		int waited;
-		int err = rl_pool_take(&log->pool, first_lsn, pool_name, &waited);
+		int err = rl_pool_take(&log->pool, first_lsn, pool_name, waited);
 		if (err)
 			return err;
 		from = pool_name;
@@ -322,10 +323,13 @@ static int rotate(struct ringlog *log)
 {
 	uint64_t t0 = rl_now_ns();
 	struct rl_segment old = log->seg;
+	int waited = 0;
 	int err = rl_seg_seal(&old);
 	if (!err)
 		err = rl_start_segment(log, atomic_load(&log->durable_lsn) + 1, old.last_crc,
-				       log->scan);
+				       log->scan, &waited);
+	if (waited)
+		atomic_fetch_add_explicit(&log->pool.waits, 1, memory_order_relaxed);
 	RL_PROBE_ROTATE(log->seg.first_lsn, old.size, rl_now_ns() - t0);
 	if (err)
 		return err;

@@ -192,7 +192,8 @@ static int start_writing(struct ringlog *log, struct rl_recovered *rec, const ch
 	log->scan = pos;
 	if (rec->empty) {
 		log->seg.fd = -1;
-		err = rl_start_segment(log, 1, 0, pos);
+		int waited;
+		err = rl_start_segment(log, 1, 0, pos, &waited);
 		log->seg_empty = 1;
 		return err ? rl_fail(err, "creating the first segment in %s: %s", dir,
 				     ringlog_last_error())
@@ -281,7 +282,8 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 		goto fail;
 	log->log_id = rec.log_id;
 	err = choose_io(log, dir);
-	if (!err && opts->prepared_segments) {
+	if (!err) {
+		/* (Without prepared_segments this only removes what an earlier open left.) */
 		uint64_t file_bytes = round_up(opts->segment_bytes, log->align > 4096 ? log->align : 4096);
 		err = rl_pool_start(&log->pool, log->dir_fd, file_bytes, log->direct, log->align,
 				    opts->prepared_segments,

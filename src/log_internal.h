@@ -103,9 +103,10 @@ void rl_log_fail(struct ringlog *log, int err, const char *msg);
 /* consumer.c: start the segment whose first LSN is `first_lsn` (the next frame's) for
  * frames from ring position `pos` on: from a prepared file if the pool runs, with a pad
  * that puts its first frame at a file offset congruent to `pos`; sets log->seg and
- * log->seg_delta.  Used at rotation and by open for a new log.  Returns 0 or -errno
- * with ringlog_last_error() set. */
-int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos);
+ * log->seg_delta.  Used at rotation and by open for a new log.  *waited: it had to wait
+ * for a prepared file.  Returns 0 or -errno with ringlog_last_error() set. */
+int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos,
+		     int *waited);
 
 /* recovery.c: what open found on disk. */
 struct rl_recovered {

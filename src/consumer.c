@@ -321,6 +321,8 @@ int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc,
  * named by the next LSN.  Returns 0 or -errno with ringlog_last_error() set. */
 static int rotate(struct ringlog *log)
 {
+	/* The full segment holds at least one LSN, so the next one has another name. */
+	assert(atomic_load(&log->durable_lsn) + 1 > log->seg.first_lsn);
 	uint64_t t0 = rl_now_ns();
 	struct rl_segment old = log->seg;
 	int waited = 0;

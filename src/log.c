@@ -215,7 +215,8 @@ static int start_writing(struct ringlog *log, struct rl_recovered *rec, const ch
 	rec->last.fd = fd;
 	log->seg = rec->last;
 	log->seg_delta = end - pos;
-	log->seg_empty = end <= RL_SEG_HEADER_BYTES;
+	/* Empty: it holds no LSN (only its header, and pads), wherever its end is. */
+	log->seg_empty = rec->next_lsn == rec->last.first_lsn;
 	return 0;
 }
 

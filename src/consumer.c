@@ -38,6 +38,7 @@
 #include "errors.h"
 #include "futex.h"
 #include "probes.h"
+#include "spin.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -63,6 +64,7 @@ struct group {
 	uint64_t file_off; /* file offset of wpos */
 	uint32_t done;	   /* bytes of wlen known written */
 	uint32_t from;	   /* where the write in flight started (done rounded down) */
+	uint64_t submit_ns; /* when it was first submitted (the short path's average) */
 	unsigned pending;  /* completions outstanding */
 	unsigned retries;  /* no-progress resubmissions */
 	int synced;	   /* an fdatasync issued after `done` reached len completed */
@@ -174,6 +176,8 @@ static int submit_group(struct ringlog *log, struct group *g, unsigned tag)
 	}
 	g->pending = need_write ? 2 : 1;
 	g->synced = 0;
+	if (!g->submit_ns)
+		g->submit_ns = rl_now_ns();
 	if (log->profile.on && !g->t.submitted)
 		g->t.submitted = rl_now_ns();
 	RL_PROBE_GROUP_SUBMIT(g->first_lsn, g->last_lsn, need_write ? len : 0, g->file_off + g->from);
@@ -274,8 +278,10 @@ static void publish_durable(struct ringlog *log, const struct group *g)
 	}
 }
 
-int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos)
+int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos,
+		     int *waited)
 {
+	*waited = 0;
 	struct rl_seg_header h = {
 	    .first_lsn = first_lsn,
 	    .log_id = log->log_id,
@@ -291,8 +297,7 @@ int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc,
 	char pool_name[RL_POOL_NAME_MAX];
 	const char *from = NULL;
 	if (log->pool.started) {
-		int waited;
-		int err = rl_pool_take(&log->pool, first_lsn, pool_name, &waited);
+		int err = rl_pool_take(&log->pool, first_lsn, pool_name, waited);
 		if (err)
 			return err;
 		from = pool_name;
@@ -316,12 +321,17 @@ int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc,
  * named by the next LSN.  Returns 0 or -errno with ringlog_last_error() set. */
 static int rotate(struct ringlog *log)
 {
+	/* The full segment holds at least one LSN, so the next one has another name. */
+	assert(atomic_load(&log->durable_lsn) + 1 > log->seg.first_lsn);
 	uint64_t t0 = rl_now_ns();
 	struct rl_segment old = log->seg;
+	int waited = 0;
 	int err = rl_seg_seal(&old);
 	if (!err)
 		err = rl_start_segment(log, atomic_load(&log->durable_lsn) + 1, old.last_crc,
-				       log->scan);
+				       log->scan, &waited);
+	if (waited)
+		atomic_fetch_add_explicit(&log->pool.waits, 1, memory_order_relaxed);
 	RL_PROBE_ROTATE(log->seg.first_lsn, old.size, rl_now_ns() - t0);
 	if (err)
 		return err;
@@ -348,7 +358,27 @@ struct pipeline {
 	int seg_full;	/* a published frame does not fit in the segment: rotate */
 	int seg_empty;	/* no group went to the segment yet */
 	int wake_armed; /* the wake eventfd read is queued */
+	int idle_spin;	/* a group someone waited for just retired: spin for the next */
 };
+
+/* The short path (spin.h): with nothing in flight, right after a retire that someone
+ * waited for, look for the next append for a moment before sleeping.  Returns 1 if a
+ * frame was published (or the log is closing) meanwhile. */
+static int idle_spin(struct ringlog *log)
+{
+	uint64_t budget = log->spin_max_ns < RL_IDLE_SPIN_MAX_NS ? log->spin_max_ns
+								  : RL_IDLE_SPIN_MAX_NS;
+	uint64_t until = rl_now_ns() + budget;
+	do {
+		for (int i = 0; i < RL_SPIN_POLLS; i++) {
+			if (rl_ring_peek(&log->ring, log->scan) != 0 ||
+			    atomic_load_explicit(&log->closing, memory_order_relaxed))
+				return 1;
+			rl_cpu_relax();
+		}
+	} while (rl_now_ns() < until);
+	return 0;
+}
 
 /* Whether FILL may take another group now. */
 static int can_fill(const struct ringlog *log, const struct pipeline *p)
@@ -423,6 +453,11 @@ static void run(struct ringlog *log)
 			 * empty ring at close means everything queued is durable. */
 			if (atomic_load(&log->closing))
 				goto out;
+			if (p.idle_spin) {
+				p.idle_spin = 0;
+				if (idle_spin(log))
+					continue;
+			}
 		}
 
 		/* SLEEP.  When FILL could take more, also wake for new work: announce the
@@ -476,6 +511,13 @@ static void run(struct ringlog *log)
 		while (p.count > 0 && p.g[p.head].complete) {
 			g = &p.g[p.head];
 			publish_durable(log, g);
+			atomic_store_explicit(&log->group_ns,
+					      rl_ewma8(atomic_load_explicit(&log->group_ns,
+									    memory_order_relaxed),
+						       rl_now_ns() - g->submit_ns),
+					      memory_order_relaxed);
+			p.idle_spin = log->spin_max_ns &&
+				      atomic_load_explicit(&log->waiting, memory_order_relaxed);
 			if (log->profile.on) {
 				/* Before the release: the batches' stamps are still valid. */
 				g->t.woken = rl_now_ns();

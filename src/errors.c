@@ -12,15 +12,21 @@ static __thread char last_error[512];
 
 int rl_fail(int err, const char *fmt, ...)
 {
+	/* Format apart first: an argument may be this thread's detail itself (a caller
+	 * adding context to the detail a callee left). */
+	char msg[sizeof(last_error)];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (n >= 0 && (size_t)n < sizeof(last_error) - 8 && err < 0) {
+	if (n >= 0 && (size_t)n < sizeof(msg) - 8 && err < 0) {
 		const char *desc = strerrordesc_np(-err);
-		snprintf(last_error + n, sizeof(last_error) - (size_t)n, " (%s)",
-			 desc ? desc : "unknown error");
+		char tail[96];
+		snprintf(tail, sizeof(tail), " (%s)", desc ? desc : "unknown error");
+		if (!strstr(msg, tail)) /* a callee's detail may carry it already */
+			snprintf(msg + n, sizeof(msg) - (size_t)n, "%s", tail);
 	}
+	memcpy(last_error, msg, sizeof(msg));
 	return err;
 }
 

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -188,4 +190,20 @@ int64_t rl_file_size(int fd)
 {
 	struct stat st;
 	return fstat(fd, &st) < 0 ? -errno : (int64_t)st.st_size;
+}
+
+int rl_file_set_nocow(int fd, const char *name)
+{
+	int err = injected(RL_FOP_NOCOW, name, 0, 0);
+	if (err)
+		return err;
+	int flags;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
+		return errno == ENOTTY || errno == EOPNOTSUPP || errno == EINVAL ? 0 : -errno;
+	if (flags & FS_NOCOW_FL)
+		return 1;
+	flags |= FS_NOCOW_FL;
+	if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)
+		return errno == ENOTTY || errno == EOPNOTSUPP || errno == EINVAL ? 0 : -errno;
+	return 1;
 }

@@ -24,6 +24,7 @@ enum rl_file_op {
 	RL_FOP_RENAME,	   /* renameat2 within the directory */
 	RL_FOP_UNLINK,	   /* unlinkat */
 	RL_FOP_DIRSYNC,	   /* fsync of the directory */
+	RL_FOP_NOCOW,	   /* marking a new file no-copy-on-write (btrfs) */
 	RL_FOP_COUNT
 };
 
@@ -73,5 +74,14 @@ int rl_file_unlink(int dir_fd, const char *name);
 int rl_dir_sync(int dir_fd);
 /* The file's size, or -errno. */
 int64_t rl_file_size(int fd);
+
+/*
+ * Mark the new, empty file `fd` no-copy-on-write where the filesystem has the notion
+ * (btrfs): its blocks are then overwritten in place, so writing into a prepared file
+ * needs no free space (a copy-on-write overwrite does, and fails on a full disk), and
+ * btrfs keeps no checksums of its own for it (ringlog's frames carry theirs).
+ * Returns 1 if it was set, 0 where the filesystem has no such flag, or -errno.
+ */
+int rl_file_set_nocow(int fd, const char *name);
 
 #endif

@@ -22,6 +22,15 @@ struct ringlog {
 	struct rl_ring ring;
 	struct ringlog_options opts;
 
+	/* The short path (spin.h).  group_ns: average time from a group's submission to
+	 * its durability, kept by the consumer; spinners: waiters spinning now, at most
+	 * spin_slots; waiting: threads in rl_wait_durable; spin_max_ns: options.spin_us. */
+	_Alignas(64) _Atomic uint64_t group_ns;
+	_Atomic uint32_t spinners;
+	_Atomic uint32_t waiting;
+	uint32_t spin_slots;
+	uint64_t spin_max_ns;
+
 	/* Sticky failure: 0, or the -errno that failed the log.  Written once, by the
 	 * consumer (after fail_msg), read by everyone. */
 	_Alignas(64) _Atomic int error;
@@ -94,9 +103,10 @@ void rl_log_fail(struct ringlog *log, int err, const char *msg);
 /* consumer.c: start the segment whose first LSN is `first_lsn` (the next frame's) for
  * frames from ring position `pos` on: from a prepared file if the pool runs, with a pad
  * that puts its first frame at a file offset congruent to `pos`; sets log->seg and
- * log->seg_delta.  Used at rotation and by open for a new log.  Returns 0 or -errno
- * with ringlog_last_error() set. */
-int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos);
+ * log->seg_delta.  Used at rotation and by open for a new log.  *waited: it had to wait
+ * for a prepared file.  Returns 0 or -errno with ringlog_last_error() set. */
+int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos,
+		     int *waited);
 
 /* recovery.c: what open found on disk. */
 struct rl_recovered {

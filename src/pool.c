@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,26 +28,37 @@ static void tmp_name(char *out, uint64_t seq)
 	snprintf(out, RL_POOL_NAME_MAX, "pool.%010" PRIu64 ".tmp", seq);
 }
 
-/* Parse a pool file name: 1 ready, 2 retired, 3 tmp, 0 not a pool file. */
+/* `n` decimal digits at *p (advanced past them) into *v; 0 if they are not there. */
+static int digits(const char **p, int n, uint64_t *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++, (*p)++) {
+		if (**p < '0' || **p > '9')
+			return 0;
+		uint64_t d = (uint64_t)(**p - '0');
+		if (*v > (UINT64_MAX - d) / 10)
+			return 0;
+		*v = *v * 10 + d;
+	}
+	return 1;
+}
+
+/* Parse a pool file name, exactly as ready_name() and tmp_name() make them: 1 ready,
+ * 2 retired, 3 tmp, 0 not a pool file (left alone). */
 static int parse_name(const char *name, uint64_t *seq, uint64_t *stale)
 {
-	char kind[16];
-	int used = 0;
-	if (sscanf(name, "pool.%10" SCNu64 ".%20" SCNu64 ".%15[a-z]%n", seq, stale, kind, &used) ==
-		3 &&
-	    name[used] == '\0') {
-		if (strcmp(kind, "ready") == 0)
-			return 1;
-		if (strcmp(kind, "retired") == 0)
-			return 2;
+	const char *p = name;
+	*stale = 0;
+	if (strncmp(p, "pool.", 5) != 0)
 		return 0;
-	}
-	if (sscanf(name, "pool.%10" SCNu64 ".tmp%n", seq, &used) == 1 && used > 0 &&
-	    name[used] == '\0') {
-		*stale = 0;
+	p += 5;
+	if (!digits(&p, 10, seq) || *p++ != '.')
+		return 0;
+	if (strcmp(p, "tmp") == 0)
 		return 3;
-	}
-	return 0;
+	if (!digits(&p, 20, stale) || *p++ != '.')
+		return 0;
+	return strcmp(p, "ready") == 0 ? 1 : strcmp(p, "retired") == 0 ? 2 : 0;
 }
 
 /* Under lock. */
@@ -107,6 +119,12 @@ static int prepare(struct rl_pool *p, const struct rl_pool_entry *e, uint64_t se
 	const char *what = "opening";
 	int err = fd < 0 ? fd : 0;
 	uint64_t start = 0;
+	if (!err && !e) {
+		/* Overwritten in place on btrfs too: writing into it then needs no space. */
+		what = "marking no-copy-on-write";
+		int cow = rl_file_set_nocow(fd, from);
+		err = cow < 0 ? cow : 0;
+	}
 	if (!err && e) {
 		int64_t size = rl_file_size(fd);
 		err = size < 0 ? (int)size : 0;
@@ -145,8 +163,7 @@ static int prepare(struct rl_pool *p, const struct rl_pool_entry *e, uint64_t se
 	}
 	if (err) {
 		snprintf(p->error_msg, sizeof(p->error_msg),
-			 "preparing the next segment file: %s %s failed: %s", what, from,
-			 strerrordesc_np(-err));
+			 "preparing the next segment file: %s %s failed", what, from);
 		/* Free what it took: a full disk must not stay full because of it. */
 		rl_file_unlink(p->dir_fd, from);
 		rl_file_unlink(p->dir_fd, to);
@@ -186,12 +203,14 @@ static void *preparer_main(void *arg)
 		p->retry = 0;
 		p->busy = 1;
 		int retired = job < p->nfiles;
+		p->busy_new = !retired;
 		struct rl_pool_entry e = retired ? p->files[job] : (struct rl_pool_entry){0};
 		uint64_t seq = p->next_seq++;
 		pthread_mutex_unlock(&p->lock);
 		int err = prepare(p, retired ? &e : NULL, seq, zeros);
 		pthread_mutex_lock(&p->lock);
 		p->busy = 0;
+		p->busy_new = 0;
 		if (retired) {
 			/* Entries only leave the list under this lock, and only ready ones. */
 			for (size_t i = 0; i < p->nfiles; i++)
@@ -239,6 +258,8 @@ int rl_pool_start(struct rl_pool *p, int dir_fd, uint64_t file_bytes, int direct
 	}
 	rewinddir(d);
 	int err = 0, removed = 0;
+	const char *what = NULL;
+	char failed[NAME_MAX + 1] = "";
 	struct dirent *de;
 	while (!err && (de = readdir(d)) != NULL) {
 		uint64_t seq, stale;
@@ -247,17 +268,21 @@ int rl_pool_start(struct rl_pool *p, int dir_fd, uint64_t file_bytes, int direct
 			continue;
 		if (kind != 0 && seq >= p->next_seq)
 			p->next_seq = seq + 1;
+		snprintf(failed, sizeof(failed), "%s", de->d_name);
 		/* Unfinished, or holding LSNs the log may write again: not reusable. */
 		if (kind == 0 || kind == 3 || stale >= next_lsn) {
+			what = "removing";
 			err = rl_file_unlink(dir_fd, de->d_name);
 			removed = 1;
 			continue;
 		}
+		what = "keeping track of";
 		err = add_entry(p, seq, stale, 0);
 		if (err)
 			break;
 		if (kind == 1) {
-			/* Ready only if it still has the size this log wants. */
+			/* Ready only if it still has the size this log wants; if its size
+			 * cannot be read, it is made ready again all the same. */
 			int ffd = rl_file_open(dir_fd, de->d_name, O_RDONLY);
 			int64_t size = ffd < 0 ? ffd : rl_file_size(ffd);
 			if (ffd >= 0)
@@ -270,17 +295,40 @@ int rl_pool_start(struct rl_pool *p, int dir_fd, uint64_t file_bytes, int direct
 				char a[RL_POOL_NAME_MAX], b[RL_POOL_NAME_MAX];
 				ready_name(a, &r);
 				ready_name(b, &t);
+				what = "renaming (to be brought to the segment size)";
 				err = rl_file_rename(dir_fd, a, b, 1);
 			}
 		}
 	}
 	closedir(d);
-	if (!err && removed)
+	if (!err && removed) {
+		what = "fsync of the log directory after removing pool files";
+		failed[0] = '\0';
 		err = rl_dir_sync(dir_fd);
+	}
 	if (err) {
 		free(p->files);
 		p->files = NULL;
-		return rl_fail(err, "taking stock of the pool files in the log directory");
+		return rl_fail(err, "taking stock of the pool files: %s %s", what, failed);
+	}
+	if (keep == 0) {
+		/* No pool wanted: what an earlier open prepared is only taking space. */
+		for (size_t i = 0; i < p->nfiles && !err; i++) {
+			char name[RL_POOL_NAME_MAX];
+			ready_name(name, &p->files[i]);
+			snprintf(failed, sizeof(failed), "%s", name);
+			what = "removing (prepared_segments is 0)";
+			err = rl_file_unlink(dir_fd, name);
+		}
+		if (!err && p->nfiles) {
+			what = "fsync of the log directory after removing pool files";
+			failed[0] = '\0';
+			err = rl_dir_sync(dir_fd);
+		}
+		free(p->files);
+		p->files = NULL;
+		p->nfiles = p->cap = 0;
+		return err ? rl_fail(err, "taking stock of the pool files: %s %s", what, failed) : 0;
 	}
 	err = -pthread_create(&p->thread, NULL, preparer_main, p);
 	if (err) {
@@ -340,8 +388,6 @@ int rl_pool_take(struct rl_pool *p, uint64_t first_lsn, char *name, int *waited)
 				return rl_fail(err, "%s", msg);
 			}
 		}
-		if (!*waited)
-			atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed);
 		*waited = 1;
 		pthread_cond_wait(&p->cond, &p->lock);
 	}
@@ -352,7 +398,8 @@ int rl_pool_retire(struct rl_pool *p, const char *seg_name, uint64_t stale)
 	if (!p->started)
 		return 0;
 	pthread_mutex_lock(&p->lock);
-	if (p->nfiles >= p->max_files) {
+	/* (A new file being zero-filled is not in the list yet, but counts.) */
+	if (p->nfiles + (size_t)p->busy_new >= p->max_files) {
 		pthread_mutex_unlock(&p->lock);
 		return 0;
 	}

@@ -57,20 +57,23 @@ struct rl_pool {
 	uint64_t next_seq;
 	int stop;
 	int busy;	     /* the preparer is working on a file */
+	int busy_new;	     /* ... on a new one (not in the list yet) */
 	int error;	     /* the last preparation's error, 0 after a success */
 	char error_msg[256]; /* its detail */
 	int retry;	     /* someone asked the preparer to try again after an error */
 
-	/* Counters (relaxed atomics): files zero-filled, files recycled, rotations that
-	 * had to wait for a ready file. */
+	/* Counters (relaxed atomics): files zero-filled, files made ready again from
+	 * retired ones, rotations that had to wait for a ready file (counted by the
+	 * consumer), files ready now. */
 	_Atomic uint64_t prepared, recycled, waits, ready_now;
 };
 
 /*
  * Take stock of the pool files in dir_fd (remove unfinished and unusable ones, see
- * above: `next_lsn` is the log's next LSN) and start the preparer, which keeps
- * `keep` (>= 1) files of `file_bytes` ready and makes retired ones ready.  `max_files`
- * bounds what retention may add.  Returns 0 or -errno (ringlog_last_error() set).
+ * above: `next_lsn` is the log's next LSN) and start the preparer, which keeps `keep`
+ * files of `file_bytes` ready and makes retired ones ready.  `max_files` bounds what
+ * retention may add.  With `keep` 0 there is no pool: every pool file is removed and
+ * no thread starts.  Returns 0 or -errno (ringlog_last_error() set).
  */
 int rl_pool_start(struct rl_pool *p, int dir_fd, uint64_t file_bytes, int direct, uint32_t align,
 		  unsigned keep, unsigned max_files, uint64_t next_lsn);

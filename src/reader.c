@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -177,6 +178,29 @@ RINGLOG_API int ringlog_reader_wait(struct ringlog_reader *r, int64_t timeout_ns
 	return rl_wait_durable(r->log, r->next_lsn, timeout_ns);
 }
 
+/* Whether retention removed the segment this reader has open: its name is gone, or
+ * names another file now (the file was recycled into the pool, and may be growing or
+ * be another segment already).  What the reader then sees in it is not damage. */
+static int removed_under_reader(const struct ringlog_reader *r)
+{
+	char name[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(name, r->seg_first);
+	struct stat mine, now;
+	if (fstat(r->seg_fd, &mine) < 0)
+		return 0;
+	if (fstatat(r->dir_fd, name, &now, 0) < 0)
+		return errno == ENOENT;
+	return now.st_ino != mine.st_ino || now.st_dev != mine.st_dev;
+}
+
+static int removed_error(const struct ringlog_reader *r)
+{
+	return rl_fail(-ENOENT,
+		       "reader: retention removed segment %020" PRIu64
+		       ".rlog (LSNs from %" PRIu64 ") while this reader was behind",
+		       r->seg_first, r->scan.expect_lsn);
+}
+
 /* At the end of the current segment: move to the next one if it exists.  Returns 2
  * when a frame of this segment turned up after all, 1 after moving to the next
  * segment, 0 at the end of the log (for now), or -errno. */
@@ -188,6 +212,10 @@ static int advance(struct ringlog_reader *r, enum rl_frame_status why)
 		return rl_fail(err, "reader: listing the log directory");
 	if (err == 0)
 		return 0;
+	/* A successor exists: this segment is sealed, unless retention took it away
+	 * (recycled files change under the reader: not damage). */
+	if (removed_under_reader(r))
+		return removed_error(r);
 	/* A successor exists, so the writer finished this segment before creating it:
 	 * look once more at its now final size, then it must end cleanly. */
 	err = rl_scan_refresh(&r->scan);

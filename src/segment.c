@@ -85,6 +85,14 @@ int rl_seg_start(int dir_fd, const char *from, const struct rl_seg_header *h, ui
 	int fd = rl_file_open_rw(dir_fd, src, from ? 0 : O_CREAT | O_TRUNC, direct, 1);
 	if (fd < 0)
 		return rl_fail(fd, "opening %s to start segment %s", src, name);
+	if (!from) {
+		int cow = rl_file_set_nocow(fd, src); /* as prepared files are (pool.c) */
+		if (cow < 0) {
+			close(fd);
+			rl_file_unlink(dir_fd, src);
+			return rl_fail(cow, "marking %s no-copy-on-write", src);
+		}
+	}
 	/* The header block: the header, then a pad up to the first frame. */
 	int pad = data_off > RL_SEG_HEADER_BYTES;
 	size_t blk = RL_SEG_HEADER_BYTES + (pad ? RL_FRAME_HEADER_BYTES : 0);
@@ -137,9 +145,12 @@ int rl_seg_seal(const struct rl_segment *seg)
 	if ((uint64_t)size <= seg->size)
 		return 0;
 	int err = rl_file_truncate(seg->fd, name, seg->size);
-	if (!err)
-		err = rl_file_fdatasync(seg->fd, name);
-	return err ? rl_fail(err, "sealing %s at offset %" PRIu64, name, seg->size) : 0;
+	if (err)
+		return rl_fail(err, "sealing %s: ftruncate at offset %" PRIu64, name, seg->size);
+	err = rl_file_fdatasync(seg->fd, name);
+	return err ? rl_fail(err, "sealing %s: fdatasync after the cut at offset %" PRIu64, name,
+			     seg->size)
+		   : 0;
 }
 
 /* Bytes of the tail read at a time by rl_seg_torn_tail. */
@@ -191,19 +202,24 @@ int rl_seg_cut(int fd, const char *name, uint64_t end, uint64_t torn_end)
 	if (size < 0)
 		return rl_fail((int)size, "recovery: fstat of %s", name);
 	int err = 0;
+	const char *how = "ftruncate";
 	if (torn_end >= (uint64_t)size) {
 		err = rl_file_truncate(fd, name, end);
 	} else {
 		static const uint8_t zeros[64 << 10];
+		how = "writing zeros";
 		for (uint64_t at = end; at < torn_end && !err; at += sizeof(zeros)) {
 			size_t n = torn_end - at < sizeof(zeros) ? (size_t)(torn_end - at)
 								  : sizeof(zeros);
 			err = rl_file_pwrite(fd, name, zeros, n, at);
 		}
 	}
-	if (!err)
+	if (!err) {
+		how = "fdatasync";
 		err = rl_file_fdatasync(fd, name);
-	return err ? rl_fail(err, "recovery: cutting %s at offset %" PRIu64, name, end) : 0;
+	}
+	return err ? rl_fail(err, "recovery: cutting %s at offset %" PRIu64 ": %s", name, end, how)
+		   : 0;
 }
 
 int rl_seg_judge(int fd, const struct rl_seg_header *h, int is_last, struct rl_seg_verdict *out)

@@ -78,9 +78,15 @@ static void usage(FILE *f, const struct bench_opts *o, const char *intro)
 	    "  --interval S            a line every S seconds\n"
 	    "  --hgrm FILE             latency distribution, HdrHistogram percentile format (us)\n"
 	    "  --quiet                 no human summary (with --json -)\n"
-	    "Log options (ringlog-bench):\n"
-	    "  --pipeline-depth D      group commits in flight (default 1)\n"
+	    "Log options (ringlog-bench; default: the library's defaults):\n"
+	    "  --pipeline-depth D      group commits in flight\n"
 	    "  --ring-size BYTES       submission ring (default 16M)\n"
+	    "  --io-mode M             auto (O_DIRECT where it works), direct, buffered\n"
+	    "  --prepared N            segment files kept ready ahead (0: grow segments)\n"
+	    "  --recycle N             reuse up to N segments removed by retention\n"
+	    "  --retain-segments N     keep only the newest N segments (ringlog_truncate_before\n"
+	    "                          as the log grows, as a service that checkpoints would)\n"
+	    "  --spin-us N             longest a waiter or the consumer spins (0: never)\n"
 	    "Profiling (ringlog-bench):\n"
 	    "  --profile               time the library's stages (queue, submit, write,\n"
 	    "                          fdatasync, wake) and print where the latency goes\n"
@@ -113,8 +119,11 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 	    .warmup_s = 1,
 	    .segment_bytes = 64ull << 20,
 	    .inflight = 1,
-	    .pipeline_depth = 1,
 	    .ring_bytes = 16u << 20,
+	    .io_mode = -1,
+	    .prepared = -1,
+	    .recycle = -1,
+	    .spin_us = -1,
 	};
 	enum {
 		O_DIR = 256,
@@ -136,6 +145,11 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 		O_RING,
 		O_PROFILE,
 		O_PLOT,
+		O_IO_MODE,
+		O_PREPARED,
+		O_RECYCLE,
+		O_RETAIN,
+		O_SPIN,
 		O_HELP
 	};
 	static const struct option lo[] = {
@@ -158,6 +172,11 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 	    {"ring-size", 1, 0, O_RING},
 	    {"profile", 0, 0, O_PROFILE},
 	    {"plot", 1, 0, O_PLOT},
+	    {"io-mode", 1, 0, O_IO_MODE},
+	    {"prepared", 1, 0, O_PREPARED},
+	    {"recycle", 1, 0, O_RECYCLE},
+	    {"retain-segments", 1, 0, O_RETAIN},
+	    {"spin-us", 1, 0, O_SPIN},
 	    {"help", 0, 0, O_HELP},
 	    {0, 0, 0, 0},
 	};
@@ -244,6 +263,28 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 		case O_PLOT:
 			o->plot = optarg;
 			o->profile = 1;
+			break;
+		case O_IO_MODE:
+			o->io_mode = strcmp(optarg, "auto") == 0	   ? 0
+				     : strcmp(optarg, "direct") == 0   ? 1
+				     : strcmp(optarg, "buffered") == 0 ? 2
+								       : -2;
+			if (o->io_mode == -2) {
+				fprintf(stderr, "bad --io-mode (auto, direct or buffered)\n");
+				exit(2);
+			}
+			break;
+		case O_PREPARED:
+			o->prepared = (int)parse_positive("--prepared", optarg);
+			break;
+		case O_RECYCLE:
+			o->recycle = (int)parse_positive("--recycle", optarg);
+			break;
+		case O_RETAIN:
+			o->retain = (unsigned)parse_positive("--retain-segments", optarg);
+			break;
+		case O_SPIN:
+			o->spin_us = (int)parse_positive("--spin-us", optarg);
 			break;
 		case O_HELP:
 		case 'h':
@@ -415,8 +456,9 @@ int bench_report(const struct bench_opts *o, struct bench_thread *const *threads
 		    "p99.99 %.1f  max %.1f\n",
 		    rl_hist_min(&all) / us, rl_hist_mean(&all) / us, pv[0] / us, pv[1] / us,
 		    pv[2] / us, pv[3] / us, pv[4] / us, rl_hist_max(&all) / us);
-		printf("  cpu         user %.2f s, system %.2f s, %ld context switches\n", user,
-		       sys, csw);
+		printf("  cpu         user %.2f s, system %.2f s, %.2f us per record, %ld context "
+		       "switches\n",
+		       user, sys, records ? (user + sys) * 1e6 / (double)records : 0, csw);
 		if (o->rate > 0)
 			printf("  rate        offered %.0f batches/s, achieved %.0f%s; %" PRIu64
 			       " submissions behind schedule\n",
@@ -447,7 +489,8 @@ int bench_report(const struct bench_opts *o, struct bench_thread *const *threads
 			    "\"latency_us\":{\"count\":%" PRIu64
 			    ",\"min\":%.3f,\"mean\":%.3f,\"p50\":%.3f,"
 			    "\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"p9999\":%.3f,\"max\":%.3f},"
-			    "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"context_switches\":%ld,"
+			    "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"cpu_us_per_record\":%.3f,"
+			    "\"context_switches\":%ld,"
 			    "\"offered_rate\":%.1f,\"achieved_rate\":%.1f,\"late_submissions\":"
 			    "%" PRIu64 ",\"saturated\":%s%s}\n",
 			    o->tool, o->threads, o->records_per_batch, o->record_min, o->record_max,
@@ -458,7 +501,8 @@ int bench_report(const struct bench_opts *o, struct bench_thread *const *threads
 			    r->fsyncs ? (double)r->log_bytes / (double)r->fsyncs : 0,
 			    rl_hist_count(&all), rl_hist_min(&all) / us, rl_hist_mean(&all) / us,
 			    pv[0] / us, pv[1] / us, pv[2] / us, pv[3] / us, pv[4] / us,
-			    rl_hist_max(&all) / us, user, sys, csw, o->rate, achieved, late,
+			    rl_hist_max(&all) / us, user, sys,
+			    records ? (user + sys) * 1e6 / (double)records : 0, csw, o->rate, achieved, late,
 			    saturated ? "true" : "false", r->extra_json ? r->extra_json : "");
 			if (f != stdout && fclose(f) != 0)
 				rc = 1;

@@ -30,8 +30,13 @@ struct bench_opts {
 	double interval_s; /* per-interval lines, 0 = none */
 	const char *json;  /* NULL, "-" or a path */
 	const char *hgrm;
-	unsigned pipeline_depth;
+	unsigned pipeline_depth; /* 0: the library's default */
 	uint32_t ring_bytes;
+	int io_mode;		 /* enum ringlog_io_mode, -1: the library's default */
+	int prepared;		 /* options.prepared_segments, -1: default */
+	int recycle;		 /* options.recycle_segments, -1: default */
+	int spin_us;		 /* options.spin_us, -1: default */
+	unsigned retain;	 /* keep this many segments (ringlog_truncate_before), 0: all */
 	int quiet;
 	int profile;	  /* --profile: the library's stage breakdown */
 	const char *plot; /* --plot FILE.svg */

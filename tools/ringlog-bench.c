@@ -273,6 +273,33 @@ static int all_done(void)
 	return atomic_load(&g.running) == 0;
 }
 
+/* --retain-segments N: as a service that checkpoints would, keep only the newest N
+ * segments, calling ringlog_truncate_before as rotations happen (retention recycles
+ * the removed files when --recycle is given). */
+static void *run_retention(void *arg)
+{
+	(void)arg;
+	enum { MAX_KEEP = 1024 };
+	static uint64_t firsts[MAX_KEEP + 1];
+	unsigned n = 0, keep = g.o.retain < MAX_KEEP ? g.o.retain : MAX_KEEP;
+	while (!all_done()) {
+		struct ringlog_stats st;
+		ringlog_stats(g.log, &st);
+		if (n == 0 || firsts[n - 1] != st.segment_first_lsn) {
+			if (n == keep + 1) {
+				memmove(firsts, firsts + 1, keep * sizeof(firsts[0]));
+				n--;
+			}
+			firsts[n++] = st.segment_first_lsn;
+			if (n == keep + 1 && ringlog_truncate_before(g.log, firsts[1]) < 0)
+				fprintf(stderr, "%s: truncate_before: %s\n", g.o.tool,
+					ringlog_last_error());
+		}
+		usleep(2000);
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	bench_parse(&g.o, argc, argv,
@@ -284,9 +311,18 @@ int main(int argc, char **argv)
 	struct ringlog_options lo;
 	ringlog_options_init(&lo);
 	lo.segment_bytes = o->segment_bytes;
-	lo.pipeline_depth = o->pipeline_depth;
+	if (o->pipeline_depth)
+		lo.pipeline_depth = o->pipeline_depth;
 	lo.ring_bytes = o->ring_bytes;
 	lo.profile = (uint32_t)o->profile;
+	if (o->io_mode >= 0)
+		lo.io_mode = (uint32_t)o->io_mode;
+	if (o->prepared >= 0)
+		lo.prepared_segments = (uint32_t)o->prepared;
+	if (o->recycle >= 0)
+		lo.recycle_segments = (uint32_t)o->recycle;
+	if (o->spin_us >= 0)
+		lo.spin_us = (uint32_t)o->spin_us;
 	uint64_t frame = RINGLOG_FRAME_BYTES(o->records_per_batch,
 					     (uint64_t)o->records_per_batch * o->record_max);
 	if (frame > lo.max_batch_bytes) {
@@ -320,6 +356,9 @@ int main(int argc, char **argv)
 	g.t_start = bench_now_ns();
 	uint64_t t0 = g.t_start;
 	atomic_store(&g.running, o->threads);
+	pthread_t retainer;
+	if (o->retain)
+		pthread_create(&retainer, NULL, run_retention, NULL);
 	for (unsigned i = 0; i < o->threads; i++) {
 		w[i].t.id = i;
 		w[i].t.rng = 0x9e3779b97f4a7c15ull * (i + 1);
@@ -351,6 +390,8 @@ int main(int argc, char **argv)
 	tick_until(0, all_done, &prev, &last_tick);
 	for (unsigned i = 0; i < o->threads; i++)
 		pthread_join(w[i].thread, NULL);
+	if (o->retain)
+		pthread_join(retainer, NULL);
 	getrusage(RUSAGE_SELF, &r.ru1);
 	struct bench_thread **ts = calloc(o->threads, sizeof(*ts));
 	for (unsigned i = 0; i < o->threads; i++)
@@ -364,9 +405,18 @@ int main(int argc, char **argv)
 
 	int rc = 0;
 	struct ringlog_latency lat;
-	static char stages_json[2048];
-	if (o->profile && ringlog_latency(g.log, &lat, 0) == 0)
-		r.extra_json = stages_json;
+	static char stages_json[2048], extra[2600];
+	int profiled = o->profile && ringlog_latency(g.log, &lat, 0) == 0;
+	if (!o->quiet)
+		printf("ringlog-bench: %s writes aligned to %" PRIu64 " bytes, %" PRIu64
+		       " groups in flight at most; %" PRIu64 " bytes written for %" PRIu64
+		       " bytes of frames; %" PRIu64 " rotations (%" PRIu64 " waited for a prepared "
+		       "file), %" PRIu64 " segment files zero-filled, %" PRIu64 " recycled\n",
+		       s1.direct_io ? "O_DIRECT" : "buffered", s1.io_align, s1.pipeline_depth,
+		       s1.bytes_written - s0.bytes_written, s1.bytes - s0.bytes,
+		       s1.rotations - s0.rotations, s1.rotation_waits - s0.rotation_waits,
+		       s1.segments_prepared - s0.segments_prepared,
+		       s1.segments_recycled - s0.segments_recycled);
 	if (o->plot && write_plot(w) != 0) {
 		fprintf(stderr, "%s: cannot write %s\n", o->tool, o->plot);
 		rc = 1;
@@ -382,11 +432,21 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: close: %s\n", o->tool, ringlog_strerror(err));
 		rc = 1;
 	}
-	if (r.extra_json)
+	if (profiled)
 		print_stages(&lat, stages_json, sizeof(stages_json), 0);
+	snprintf(extra, sizeof(extra),
+		 ",\"pipeline_depth\":%" PRIu64 ",\"direct_io\":%s,\"io_align\":%" PRIu64
+		 ",\"bytes_written\":%" PRIu64 ",\"rotations\":%" PRIu64
+		 ",\"rotation_waits\":%" PRIu64 ",\"segments_prepared\":%" PRIu64
+		 ",\"segments_recycled\":%" PRIu64 "%s",
+		 s1.pipeline_depth, s1.direct_io ? "true" : "false", s1.io_align,
+		 s1.bytes_written - s0.bytes_written, s1.rotations - s0.rotations,
+		 s1.rotation_waits - s0.rotation_waits, s1.segments_prepared - s0.segments_prepared,
+		 s1.segments_recycled - s0.segments_recycled, profiled ? stages_json : "");
+	r.extra_json = extra;
 	if (bench_report(o, ts, &r))
 		rc = 1;
-	if (r.extra_json && !o->quiet)
+	if (profiled && !o->quiet)
 		print_stages(&lat, NULL, 0, 1);
 	free(ts);
 	bench_cleanup(o);

@@ -1,0 +1,43 @@
+/*
+ * The short path: bounded spinning instead of sleeping, where a wait is expected to
+ * be short.  A sleep costs a system call on the waking side and a wake-up (tens of
+ * microseconds on a virtual machine) on the sleeping one; at one or two threads
+ * those hand-offs are as long as the device's own write and fdatasync.
+ *
+ * Who spins, and only when work is in sight:
+ *  - a thread in ringlog_wait (or a live reader's wait): for at most about twice a
+ *    group's usual submit-to-durable time (log->group_ns, an average the consumer
+ *    keeps), never longer than options.spin_us, and at most log->spin_slots threads
+ *    at once (the others sleep as before, so many waiters never starve the consumer
+ *    of a core);
+ *  - the consumer, when its pipeline just emptied and someone was waiting for the
+ *    group it retired: for the next append of a closed loop, at most options.spin_us
+ *    and never more than RL_IDLE_SPIN_MAX_NS.
+ * options.spin_us = 0 never spins.
+ */
+#ifndef RL_SPIN_H
+#define RL_SPIN_H
+
+#include <stdint.h>
+
+/* Longest the consumer spins for the next append after a retire. */
+#define RL_IDLE_SPIN_MAX_NS 50000u
+/* Polls of the watched word between two clock reads. */
+#define RL_SPIN_POLLS 32
+
+static inline void rl_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* Fold a new sample into an average kept as a 1/8 exponential moving one. */
+static inline uint64_t rl_ewma8(uint64_t avg, uint64_t sample)
+{
+	return avg == 0 ? sample : avg - avg / 8 + sample / 8;
+}
+
+#endif

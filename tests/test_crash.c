@@ -35,11 +35,6 @@
 
 #include "fsimage.h"
 
-/* Weak, so that a build which does not link tests/fsimage.c into this program still
- * links: the loop-filesystem cases then skip, saying why. */
-#pragma weak tu_fs_mount
-#pragma weak tu_fs_unmount
-
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1059,9 +1054,7 @@ static void crash_cycles(void **state)
 static void crash_cycles_on(const char *type, uint64_t salt)
 {
 	const char *why = NULL;
-	if (!tu_fs_mount)
-		why = "this build does not link tests/fsimage.c";
-	else if ((g_mnt = tu_fs_mount(type, FS_IMAGE_MB)) == NULL)
+	if ((g_mnt = tu_fs_mount(type, FS_IMAGE_MB)) == NULL)
 		why = "no test filesystem here (see above)";
 	if (why) {
 		if (getenv("RINGLOG_REQUIRE_FSIMAGE"))

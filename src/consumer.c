@@ -516,8 +516,10 @@ static void run(struct ringlog *log)
 									    memory_order_relaxed),
 						       rl_now_ns() - g->submit_ns),
 					      memory_order_relaxed);
-			p.idle_spin = log->spin_max_ns &&
-				      atomic_load_explicit(&log->waiting, memory_order_relaxed);
+			/* A closed loop of few threads: its next append is moments away. */
+			uint32_t waiting =
+			    atomic_load_explicit(&log->waiting, memory_order_relaxed);
+			p.idle_spin = log->spin_max_ns && waiting && waiting <= log->spin_slots;
 			if (log->profile.on) {
 				/* Before the release: the batches' stamps are still valid. */
 				g->t.woken = rl_now_ns();

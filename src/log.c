@@ -418,11 +418,15 @@ RINGLOG_API int ringlog_error(struct ringlog *log)
 
 /*
  * The short path for a waiter (spin.h): spin on durable_lsn for about twice a group's
- * usual time, bounded by options.spin_us and by the deadline, if a spinning slot is
- * free.  Returns 1 if `lsn` became durable (or the log failed) meanwhile.
+ * usual time, at most options.spin_us, if no more threads wait than there are spare
+ * CPUs (else the spinner would take a core the others need) and a spinning slot is
+ * free.  Bounded by the deadline too.  Returns 1 if `lsn` became durable (or the log
+ * failed) meanwhile.
  */
 static int spin_for(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
 {
+	if (atomic_load_explicit(&log->waiting, memory_order_relaxed) > log->spin_slots)
+		return 0;
 	uint64_t budget = 2 * atomic_load_explicit(&log->group_ns, memory_order_relaxed);
 	if (budget == 0 || budget > log->spin_max_ns)
 		budget = log->spin_max_ns;

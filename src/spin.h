@@ -5,14 +5,14 @@
  * those hand-offs are as long as the device's own write and fdatasync.
  *
  * Who spins, and only when work is in sight:
- *  - a thread in ringlog_wait (or a live reader's wait): for at most about twice a
- *    group's usual submit-to-durable time (log->group_ns, an average the consumer
- *    keeps), never longer than options.spin_us, and at most log->spin_slots threads
- *    at once (the others sleep as before, so many waiters never starve the consumer
- *    of a core);
- *  - the consumer, when its pipeline just emptied and someone was waiting for the
- *    group it retired: for the next append of a closed loop, at most options.spin_us
- *    and never more than RL_IDLE_SPIN_MAX_NS.
+ *  - a thread in ringlog_wait (or a live reader's wait): for about twice a group's
+ *    usual submit-to-durable time (log->group_ns, an average the consumer keeps), at
+ *    most options.spin_us, and only if no more threads wait than log->spin_slots (one
+ *    per CPU the consumer does not need: with more waiters the CPUs are busy and a
+ *    spinner would take a core the others need) and a slot is free;
+ *  - the consumer, when its pipeline just emptied and one to spin_slots threads were
+ *    waiting for the group it retired (a closed loop of few threads): for the next
+ *    append, at most options.spin_us and never more than RL_IDLE_SPIN_MAX_NS.
  * options.spin_us = 0 never spins.
  */
 #ifndef RL_SPIN_H

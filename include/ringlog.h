@@ -175,8 +175,8 @@ struct ringlog_options {
 	/* ringlog_truncate_before() keeps up to this many removed segment files in the
 	 * pool for reuse instead of deleting them (as RocksDB's recycle_log_file_num and
 	 * PostgreSQL's wal_recycle): no zero-filling for them, at the price of their
-	 * disk space.  0..RINGLOG_MAX_POOL_FILES; needs prepared_segments > 0.
-	 * Default 0. */
+	 * disk space.  0..RINGLOG_MAX_POOL_FILES; without prepared_segments there is no
+	 * pool and retention deletes.  Default 2. */
 	uint32_t recycle_segments;
 	/* Longest a waiter (ringlog_wait, a live reader's wait) and the consumer spin, in
 	 * microseconds, instead of sleeping when the wait should be short: a spin saves
@@ -189,7 +189,7 @@ struct ringlog_options {
 	uint64_t reserved[9]; /* the struct is 128 bytes, for good */
 };
 
-#define RINGLOG_DEFAULT_PIPELINE_DEPTH 4u
+#define RINGLOG_DEFAULT_PIPELINE_DEPTH 8u
 #define RINGLOG_DEFAULT_SPIN_US 200u
 /* Ceiling for options.spin_us (10 ms). */
 #define RINGLOG_MAX_SPIN_US 10000u

@@ -26,6 +26,7 @@
 /* The ring is registered mapped twice: a registered buffer holds at most 1 GiB. */
 #define RL_MAX_RING_BYTES (1u << 29)
 #define RL_DEFAULT_PREPARED_SEGMENTS 2u
+#define RL_DEFAULT_RECYCLE_SEGMENTS 2u
 #define RL_MIN_SEGMENT_BYTES 4096u
 #define RL_MIN_MAX_BATCH_BYTES 64u
 
@@ -38,6 +39,7 @@ RINGLOG_API void ringlog_options_init(struct ringlog_options *opts)
 	opts->create_if_missing = 1;
 	opts->pipeline_depth = RINGLOG_DEFAULT_PIPELINE_DEPTH;
 	opts->prepared_segments = RL_DEFAULT_PREPARED_SEGMENTS;
+	opts->recycle_segments = RL_DEFAULT_RECYCLE_SEGMENTS;
 	opts->spin_us = RINGLOG_DEFAULT_SPIN_US;
 }
 
@@ -63,9 +65,6 @@ static int check_options(const struct ringlog_options *o)
 			       "options: prepared_segments %u and recycle_segments %u must be at "
 			       "most %u",
 			       o->prepared_segments, o->recycle_segments, RINGLOG_MAX_POOL_FILES);
-	if (o->recycle_segments && !o->prepared_segments)
-		return rl_fail(-EINVAL, "options: recycle_segments needs prepared_segments > 0 "
-					"(recycled files go to the pool of prepared segments)");
 	if (o->recovery_mode > RL_RECOVER_MODE_LAST)
 		return rl_fail(-EINVAL, "options: unknown recovery_mode %u", o->recovery_mode);
 	if (o->pipeline_depth < 1 || o->pipeline_depth > RINGLOG_MAX_PIPELINE_DEPTH)

@@ -1161,6 +1161,7 @@ static void retention_deletes_without_recycling(void **state)
 	const char *dir = *state;
 	struct ringlog_options o;
 	tu_options(&o, SEG, RING);
+	o.recycle_segments = 0;
 	struct ringlog *log = tu_open(dir, &o);
 	uint64_t last = grow_to(log, dir, 6);
 	WAIT_FOR(pool_settled(log, dir, 2));
@@ -1283,13 +1284,31 @@ static void expect_einval(const char *dir, const struct ringlog_options *o, cons
 	assert_int_equal(access(path, F_OK), -1); /* refused before touching anything */
 }
 
-static void recycling_needs_prepared_segments(void **state)
+/* Without prepared files there is no pool to recycle into: recycle_segments is
+ * accepted (it is on by default) and retention deletes. */
+static void recycling_without_a_pool_deletes(void **state)
 {
+	const char *dir = *state;
 	struct ringlog_options o;
 	tu_options(&o, SEG, RING);
 	o.prepared_segments = 0;
 	o.recycle_segments = 1;
-	expect_einval(*state, &o, "recycle_segments", "prepared_segments");
+	struct ringlog *log = tu_open(dir, &o);
+	uint64_t last = grow_to(log, dir, 4);
+	uint64_t *lsns;
+	tu_segments(dir, &lsns);
+	char first[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(first, lsns[0]);
+	uint64_t keep = lsns[1];
+	free(lsns);
+	seam_on();
+	assert_int_equal(ringlog_truncate_before(log, keep), 1);
+	assert_true(seen(UNLINKED, first));
+	assert_false(seen(RENAMED, first));
+	struct pfile f[MAX_PFILES];
+	assert_int_equal(pool_files(dir, f), 0);
+	assert_int_equal(ringlog_close(log), 0);
+	read_back(dir, keep, last);
 }
 
 static void pool_sizes_are_bounded(void **state)
@@ -1569,7 +1588,7 @@ int main(void)
 	    POOL_TEST(retention_deletes_without_recycling),
 	    POOL_TEST(failed_move_into_the_pool_is_reported),
 	    POOL_TEST(pool_stays_bounded_while_the_preparer_is_busy),
-	    POOL_TEST(recycling_needs_prepared_segments),
+	    POOL_TEST(recycling_without_a_pool_deletes),
 	    POOL_TEST(pool_sizes_are_bounded),
 	    POOL_TEST(io_mode_is_bounded),
 	    POOL_TEST(buffered_frames_start_at_64),

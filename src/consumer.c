@@ -359,6 +359,8 @@ struct pipeline {
 	int seg_empty;	/* no group went to the segment yet */
 	int wake_armed; /* the wake eventfd read is queued */
 	int idle_spin;	/* a group someone waited for just retired: spin for the next */
+	uint64_t idle_since; /* when the pipeline last emptied (0: it has not since) */
+	uint64_t idle_gap;   /* average time from then to the next group */
 };
 
 /* The short path (spin.h): with nothing in flight, right after a retire that someone
@@ -427,6 +429,11 @@ static void run(struct ringlog *log)
 			struct group *g = &p.g[tag];
 			if (!collect(log, g, p.seg_empty, &p.seg_full))
 				break;
+			if (p.idle_since) {
+				/* How soon work follows an empty pipeline: the idle spin's guide. */
+				p.idle_gap = rl_ewma8(p.idle_gap, rl_now_ns() - p.idle_since);
+				p.idle_since = 0;
+			}
 			p.seg_empty = 0;
 			p.count++;
 			int err = submit_group(log, g, tag);
@@ -516,10 +523,12 @@ static void run(struct ringlog *log)
 									    memory_order_relaxed),
 						       rl_now_ns() - g->submit_ns),
 					      memory_order_relaxed);
-			/* A closed loop of few threads: its next append is moments away. */
+			/* A closed loop of few threads: its next append is moments away (as
+			 * the gaps seen so far say: not in an open loop at a low rate). */
 			uint32_t waiting =
 			    atomic_load_explicit(&log->waiting, memory_order_relaxed);
-			p.idle_spin = log->spin_max_ns && waiting && waiting <= log->spin_slots;
+			p.idle_spin = log->spin_max_ns && waiting && waiting <= log->spin_slots &&
+				      p.idle_gap < RL_IDLE_SPIN_MAX_NS;
 			if (log->profile.on) {
 				/* Before the release: the batches' stamps are still valid. */
 				g->t.woken = rl_now_ns();
@@ -531,6 +540,8 @@ static void run(struct ringlog *log)
 			g->complete = 0;
 			p.head = (p.head + 1) % RL_MAX_PIPELINE_DEPTH;
 			p.count--;
+			if (p.count == 0)
+				p.idle_since = rl_now_ns();
 		}
 	}
 out:

@@ -258,6 +258,7 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 	log->opts = *opts;
 	log->seg.fd = log->event_fd = log->lock_fd = -1;
 	log->spin_max_ns = (uint64_t)opts->spin_us * 1000;
+	atomic_init(&log->spin_score, RL_SPIN_SCORE_MAX);
 	/* One spinning waiter per CPU the consumer does not need. */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	log->spin_slots = cpus > 2 ? (uint32_t)(cpus - 1) : 1;
@@ -426,6 +427,12 @@ static int spin_for(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
 {
 	if (atomic_load_explicit(&log->waiting, memory_order_relaxed) > log->spin_slots)
 		return 0;
+	uint32_t score = atomic_load_explicit(&log->spin_score, memory_order_relaxed);
+	if (score < RL_SPIN_SCORE_MIN &&
+	    atomic_fetch_add_explicit(&log->spin_skips, 1, memory_order_relaxed) %
+		    RL_SPIN_PROBE_EVERY !=
+		0)
+		return 0;
 	uint64_t budget = 2 * atomic_load_explicit(&log->group_ns, memory_order_relaxed);
 	if (budget == 0 || budget > log->spin_max_ns)
 		budget = log->spin_max_ns;
@@ -449,6 +456,10 @@ static int spin_for(struct ringlog *log, uint64_t lsn, int64_t timeout_ns)
 		}
 	} while (!done && rl_now_ns() < until);
 	atomic_fetch_sub_explicit(&log->spinners, 1, memory_order_relaxed);
+	/* (Racy read-modify-write of a heuristic: a lost update costs nothing.) */
+	score = atomic_load_explicit(&log->spin_score, memory_order_relaxed);
+	score = done ? score + (RL_SPIN_SCORE_MAX - score) / 8 : score - score / 8;
+	atomic_store_explicit(&log->spin_score, score, memory_order_relaxed);
 	return done;
 }
 

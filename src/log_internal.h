@@ -28,6 +28,10 @@ struct ringlog {
 	_Alignas(64) _Atomic uint64_t group_ns;
 	_Atomic uint32_t spinners;
 	_Atomic uint32_t waiting;
+	/* How often recent spins ended with the LSN durable: 0..RL_SPIN_SCORE_MAX, an
+	 * average (spin.h); below RL_SPIN_SCORE_MIN, waiters spin only to re-probe. */
+	_Atomic uint32_t spin_score;
+	_Atomic uint32_t spin_skips;
 	uint32_t spin_slots;
 	uint64_t spin_max_ns;
 

@@ -287,7 +287,10 @@ struct ringlog_stats {
 	uint64_t segments_recycled; /* files reused after retention */
 	uint64_t rotation_waits;    /* rotations that waited for a prepared file */
 	uint64_t prepared_ready;    /* prepared files ready now */
-	uint64_t reserved[12];
+	uint64_t retention_held;    /* ringlog_truncate_before calls that a slot held back */
+	uint64_t retention_held_lsn; /* the LSN the last of them stopped at (the oldest
+				      * slot's position + 1), 0 if none */
+	uint64_t reserved[10];
 };
 
 /* Fill *out with the log's counters.  Cheap (no lock, no system call).  Returns 0. */
@@ -408,8 +411,110 @@ RINGLOG_API int ringlog_reader_open_live(struct ringlog *log, uint64_t from_lsn,
  */
 RINGLOG_API int ringlog_reader_wait(struct ringlog_reader *r, int64_t timeout_ns);
 
+/* A frame as ringlog_reader_next_frame() returns it. */
+struct ringlog_frame {
+	uint64_t first_lsn; /* its first LSN */
+	const void *bytes;  /* the frame as on disk (docs/format.md), valid until the next
+			     * call on the reader */
+	uint32_t len;	    /* its length in bytes */
+	uint32_t nrecs;	    /* records (LSNs) it holds */
+	uint32_t kind;	    /* RINGLOG_FRAME_BATCH, or RINGLOG_FRAME_HOLE: LSNs lost to
+			     * damage (salvage), as a 32-byte hole with no records */
+	uint32_t reserved;
+};
+#define RINGLOG_FRAME_BATCH 0u
+#define RINGLOG_FRAME_HOLE 1u
+
+/*
+ * Read the next whole frame (one batch, byte for byte with its CRC, or a hole), for
+ * copying a log elsewhere: ringlog_append_frame() takes it back.  The same bounds and
+ * errors as ringlog_reader_next(); a frame that holds the reader's starting LSN is
+ * returned whole (its first_lsn may be below it).  -EINVAL after ringlog_reader_next()
+ * returned part of a frame.  Returns 1, 0 at the end, or a negative errno.
+ */
+RINGLOG_API int ringlog_reader_next_frame(struct ringlog_reader *r, struct ringlog_frame *f);
+
 /* Close a reader.  Accepts NULL. */
 RINGLOG_API void ringlog_reader_close(struct ringlog_reader *r);
+
+/*
+ * Durability across processes.  While a log is open, its writer publishes the durable
+ * LSN in the log directory's LOCK file (64 bytes it maps and updates after every
+ * group commit, without syncing it: after a crash it holds a value at or below
+ * what was durable, and the next open rewrites it).  A reader in another process that
+ * must never return a record that a power loss could still take (a shipper: its
+ * copies must never run ahead of the log, or the log could hand the same LSNs out
+ * again) opens with RINGLOG_READ_DURABLE: it returns only records whose LSN is at or
+ * below that published value, for the same log id.  With no writer running the value
+ * stays where the last writer left it: everything it says is on the disk.
+ */
+#define RINGLOG_READ_DURABLE 1u
+
+/*
+ * As ringlog_reader_open(), with `flags` (RINGLOG_READ_DURABLE or 0).  With
+ * RINGLOG_READ_DURABLE, ringlog_reader_wait() works across processes (it sleeps until
+ * the writer publishes a durable LSN at or past the next record).  Errors as
+ * ringlog_reader_open(); -ENOENT also when no writer of this version has opened the log
+ * yet (its LOCK file is missing or empty), -EINVAL for an unknown flag.
+ */
+RINGLOG_API int ringlog_reader_open_ex(const char *dir, uint64_t from_lsn, uint32_t flags,
+				       struct ringlog_reader **out);
+
+/* The durable LSN a writer of the log in `dir` published (see above) and the log's
+ * id, read without opening the log.  Returns 0, or -ENOENT (no writer of this version has
+ * opened the log yet), -EBADMSG (LOCK holds something else), -errno. */
+RINGLOG_API int ringlog_published_durable(const char *dir, uint64_t *durable_lsn,
+					  uint64_t *log_id);
+
+/* The random id of an open log (every segment and frame carries it). */
+RINGLOG_API uint64_t ringlog_log_id(struct ringlog *log);
+
+/*
+ * Replication slots: a named position in the log directory that retention respects,
+ * as PostgreSQL's replication slots do.  A consumer of the log (a shipper) creates
+ * one and advances it as the records up to an LSN are safely elsewhere;
+ * ringlog_truncate_before (and so recycling) never removes a segment holding an LSN
+ * above any slot's position, and counts that it held back (ringlog_stats:
+ * retention_held, retention_held_lsn).  A slot is the file SLOT.<name> in the log
+ * directory; names are 1 to 64 of [A-Za-z0-9_.-].  Creating and dropping a slot are
+ * durable; advancing one is not synced (after a crash a slot may read as an earlier
+ * position, which only holds more back), so it costs one small write.
+ */
+struct ringlog_slot;
+
+/* Open slot `name` of the log in `dir`, creating it at `lsn` (records up to `lsn` are
+ * released; 0: none) if `create` is set and it does not exist.  Returns 0, or
+ * -ENOENT (no such slot and !create), -EINVAL (bad name), -errno. */
+RINGLOG_API int ringlog_slot_open(const char *dir, const char *name, int create, uint64_t lsn,
+				  struct ringlog_slot **out);
+/* The slot's position: records up to it may be removed by retention. */
+RINGLOG_API uint64_t ringlog_slot_lsn(const struct ringlog_slot *slot);
+/* Move the slot to `lsn`.  Returns 0, -EINVAL if `lsn` is below its position, -errno. */
+RINGLOG_API int ringlog_slot_advance(struct ringlog_slot *slot, uint64_t lsn);
+/* Close the handle (the slot stays).  Accepts NULL. */
+RINGLOG_API void ringlog_slot_close(struct ringlog_slot *slot);
+/* Remove slot `name` of the log in `dir`, durably.  Returns 0, -ENOENT, -errno. */
+RINGLOG_API int ringlog_slot_drop(const char *dir, const char *name);
+
+/*
+ * For copying a log elsewhere and back (tools/ringlog-restore):
+ *
+ * Make `dir` (created if missing, and empty but for files that are not the log's) a
+ * new, empty log with id `log_id` whose first LSN will be `first_lsn`, so that a copy
+ * keeps the identity and the LSNs of the log it copies.  Open it afterwards with
+ * ringlog_open().  Returns 0, -EEXIST (dir already holds a log), -EINVAL, -errno.
+ */
+RINGLOG_API int ringlog_init_dir(const char *dir, uint64_t log_id, uint64_t first_lsn);
+
+/*
+ * Append one frame as it is on disk (docs/format.md: a frame, or a hole), byte for
+ * byte: it must be valid, carry this log's id and start at the next LSN.  Otherwise
+ * as ringlog_append() (queued, copied, durable later; *first_lsn set).  Returns 0,
+ * -EBADMSG (not a valid frame, or another log's), -ESTALE (its first LSN is not the
+ * next one: *first_lsn then holds the next one), -EMSGSIZE, the log's error.
+ */
+RINGLOG_API int ringlog_append_frame(struct ringlog *log, const void *frame, size_t len,
+				     uint64_t *first_lsn);
 
 #ifdef __cplusplus
 }

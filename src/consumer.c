@@ -130,7 +130,8 @@ static int collect(struct ringlog *log, struct group *g, int seg_empty, int *ful
 		g->last_lsn = rl_get64(f + 16) + rl_get32(f + 12) - 1;
 		g->last_crc = rl_get32(f + 4);
 		g->batches++;
-		g->records += rl_get32(f + 12);
+		if (rl_get32(f) == RL_FRAME_MAGIC) /* (a hole copied from another log: no records) */
+			g->records += rl_get32(f + 12);
 		log->scan += len;
 		/* One write moves at most half the ring (and stays far below 4 GiB). */
 		if (log->scan - g->start >= r->capacity / 2)
@@ -258,7 +259,7 @@ void rl_wake_waiters(struct ringlog *log, uint64_t from, uint64_t to)
 	}
 }
 
-/* DURABLE: the one place durable_lsn moves. */
+/* The one place durable_lsn moves. */
 static void publish_durable(struct ringlog *log, const struct group *g)
 {
 	log->seg.size = g->end + log->seg_delta;
@@ -270,6 +271,7 @@ static void publish_durable(struct ringlog *log, const struct group *g)
 	uint64_t before = atomic_load_explicit(&log->durable_lsn, memory_order_relaxed);
 	atomic_store_explicit(&log->durable_lsn, g->last_lsn, memory_order_seq_cst);
 	rl_wake_waiters(log, before, g->last_lsn);
+	rl_published_set(&log->published, g->last_lsn); /* and for other processes */
 	/* seq_cst pairs with ringlog_event_fd()'s store: a caller that enables the
 	 * eventfd after this advance sees the new durable LSN instead. */
 	if (atomic_load_explicit(&log->event_fd_used, memory_order_seq_cst)) {

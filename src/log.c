@@ -7,6 +7,8 @@
 #include "errors.h"
 #include "futex.h"
 #include "probes.h"
+#include "recovery.h"
+#include "slot.h"
 #include "spin.h"
 
 #include <errno.h>
@@ -222,6 +224,7 @@ static int start_writing(struct ringlog *log, struct rl_recovered *rec, const ch
 static void free_log(struct ringlog *log)
 {
 	rl_pool_stop(&log->pool);
+	rl_published_close(&log->published);
 	if (log->seg.fd >= 0)
 		close(log->seg.fd);
 	if (log->event_fd >= 0)
@@ -257,6 +260,7 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 		return rl_fail(-ENOMEM, "allocating the log");
 	log->opts = *opts;
 	log->seg.fd = log->event_fd = log->lock_fd = -1;
+	log->published.fd = log->published.notify_fd = -1;
 	log->spin_max_ns = (uint64_t)opts->spin_us * 1000;
 	atomic_init(&log->spin_score, RL_SPIN_SCORE_MAX);
 	/* One spinning waiter per CPU the consumer does not need. */
@@ -292,6 +296,10 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 	}
 	if (!err)
 		err = start_writing(log, &rec, dir);
+	/* Everything recovery kept is durable: say so to readers of other processes. */
+	if (!err)
+		err = rl_published_create(log->dir_fd, log->log_id, rec.next_lsn - 1,
+					  &log->published);
 	if (err) {
 		if (!rec.empty && rec.last.fd >= 0 && rec.last.fd != log->seg.fd)
 			close(rec.last.fd);
@@ -365,7 +373,7 @@ static int append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
 
 	uint64_t t0 = log->profile.on ? rl_now_ns() : 0;
 	struct rl_reservation res;
-	int err = rl_ring_reserve(&log->ring, (uint32_t)bytes, nrecs, block, &log->error, &res);
+	int err = rl_ring_reserve(&log->ring, (uint32_t)bytes, nrecs, block, 0, &log->error, &res);
 	if (err)
 		return err == -EAGAIN ? rl_fail(err, "append: the submission ring is full")
 				      : log_error(log, err);
@@ -382,7 +390,7 @@ static int append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
 	rl_frame_seal(f);
 	if (t0)
 		log->profile.enqueue_ns[res.seq % log->profile.slots] = t0;
-	rl_ring_publish(&log->ring, &res);
+	rl_ring_publish(&log->ring, &res, RL_FRAME_MAGIC);
 	RL_PROBE_APPEND(res.first_lsn, nrecs, bytes);
 	if (first_lsn)
 		*first_lsn = res.first_lsn;
@@ -548,6 +556,8 @@ RINGLOG_API int ringlog_stats(struct ringlog *log, struct ringlog_stats *out)
 	out->segments_recycled = LOAD(pool.recycled);
 	out->rotation_waits = LOAD(pool.waits);
 	out->prepared_ready = LOAD(pool.ready_now);
+	out->retention_held = LOAD(st_retention_held);
+	out->retention_held_lsn = LOAD(st_retention_held_lsn);
 #undef LOAD
 	out->direct_io = (uint64_t)log->direct;
 	out->io_align = log->align;
@@ -567,6 +577,20 @@ RINGLOG_API int ringlog_truncate_before(struct ringlog *log, uint64_t lsn)
 	if (err) {
 		err = rl_fail(err, "truncate_before: listing the log directory");
 		goto out;
+	}
+	/* A replication slot holds back what it has not released (ringlog.h). */
+	uint64_t slot_lsn;
+	char slot[80];
+	int slots = rl_slots_oldest(log->dir_fd, &slot_lsn, slot, sizeof(slot));
+	if (slots < 0) {
+		err = rl_fail(slots, "truncate_before: reading the replication slots");
+		free(lsns);
+		goto out;
+	}
+	if (slots && slot_lsn + 1 < lsn) {
+		lsn = slot_lsn + 1;
+		rl_count(&log->st_retention_held, 1);
+		atomic_store_explicit(&log->st_retention_held_lsn, lsn, memory_order_relaxed);
 	}
 	/* Segment i holds LSNs [lsns[i], lsns[i+1]).  One with a successor is sealed,
 	 * hence durable in full; the last is being written and always stays. */
@@ -653,4 +677,105 @@ RINGLOG_API int ringlog_close(struct ringlog *log)
 	int err = ringlog_error(log);
 	free_log(log);
 	return err;
+}
+
+RINGLOG_API uint64_t ringlog_log_id(struct ringlog *log)
+{
+	return log->log_id;
+}
+
+RINGLOG_API int ringlog_published_durable(const char *dir, uint64_t *durable_lsn,
+					  uint64_t *log_id)
+{
+	if (!dir || !durable_lsn || !log_id)
+		return rl_fail(-EINVAL, "published_durable: NULL argument");
+	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return rl_fail(-errno, "published_durable: opening log directory %s", dir);
+	struct rl_published p;
+	int err = rl_published_map(dir_fd, &p, log_id);
+	close(dir_fd);
+	if (err)
+		return rl_fail(err, "published_durable: %s/" RL_PUBLISHED_NAME "%s", dir,
+			       err == -ENOENT ? " is missing or empty (no writer of this version opened this log yet)"
+			       : err == -EBADMSG ? " does not hold a durable LSN of this format"
+						 : "");
+	*durable_lsn = rl_published_get(&p);
+	rl_published_close(&p);
+	return 0;
+}
+
+RINGLOG_API int ringlog_init_dir(const char *dir, uint64_t log_id, uint64_t first_lsn)
+{
+	if (!dir || log_id == 0 || first_lsn == 0 || first_lsn == UINT64_MAX)
+		return rl_fail(-EINVAL, "init_dir: needs a directory, a log id and a first LSN "
+					"(not 0)");
+	int dir_fd = open_dir(dir, 1);
+	if (dir_fd < 0)
+		return dir_fd;
+	uint64_t *lsns;
+	size_t n;
+	int err = rl_seg_list(dir_fd, &lsns, &n);
+	if (!err && n)
+		err = rl_fail(-EEXIST, "init_dir: %s already holds a log", dir);
+	else if (err)
+		err = rl_fail(err, "init_dir: listing %s", dir);
+	free(lsns);
+	if (!err) {
+		/* A first segment of a header only: appends continue it. */
+		struct rl_seg_header h = {first_lsn, log_id, first_lsn - 1, 0};
+		char name[RL_SEG_NAME_LEN + 1];
+		rl_seg_name(name, first_lsn);
+		int direct = 0;
+		struct rl_segment seg;
+		err = rl_seg_start(dir_fd, NULL, &h, RL_SEG_HEADER_BYTES, &direct, 1, &seg);
+		if (!err)
+			close(seg.fd);
+	}
+	close(dir_fd);
+	return err;
+}
+
+RINGLOG_API int ringlog_append_frame(struct ringlog *log, const void *frame, size_t len,
+				     uint64_t *first_lsn)
+{
+	if (!log || !frame)
+		return rl_fail(-EINVAL, "append_frame: NULL argument");
+	struct rl_frame_info info;
+	enum rl_frame_status st =
+	    len > RL_FRAME_MAX_BYTES ? RL_FRAME_BAD_LENGTH
+				     : rl_frame_check(frame, len, 0, log->log_id, &info);
+	if (st != RL_FRAME_OK || info.frame_len != len || info.pad || info.nrecs == 0)
+		return rl_fail(-EBADMSG, "append_frame: %zu bytes that are not one valid frame or "
+					 "hole of this log: %s",
+			       len,
+			       st != RL_FRAME_OK	  ? rl_frame_status_str(st)
+			       : info.frame_len != len ? "its frame_len says another length"
+			       : info.pad		  ? "a pad (it stands for no LSN)"
+						  : "a hole for no LSN");
+	if (len > log->opts.max_batch_bytes)
+		return rl_fail(-EMSGSIZE, "append_frame: frame of %zu bytes exceeds max_batch_bytes %u",
+			       len, log->opts.max_batch_bytes);
+	if (atomic_load_explicit(&log->closing, memory_order_relaxed))
+		return rl_fail(-EINVAL, "append_frame: the log is closing");
+	struct rl_reservation res;
+	int err = rl_ring_reserve(&log->ring, (uint32_t)len, info.nrecs, 1, info.first_lsn,
+				  &log->error, &res);
+	if (err == -ESTALE) {
+		if (first_lsn)
+			*first_lsn = res.first_lsn;
+		return rl_fail(-ESTALE, "append_frame: the frame starts at LSN %" PRIu64
+					", the log's next is %" PRIu64,
+			       info.first_lsn, res.first_lsn);
+	}
+	if (err)
+		return log_error(log, err);
+	/* Everything but the magic, which publishes it. */
+	memcpy(res.frame + 4, (const uint8_t *)frame + 4, len - 4);
+	if (log->profile.on)
+		log->profile.enqueue_ns[res.seq % log->profile.slots] = rl_now_ns();
+	rl_ring_publish(&log->ring, &res, rl_get32(frame));
+	if (first_lsn)
+		*first_lsn = res.first_lsn;
+	return 0;
 }

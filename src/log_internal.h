@@ -4,6 +4,7 @@
 
 #include "pool.h"
 #include "profile.h"
+#include "published.h"
 #include "ring.h"
 #include "ringlog.h"
 #include "segment.h"
@@ -65,6 +66,7 @@ struct ringlog {
 	int direct;
 	uint32_t align;
 	struct rl_pool pool; /* prepared segment files (started when prepared_segments) */
+	struct rl_published published; /* in LOCK: the durable LSN for other processes */
 
 	/* Consumer thread and its private state. */
 	pthread_t consumer;
@@ -80,7 +82,8 @@ struct ringlog {
 
 	/* Counters: written by the consumer only (relaxed), read by ringlog_stats. */
 	_Alignas(64) _Atomic uint64_t st_batches, st_records, st_bytes, st_groups, st_writes,
-	    st_fdatasyncs, st_retries, st_rotations, st_segment_first_lsn, st_bytes_written;
+	    st_fdatasyncs, st_retries, st_rotations, st_segment_first_lsn, st_bytes_written,
+	    st_retention_held, st_retention_held_lsn;
 };
 
 /* Add to a counter that only one thread writes. */

@@ -13,6 +13,7 @@
 #include "log_internal.h"
 
 #include "errors.h"
+#include "published.h"
 #include "segment.h"
 
 #include <errno.h>
@@ -26,6 +27,8 @@
 struct ringlog_reader {
 	int dir_fd;
 	struct ringlog *log; /* live readers: the log whose durable LSN bounds them */
+	struct rl_published published; /* RINGLOG_READ_DURABLE: the writer's, across processes */
+	uint64_t published_id;
 	uint64_t next_lsn;   /* LSN of the record the next call would return */
 	uint64_t from_lsn;
 	uint64_t log_id;
@@ -37,6 +40,7 @@ struct ringlog_reader {
 	struct rl_record_cursor rec;
 	uint64_t rec_lsn;  /* LSN of the next record of the frame */
 	uint32_t prev_crc; /* CRC of the last frame read (for the chain check) */
+	uint8_t hole[RL_FRAME_HEADER_BYTES]; /* ringlog_reader_next_frame: a hole, rebuilt */
 };
 
 /* Smallest segment whose first LSN is > after, or the largest <= at_most (mode 1). */
@@ -115,7 +119,7 @@ static int enter_segment(struct ringlog_reader *r, uint64_t first)
 }
 
 static int reader_open(int dir_fd, const char *dir, uint64_t from_lsn, struct ringlog *log,
-		       struct ringlog_reader **out)
+		       uint32_t flags, struct ringlog_reader **out)
 {
 	*out = NULL;
 	struct ringlog_reader *r = calloc(1, sizeof(*r));
@@ -124,11 +128,24 @@ static int reader_open(int dir_fd, const char *dir, uint64_t from_lsn, struct ri
 		return rl_fail(-ENOMEM, "allocating a reader");
 	}
 	r->seg_fd = -1;
+	r->published.fd = r->published.notify_fd = -1;
 	r->dir_fd = dir_fd;
 	r->log = log;
 	r->from_lsn = from_lsn;
+	int err;
+	if (flags & RINGLOG_READ_DURABLE) {
+		err = rl_published_map(dir_fd, &r->published, &r->published_id);
+		if (err) {
+			err = rl_fail(err, "reader: %s/" RL_PUBLISHED_NAME "%s", dir,
+				      err == -ENOENT ? " is missing or empty (no writer of this version "
+						       "opened the log yet)"
+				      : err == -EBADMSG ? " does not hold a durable LSN of this format"
+							: "");
+			goto fail;
+		}
+	}
 	uint64_t first;
-	int err = find_segment(r->dir_fd, from_lsn, 1, &first);
+	err = find_segment(r->dir_fd, from_lsn, 1, &first);
 	if (err <= 0) {
 		err = err < 0 ? rl_fail(err, "reader: listing %s", dir)
 			      : rl_fail(-ENOENT,
@@ -156,7 +173,21 @@ RINGLOG_API int ringlog_reader_open(const char *dir, uint64_t from_lsn, struct r
 	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir_fd < 0)
 		return rl_fail(-errno, "reader: opening log directory %s", dir);
-	return reader_open(dir_fd, dir, from_lsn, NULL, out);
+	return reader_open(dir_fd, dir, from_lsn, NULL, 0, out);
+}
+
+RINGLOG_API int ringlog_reader_open_ex(const char *dir, uint64_t from_lsn, uint32_t flags,
+				       struct ringlog_reader **out)
+{
+	if (!dir || !out)
+		return rl_fail(-EINVAL, "reader_open_ex: dir and out must not be NULL");
+	*out = NULL;
+	if (flags & ~RINGLOG_READ_DURABLE)
+		return rl_fail(-EINVAL, "reader_open_ex: unknown flags 0x%x", flags);
+	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return rl_fail(-errno, "reader: opening log directory %s", dir);
+	return reader_open(dir_fd, dir, from_lsn, NULL, flags, out);
 }
 
 RINGLOG_API int ringlog_reader_open_live(struct ringlog *log, uint64_t from_lsn,
@@ -168,14 +199,33 @@ RINGLOG_API int ringlog_reader_open_live(struct ringlog *log, uint64_t from_lsn,
 	int dir_fd = fcntl(log->dir_fd, F_DUPFD_CLOEXEC, 0);
 	if (dir_fd < 0)
 		return rl_fail(-errno, "reader: dup of the log directory");
-	return reader_open(dir_fd, "the log directory", from_lsn, log, out);
+	return reader_open(dir_fd, "the log directory", from_lsn, log, 0, out);
 }
 
 RINGLOG_API int ringlog_reader_wait(struct ringlog_reader *r, int64_t timeout_ns)
 {
+	if (r->published.map) {
+		int err = rl_published_wait(&r->published, r->next_lsn, timeout_ns);
+		return err ? rl_fail(err, "reader_wait: LSN %" PRIu64 " not published durable "
+					  "within %" PRId64 " ns",
+				     r->next_lsn, timeout_ns)
+			   : 0;
+	}
 	if (!r->log)
-		return rl_fail(-EINVAL, "reader_wait: only a live reader can wait");
+		return rl_fail(-EINVAL, "reader_wait: only a live reader, or one opened with "
+					"RINGLOG_READ_DURABLE, can wait");
 	return rl_wait_durable(r->log, r->next_lsn, timeout_ns);
+}
+
+/* The durable LSN bounding this reader: the log's (live), the writer's published one
+ * (RINGLOG_READ_DURABLE), or none (UINT64_MAX). */
+static uint64_t durable_bound(struct ringlog_reader *r)
+{
+	if (r->log)
+		return ringlog_durable_lsn(r->log);
+	if (r->published.map)
+		return r->published_id == r->log_id ? rl_published_get(&r->published) : 0;
+	return UINT64_MAX;
 }
 
 /* Whether retention removed the segment this reader has open: its name is gone, or
@@ -246,7 +296,10 @@ static int advance(struct ringlog_reader *r, enum rl_frame_status why)
 	return enter_segment(r, next);
 }
 
-RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_record *rec)
+/* Load the next entry (frame or hole; pads are skipped by neither, see callers) into
+ * r->scan.frame / r->scan.info, within the durable bound.  Returns 1, 0 at the end of
+ * the log for now, or -errno. */
+static int next_entry(struct ringlog_reader *r)
 {
 	if (r->seg_fd < 0) {
 		int err = enter_segment(r, r->pending_first);
@@ -254,24 +307,6 @@ RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_rec
 			return err;
 	}
 	for (;;) {
-		if (r->in_frame) {
-			const uint8_t *data;
-			uint32_t len;
-			if (rl_frame_next_record(r->scan.frame, &r->scan.info, &r->rec, &data,
-						 &len)) {
-				uint64_t lsn = r->rec_lsn++;
-				if (lsn < r->from_lsn)
-					continue;
-				r->next_lsn = lsn + 1;
-				rec->lsn = lsn;
-				rec->data = data;
-				rec->len = len;
-				rec->batch_nrecs = r->scan.info.nrecs;
-				rec->batch_first_lsn = r->scan.info.first_lsn;
-				return 1;
-			}
-			r->in_frame = 0;
-		}
 		enum rl_frame_status why;
 		uint64_t off = r->scan.off, expect = r->scan.expect_lsn;
 		int got = rl_scan_next(&r->scan, &why);
@@ -294,16 +329,81 @@ RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_rec
 							     : got;
 		if (got == 0)
 			return 0;
-		if (r->log && r->scan.expect_lsn - 1 > ringlog_durable_lsn(r->log)) {
+		if (r->scan.expect_lsn - 1 > durable_bound(r)) {
 			/* Not durable yet: leave the frame for a later call. */
 			r->scan.off = off;
 			r->scan.expect_lsn = expect;
 			return 0;
 		}
+		r->prev_crc = r->scan.info.crc;
+		return 1;
+	}
+}
+
+RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_record *rec)
+{
+	for (;;) {
+		if (r->in_frame) {
+			const uint8_t *data;
+			uint32_t len;
+			if (rl_frame_next_record(r->scan.frame, &r->scan.info, &r->rec, &data,
+						 &len)) {
+				uint64_t lsn = r->rec_lsn++;
+				if (lsn < r->from_lsn)
+					continue;
+				r->next_lsn = lsn + 1;
+				rec->lsn = lsn;
+				rec->data = data;
+				rec->len = len;
+				rec->batch_nrecs = r->scan.info.nrecs;
+				rec->batch_first_lsn = r->scan.info.first_lsn;
+				return 1;
+			}
+			r->in_frame = 0;
+		}
+		int got = next_entry(r);
+		if (got <= 0)
+			return got;
 		r->in_frame = 1;
 		r->rec = (struct rl_record_cursor){0, 0};
 		r->rec_lsn = r->scan.info.first_lsn;
-		r->prev_crc = r->scan.info.crc;
+	}
+}
+
+RINGLOG_API int ringlog_reader_next_frame(struct ringlog_reader *r, struct ringlog_frame *f)
+{
+	if (!r || !f)
+		return rl_fail(-EINVAL, "reader_next_frame: NULL argument");
+	if (r->in_frame && r->rec.index > 0)
+		return rl_fail(-EINVAL, "reader_next_frame: ringlog_reader_next() returned part "
+					"of the current frame; frames are read whole or not at all");
+	for (;;) {
+		int got = r->in_frame ? 1 : next_entry(r);
+		r->in_frame = 0;
+		if (got <= 0)
+			return got;
+		const struct rl_frame_info *i = &r->scan.info;
+		if (i->pad || (i->hole && i->nrecs == 0))
+			continue; /* no LSN of its own */
+		if (i->first_lsn + i->nrecs <= r->from_lsn)
+			continue; /* wholly before the starting point */
+		r->next_lsn = i->first_lsn + i->nrecs;
+		f->first_lsn = i->first_lsn;
+		f->nrecs = i->nrecs;
+		if (i->hole) {
+			/* Only the header: the LSNs it stands for, without the damaged bytes it
+			 * covers here (a 32-byte hole says the same anywhere). */
+			rl_hole_encode(r->hole, RL_FRAME_HEADER_BYTES, i->nrecs, i->first_lsn,
+				       r->log_id);
+			f->bytes = r->hole;
+			f->len = RL_FRAME_HEADER_BYTES;
+			f->kind = RINGLOG_FRAME_HOLE;
+		} else {
+			f->bytes = r->scan.frame;
+			f->len = i->frame_len;
+			f->kind = RINGLOG_FRAME_BATCH;
+		}
+		return 1;
 	}
 }
 
@@ -317,5 +417,6 @@ RINGLOG_API void ringlog_reader_close(struct ringlog_reader *r)
 	}
 	if (r->dir_fd >= 0)
 		close(r->dir_fd);
+	rl_published_close(&r->published);
 	free(r);
 }

@@ -104,7 +104,7 @@ void rl_ring_destroy(struct rl_ring *r)
 }
 
 int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int block,
-		    _Atomic int *error, struct rl_reservation *out)
+		    uint64_t expect_lsn, _Atomic int *error, struct rl_reservation *out)
 {
 	assert(frame_bytes % RL_FRAME_ALIGN == 0 && frame_bytes <= r->capacity / 2);
 	int counted_wait = 0;
@@ -114,6 +114,11 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 		if (err != 0) {
 			pthread_mutex_unlock(&r->reserve_lock);
 			return err;
+		}
+		if (expect_lsn && r->next_lsn != expect_lsn) {
+			out->first_lsn = r->next_lsn;
+			pthread_mutex_unlock(&r->reserve_lock);
+			return -ESTALE;
 		}
 		uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 		if (r->head + frame_bytes - tail <= r->capacity) {
@@ -151,9 +156,9 @@ int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int
 	}
 }
 
-void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res)
+void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res, uint32_t magic)
 {
-	__atomic_store_n((uint32_t *)res->frame, RL_FRAME_MAGIC, __ATOMIC_SEQ_CST);
+	__atomic_store_n((uint32_t *)res->frame, magic, __ATOMIC_SEQ_CST);
 	if (atomic_load_explicit(&r->consumer_idle, memory_order_seq_cst) &&
 	    atomic_exchange_explicit(&r->consumer_idle, 0, memory_order_seq_cst))
 		rl_ring_kick(r);
@@ -165,7 +170,7 @@ uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos)
 	if (pos >= atomic_load_explicit(&r->head_pub, memory_order_seq_cst))
 		return 0;
 	uint32_t magic = __atomic_load_n(magic_word(r, pos), __ATOMIC_SEQ_CST);
-	if (magic != RL_FRAME_MAGIC)
+	if (magic != RL_FRAME_MAGIC && magic != RL_HOLE_MAGIC)
 		return 0;
 	return (uint32_t)rl_align_frame(rl_get32(rl_ring_at(r, pos) + 8));
 }

@@ -72,14 +72,17 @@ void rl_ring_destroy(struct rl_ring *r);
  * Reserve `frame_bytes` (a multiple of 8, <= capacity / 2) and `nrecs` LSNs.
  * `error` is the log's sticky error word: while it is non-zero nothing is
  * reserved and its value is returned.  When the ring is full: with `block`, sleep
- * until the consumer frees space; without, return -EAGAIN.
+ * until the consumer frees space; without, return -EAGAIN.  With `expect_lsn` (not
+ * 0), reserve only if the next LSN is that one: else -ESTALE, with out->first_lsn
+ * set to the next LSN.
  */
 int rl_ring_reserve(struct rl_ring *r, uint32_t frame_bytes, uint32_t nrecs, int block,
-		    _Atomic int *error, struct rl_reservation *out);
+		    uint64_t expect_lsn, _Atomic int *error, struct rl_reservation *out);
 
-/* Make a filled frame visible to the consumer and wake it if it sleeps.  No system
- * call unless the consumer announced it sleeps. */
-void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res);
+/* Make a filled frame visible to the consumer by storing its magic (`magic`: a frame's,
+ * or a hole's for a hole copied from another log) and wake the consumer if it sleeps.
+ * No system call unless the consumer announced it sleeps. */
+void rl_ring_publish(struct rl_ring *r, const struct rl_reservation *res, uint32_t magic);
 
 /* Consumer: what is at `pos` (the start of a frame, or the reserved head)?  Returns
  * 0 if nothing is published there yet; else the frame's aligned byte length. */

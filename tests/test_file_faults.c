@@ -11,7 +11,10 @@
  *    of a new log, the pool's stock-taking, a new directory's entry;
  *  - recovery's cut of a torn tail (and the sync before it, a torn header's rewrite):
  *    open fails and changes nothing else; a later open repairs;
- *  - retention: unlink, the rename into the pool, the directory fsync.
+ *  - retention: unlink, the rename into the pool, the directory fsync;
+ *  - the durable LSN published in LOCK at open (write, sync): open fails;
+ *  - replication slots: creating (write, sync, rename, directory fsync), advancing,
+ *    dropping: the call fails, and no slot or half a slot is left behind.
  * Every test checks the -errno, that ringlog_last_error() names the operation and the
  * file, that what was acknowledged reads back, and that no file descriptor leaks.
  *
@@ -1336,6 +1339,124 @@ static void retention_recycle_dirsync_eio(void **state)
 			"fsync of the log directory", 1);
 }
 
+/* ---- The durable LSN published at open, and replication slots ---- */
+
+static void open_publish_fails(const char *dir, struct fault f, const char *what)
+{
+	int fds = fd_count();
+	struct ringlog_options o;
+	options(&o);
+	uint64_t a = make_log(dir, &o);
+	int slot = add_fault(f);
+	struct ringlog *log = NULL;
+	assert_int_equal(ringlog_open(dir, &o, &log), f.err);
+	assert_null(log);
+	assert_int_equal(fired(slot), 1);
+	expect_detail(what, "LOCK", "durable LSN for readers");
+	assert_int_equal(fd_count(), fds);
+	clear_faults();
+	struct ringlog_recovery rep;
+	reopen_continues(dir, &o, 1, a + 1, &rep);
+	uint64_t d, id;
+	assert_int_equal(ringlog_published_durable(dir, &d, &id), 0);
+	assert_true(d > a);
+	assert_int_equal(fd_count(), fds);
+}
+
+static void open_publish_write_eio(void **state)
+{
+	open_publish_fails(*state, fault(RL_FOP_PWRITE, "LOCK", 1, -EIO, 1), "writing");
+}
+
+static void open_publish_fdatasync_eio(void **state)
+{
+	open_publish_fails(*state, fault(RL_FOP_FDATASYNC, "LOCK", 1, -EIO, 1), "fdatasync of");
+}
+
+static void no_slot_file(const char *dir, const char *name)
+{
+	struct stat sb;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/SLOT.%s", dir, name);
+	assert_int_equal(stat(path, &sb), -1);
+	snprintf(path, sizeof(path), "%s/new.SLOT.%s", dir, name);
+	assert_int_equal(stat(path, &sb), -1);
+}
+
+static void slot_create_fails(const char *dir, struct fault f, int left)
+{
+	int fds = fd_count();
+	struct ringlog_options o;
+	options(&o);
+	make_log(dir, &o);
+	int slot = add_fault(f);
+	struct ringlog_slot *s = NULL;
+	assert_int_equal(ringlog_slot_open(dir, "s1", 1, 7, &s), f.err);
+	assert_null(s);
+	assert_int_equal(fired(slot), 1);
+	expect_detail("slot_open: creating SLOT.s1", dir, NULL);
+	assert_int_equal(fd_count(), fds);
+	if (!left)
+		no_slot_file(dir, "s1");
+	clear_faults();
+	/* Whatever it left (a named slot whose name was not synced yet), opening with
+	 * create gets a whole slot. */
+	assert_int_equal(ringlog_slot_open(dir, "s1", 1, 7, &s), 0);
+	assert_int_equal(ringlog_slot_lsn(s), 7);
+	ringlog_slot_close(s);
+	assert_int_equal(fd_count(), fds);
+}
+
+static void slot_create_write_eio(void **state)
+{
+	slot_create_fails(*state, fault(RL_FOP_PWRITE, "new.SLOT.s1", 1, -EIO, 1), 0);
+}
+
+static void slot_create_fdatasync_eio(void **state)
+{
+	slot_create_fails(*state, fault(RL_FOP_FDATASYNC, "new.SLOT.s1", 1, -EIO, 1), 0);
+}
+
+static void slot_create_rename_enospc(void **state)
+{
+	slot_create_fails(*state, fault(RL_FOP_RENAME, "SLOT.s1", 1, -ENOSPC, 1), 0);
+}
+
+static void slot_create_dirsync_eio(void **state)
+{
+	slot_create_fails(*state, fault(RL_FOP_DIRSYNC, NULL, 1, -EIO, 1), 1);
+}
+
+static void slot_advance_and_drop_fail(void **state)
+{
+	const char *dir = *state;
+	int fds = fd_count();
+	struct ringlog_options o;
+	options(&o);
+	make_log(dir, &o);
+	struct ringlog_slot *s;
+	assert_int_equal(ringlog_slot_open(dir, "s2", 1, 3, &s), 0);
+	int slot = add_fault(fault(RL_FOP_PWRITE, "SLOT.s2", 1, -EIO, 1));
+	assert_int_equal(ringlog_slot_advance(s, 5), -EIO);
+	assert_int_equal(fired(slot), 1);
+	expect_detail("slot_advance", "SLOT.s2", NULL);
+	assert_int_equal(ringlog_slot_lsn(s), 3); /* not moved */
+	assert_int_equal(ringlog_slot_advance(s, 5), 0);
+	ringlog_slot_close(s);
+	slot = add_fault(fault(RL_FOP_UNLINK, "SLOT.s2", 1, -EIO, 1));
+	assert_int_equal(ringlog_slot_drop(dir, "s2"), -EIO);
+	expect_detail("slot_drop", "SLOT.s2", NULL);
+	assert_int_equal(ringlog_slot_open(dir, "s2", 0, 0, &s), 0);
+	assert_int_equal(ringlog_slot_lsn(s), 5);
+	ringlog_slot_close(s);
+	slot = add_fault(fault(RL_FOP_DIRSYNC, NULL, 1, -EIO, 1));
+	assert_int_equal(ringlog_slot_drop(dir, "s2"), -EIO);
+	assert_int_equal(fired(slot), 1);
+	clear_faults();
+	assert_int_equal(ringlog_slot_drop(dir, "s2"), -ENOENT); /* the unlink went through */
+	assert_int_equal(fd_count(), fds);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1386,6 +1507,13 @@ int main(void)
 	    T(retention_dirsync_eio),
 	    T(retention_recycle_rename_eio),
 	    T(retention_recycle_dirsync_eio),
+	    T(open_publish_write_eio),
+	    T(open_publish_fdatasync_eio),
+	    T(slot_create_write_eio),
+	    T(slot_create_fdatasync_eio),
+	    T(slot_create_rename_enospc),
+	    T(slot_create_dirsync_eio),
+	    T(slot_advance_and_drop_fail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

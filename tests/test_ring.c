@@ -18,11 +18,11 @@ static _Atomic int no_error;
 static int put(struct rl_ring *r, uint32_t bytes, uint32_t nrecs, int block, uint64_t *lsn)
 {
 	struct rl_reservation res;
-	int err = rl_ring_reserve(r, bytes, nrecs, block, &no_error, &res);
+	int err = rl_ring_reserve(r, bytes, nrecs, block, 0, &no_error, &res);
 	if (err)
 		return err;
 	rl_frame_header_fill(res.frame, bytes, nrecs, res.first_lsn, 1);
-	rl_ring_publish(r, &res);
+	rl_ring_publish(r, &res, RL_FRAME_MAGIC);
 	if (lsn)
 		*lsn = res.first_lsn;
 	return 0;
@@ -60,23 +60,23 @@ static void stale_magic_is_never_published(void **state)
 	assert_int_equal(rl_ring_peek(&r, 512), 0);
 	/* One 2048-byte frame whose payload is full of magics, published and released. */
 	struct rl_reservation res;
-	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, &no_error, &res), 0);
+	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, 0, &no_error, &res), 0);
 	for (uint32_t off = 32; off < 2048; off += 8) {
 		rl_put32(res.frame + off, RL_FRAME_MAGIC);
 		rl_put32(res.frame + off + 4, 8);
 	}
 	rl_frame_header_fill(res.frame, 2048, 1, res.first_lsn, 1);
-	rl_ring_publish(&r, &res);
+	rl_ring_publish(&r, &res, RL_FRAME_MAGIC);
 	assert_int_equal(rl_ring_peek(&r, 0), 2048);
 	rl_ring_release(&r, 2048);
 	/* The next lap: reservations start inside the old payload.  Reserved but not
 	 * yet published, they must read as nothing. */
 	for (int i = 0; i < 4; i++) {
 		struct rl_reservation x;
-		assert_int_equal(rl_ring_reserve(&r, 1024, 1, 0, &no_error, &x), 0);
+		assert_int_equal(rl_ring_reserve(&r, 1024, 1, 0, 0, &no_error, &x), 0);
 		assert_int_equal(rl_ring_peek(&r, x.pos), 0);
 		rl_frame_header_fill(x.frame, 1024, 1, x.first_lsn, 1);
-		rl_ring_publish(&r, &x);
+		rl_ring_publish(&r, &x, RL_FRAME_MAGIC);
 		assert_int_equal(rl_ring_peek(&r, x.pos), 1024);
 		rl_ring_release(&r, x.pos + 1024);
 	}
@@ -100,7 +100,7 @@ static void full_ring_and_wrap_without_pad(void **state)
 	 * of the buffer and wraps. */
 	rl_ring_release(&r, 2400);
 	struct rl_reservation res;
-	assert_int_equal(rl_ring_reserve(&r, 1200, 1, 0, &no_error, &res), 0);
+	assert_int_equal(rl_ring_reserve(&r, 1200, 1, 0, 0, &no_error, &res), 0);
 	assert_int_equal(res.pos, 3600);
 	assert_int_equal(res.first_lsn, 4);
 	assert_ptr_equal(res.frame, r.buf + 3600);
@@ -109,7 +109,7 @@ static void full_ring_and_wrap_without_pad(void **state)
 	assert_int_equal(r.buf[0], 0xab);
 	assert_int_equal(r.buf[1200 - 496 - 1], 0xab);
 	rl_frame_header_fill(res.frame, 1200, 1, res.first_lsn, 1);
-	rl_ring_publish(&r, &res);
+	rl_ring_publish(&r, &res, RL_FRAME_MAGIC);
 	assert_int_equal(rl_ring_peek(&r, 3600), 1200);
 	/* Used: 1200 (third) + 1200 = 2400; 1200 more fit, then no more. */
 	assert_int_equal(put(&r, 1200, 1, 0, NULL), 0);
@@ -127,14 +127,31 @@ static void starts_at_a_position_with_held_bytes(void **state)
 	assert_int_equal(r.head, 300);
 	assert_int_equal(atomic_load(&r.tail), 0);
 	struct rl_reservation res;
-	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, &no_error, &res), 0);
+	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, 0, &no_error, &res), 0);
 	assert_int_equal(res.pos, 300);
 	assert_int_equal(res.first_lsn, 7);
 	/* 300 + 2 x 2048 would fit a free ring, but the 300 held bytes are not free. */
-	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, &no_error, &res), -EAGAIN);
+	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, 0, &no_error, &res), -EAGAIN);
 	rl_ring_release(&r, 300);
-	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, &no_error, &res), 0);
+	assert_int_equal(rl_ring_reserve(&r, 2048, 1, 0, 0, &no_error, &res), 0);
 	assert_int_equal(res.pos, 2348);
+	rl_ring_destroy(&r);
+}
+
+/* A reservation that expects a first LSN (a frame copied whole) gets it or nothing. */
+static void reservation_at_an_expected_lsn(void **state)
+{
+	(void)state;
+	struct rl_ring r;
+	assert_int_equal(rl_ring_init(&r, 4096, 5, 0, 0), 0);
+	struct rl_reservation res;
+	assert_int_equal(rl_ring_reserve(&r, 64, 2, 0, 6, &no_error, &res), -ESTALE);
+	assert_int_equal(res.first_lsn, 5); /* the next one, said back */
+	assert_int_equal(r.head, 0);	    /* nothing reserved */
+	assert_int_equal(atomic_load(&r.next_lsn_pub), 5);
+	assert_int_equal(rl_ring_reserve(&r, 64, 2, 0, 5, &no_error, &res), 0);
+	assert_int_equal(res.first_lsn, 5);
+	assert_int_equal(atomic_load(&r.next_lsn_pub), 7);
 	rl_ring_destroy(&r);
 }
 
@@ -145,7 +162,7 @@ static void sticky_error_stops_reservations(void **state)
 	assert_int_equal(rl_ring_init(&r, 4096, 1, 0, 0), 0);
 	_Atomic int err = -EIO;
 	struct rl_reservation res;
-	assert_int_equal(rl_ring_reserve(&r, 64, 1, 1, &err, &res), -EIO);
+	assert_int_equal(rl_ring_reserve(&r, 64, 1, 1, 0, &err, &res), -EIO);
 	assert_int_equal(atomic_load(&r.next_lsn_pub), 1); /* no LSN handed out */
 	rl_ring_destroy(&r);
 }
@@ -161,10 +178,10 @@ static void *blocked_put(void *arg)
 {
 	struct blocked *b = arg;
 	struct rl_reservation res;
-	b->result = rl_ring_reserve(b->r, 2048, 1, 1, b->error, &res);
+	b->result = rl_ring_reserve(b->r, 2048, 1, 1, 0, b->error, &res);
 	if (b->result == 0) {
 		rl_frame_header_fill(res.frame, 2048, 1, res.first_lsn, 1);
-		rl_ring_publish(b->r, &res);
+		rl_ring_publish(b->r, &res, RL_FRAME_MAGIC);
 	}
 	atomic_store(&b->done, 1);
 	return NULL;
@@ -222,11 +239,11 @@ static void *stress_producer(void *arg)
 		uint32_t nrecs = 1 + (i % 5);
 		uint32_t bytes = (uint32_t)rl_align_frame(32 + 8 * ((i * 7 + s->id) % 60));
 		struct rl_reservation res;
-		int err = rl_ring_reserve(s->r, bytes, nrecs, 1, &no_error, &res);
+		int err = rl_ring_reserve(s->r, bytes, nrecs, 1, 0, &no_error, &res);
 		if (err)
 			abort();
 		rl_frame_header_fill(res.frame, bytes, nrecs, res.first_lsn, s->id);
-		rl_ring_publish(s->r, &res);
+		rl_ring_publish(s->r, &res, RL_FRAME_MAGIC);
 	}
 	return NULL;
 }
@@ -277,6 +294,7 @@ int main(void)
 	    cmocka_unit_test(stale_magic_is_never_published),
 	    cmocka_unit_test(full_ring_and_wrap_without_pad),
 	    cmocka_unit_test(starts_at_a_position_with_held_bytes),
+	    cmocka_unit_test(reservation_at_an_expected_lsn),
 	    cmocka_unit_test(sticky_error_stops_reservations),
 	    cmocka_unit_test(blocking_reserve_waits_for_space),
 	    cmocka_unit_test(blocked_producer_woken_by_failure),

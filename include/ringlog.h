@@ -350,6 +350,10 @@ RINGLOG_API int ringlog_event_fd(struct ringlog *log);
  */
 RINGLOG_API int ringlog_close(struct ringlog *log);
 
+/* Set the calling thread's ringlog_last_error() to `detail` and return `err`: for
+ * libraries built on ringlog (libringlog-nats) that report through it. */
+RINGLOG_API int ringlog_set_error(int err, const char *detail);
+
 /* A static, human-readable description of a ringlog return code (negative errno). */
 RINGLOG_API const char *ringlog_strerror(int err);
 
@@ -468,6 +472,14 @@ RINGLOG_API int ringlog_published_durable(const char *dir, uint64_t *durable_lsn
 
 /* The random id of an open log (every segment and frame carries it). */
 RINGLOG_API uint64_t ringlog_log_id(struct ringlog *log);
+
+/* The directory an open log was opened in (the string given to ringlog_open()). */
+RINGLOG_API const char *ringlog_dir(struct ringlog *log);
+
+/* The durable LSN bounding a reader: the log's for a live reader, the published one
+ * for a RINGLOG_READ_DURABLE reader (0 if it names another log), UINT64_MAX for a
+ * reader with no bound. */
+RINGLOG_API uint64_t ringlog_reader_durable_lsn(struct ringlog_reader *r);
 
 /*
  * Replication slots: a named position in the log directory that retention respects,

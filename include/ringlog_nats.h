@@ -69,7 +69,9 @@ struct ringlog_nats_options {
 	/* Ship what is durable when the shipper starts, then stop (ringlog-ship --once):
 	 * ringlog_nats_shipper_wait() returns once it is all acknowledged. */
 	uint32_t once;
-	uint32_t reserved_pad;
+	/* Largest message payload, bytes (0: the server's max_payload less 4 KiB for the
+	 * headers).  Frames are packed up to it; a larger frame is split into chunks. */
+	uint32_t max_message_bytes;
 	uint64_t reserved[8];
 };
 
@@ -93,9 +95,9 @@ struct ringlog_nats_stats {
 	uint64_t shipped_lsn;  /* last LSN the stream acknowledged */
 	uint64_t durable_lsn;  /* last LSN durable in the log, as the shipper sees it */
 	uint64_t lag_lsns;     /* durable_lsn - shipped_lsn */
-	uint64_t lag_bytes;    /* bytes of frames durable and not acknowledged */
-	uint64_t lag_ns;       /* how long the oldest unacknowledged durable record has
-				* waited (0 when caught up) */
+	uint64_t lag_bytes;    /* bytes published and not acknowledged yet */
+	uint64_t lag_ns;       /* how long it has been behind the durable LSN without a
+				* break (0 when caught up) */
 	uint64_t messages;     /* messages acknowledged (duplicates included) */
 	uint64_t bytes;	       /* frame bytes acknowledged */
 	uint64_t records;      /* records acknowledged */
@@ -148,22 +150,31 @@ RINGLOG_NATS_API const char *ringlog_nats_shipper_error(struct ringlog_nats_ship
  * had failed it.  Stop shippers of a log before closing it. */
 RINGLOG_NATS_API int ringlog_nats_shipper_stop(struct ringlog_nats_shipper *s);
 
-/* Restore options: servers and stream as above (the rest is ignored). */
+/* What a restore did. */
 struct ringlog_nats_restore_stats {
 	uint64_t log_id;
-	uint64_t first_lsn, last_lsn; /* the LSNs the restored log holds */
+	uint64_t first_lsn, last_lsn; /* the LSNs this call added (0, 0: none) */
 	uint64_t messages, frames, records, bytes;
 	uint64_t reserved[8];
 };
 
 /*
- * Rebuild the log in `dir` (missing or empty) from the stream: the same log id, LSNs,
- * batches and bytes, every frame's CRC checked and every LSN following on from the
- * one before (a gap or a duplicate in the stream is refused with -EBADMSG naming the
- * stream sequence).  Stops after `until_lsn` (0: the stream's end).  With `follow`,
- * keeps the directory up to date as new messages arrive until *stop becomes non-zero
- * (a standby; the directory can then be opened with ringlog_open() to take over and
- * continue the LSNs).  Returns 0 or -errno; *out (if not NULL) says what it did.
+ * Rebuild the log in `dir` from the stream (options: servers and stream; the rest is
+ * ignored): the same log id, LSNs, batches and bytes, every frame's CRC checked and
+ * every LSN following on from the one before (a gap, a duplicate or a foreign message
+ * in the stream is refused with -EBADMSG naming the stream sequence).
+ *  - `dir` missing or without a log: made with ringlog_init_dir() at the stream's
+ *    first LSN.  `dir` holding this log already (an earlier restore, a standby):
+ *    continued from its next LSN, which the stream must still hold.  Another log's, or
+ *    one ahead of the stream: -EEXIST / -ESTALE, untouched.
+ *  - `until_lsn` (0: none): point in time; only whole batches whose last LSN is at or
+ *    below it are restored (a batch is never split).
+ *  - `follow`: after the stream's end, keep applying new messages until *stop becomes
+ *    non-zero (a standby; stop it, then ringlog_open() the directory to take over and
+ *    continue the LSNs, and ship it on to the same stream).
+ * Everything restored is durable when it returns.  Returns 0, -ENOENT (no such stream),
+ * -ECONNREFUSED / -ETIMEDOUT (no server), -EBADMSG, -EEXIST, -ESTALE, -errno; *out
+ * (if not NULL) says what it did, also on failure.
  */
 RINGLOG_NATS_API int ringlog_nats_restore(const char *dir, const struct ringlog_nats_options *o,
 					  uint64_t until_lsn, int follow, const volatile int *stop,

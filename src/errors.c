@@ -35,6 +35,12 @@ void rl_set_last_error(const char *msg)
 	snprintf(last_error, sizeof(last_error), "%s", msg);
 }
 
+RINGLOG_API int ringlog_set_error(int err, const char *detail)
+{
+	rl_set_last_error(detail ? detail : "");
+	return err;
+}
+
 const char *ringlog_last_error(void)
 {
 	return last_error;

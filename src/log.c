@@ -237,6 +237,7 @@ static void free_log(struct ringlog *log)
 	rl_profile_free(&log->profile);
 	sem_destroy(&log->started);
 	pthread_mutex_destroy(&log->retention_lock);
+	free(log->dir_path);
 	free(log);
 }
 
@@ -269,6 +270,11 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 	sem_init(&log->started, 0, 0);
 	pthread_mutex_init(&log->retention_lock, NULL);
 
+	log->dir_path = strdup(dir);
+	if (!log->dir_path) {
+		err = rl_fail(-ENOMEM, "allocating the log");
+		goto fail;
+	}
 	log->dir_fd = open_dir(dir, (int)opts->create_if_missing);
 	if (log->dir_fd < 0) {
 		err = log->dir_fd;
@@ -703,6 +709,11 @@ RINGLOG_API int ringlog_published_durable(const char *dir, uint64_t *durable_lsn
 	*durable_lsn = rl_published_get(&p);
 	rl_published_close(&p);
 	return 0;
+}
+
+RINGLOG_API const char *ringlog_dir(struct ringlog *log)
+{
+	return log->dir_path;
 }
 
 RINGLOG_API int ringlog_init_dir(const char *dir, uint64_t log_id, uint64_t first_lsn)

@@ -66,6 +66,7 @@ struct ringlog {
 	int direct;
 	uint32_t align;
 	struct rl_pool pool; /* prepared segment files (started when prepared_segments) */
+	char *dir_path; /* as given to ringlog_open */
 	struct rl_published published; /* in LOCK: the durable LSN for other processes */
 
 	/* Consumer thread and its private state. */

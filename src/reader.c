@@ -228,6 +228,11 @@ static uint64_t durable_bound(struct ringlog_reader *r)
 	return UINT64_MAX;
 }
 
+RINGLOG_API uint64_t ringlog_reader_durable_lsn(struct ringlog_reader *r)
+{
+	return durable_bound(r);
+}
+
 /* Whether retention removed the segment this reader has open: its name is gone, or
  * names another file now (the file was recycled into the pool, and may be growing or
  * be another segment already).  What the reader then sees in it is not damage. */

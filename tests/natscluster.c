@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CLUSTERS 4
+#define MAX_CLUSTERS 8
 #define DIR_PREFIX "ringlog-nats-"
 #define CLUSTER_NAME "ringlog"
 #define START_TRIES 3
@@ -31,8 +31,8 @@
 struct node {
 	atomic_int pid; /* running server, 0 = none */
 	int client_port, monitor_port, route_port;
-	int status;     /* wait status of its last exit */
-	int accounted;  /* its last exit was asked for (kill, stop) or reported already */
+	int status;    /* wait status of its last exit */
+	int accounted; /* its last exit was asked for (kill, stop) or reported already */
 	char url[40];
 	char store[PATH_MAX + 8];
 };
@@ -306,8 +306,10 @@ static void print_log_tail(const struct tu_nats *c, unsigned i)
 	for (int k = 0; k < nl; k++)
 		fprintf(stderr, "    %s\n", lines[k]);
 	if (last_hc)
-		fprintf(stderr, "    (%d \"Healthcheck failed\" lines from our polling; the last:)\n    %s\n",
-			omitted, last_hc);
+		fprintf(
+		    stderr,
+		    "    (%d \"Healthcheck failed\" lines from our polling; the last:)\n    %s\n",
+		    omitted, last_hc);
 	fprintf(stderr, "    ---\n");
 	free(buf);
 }
@@ -414,7 +416,9 @@ static int pick_ports(struct tu_nats *c)
 		for (int k = 0; k < 3 && !err; k++) {
 			int fd = -1, port = 0;
 			for (int tries = 0; fd < 0 && tries < 200; tries++) {
-				port = hi - lo >= 1000 ? lo + (int)(random_u32() % (unsigned)(hi - lo)) : 0;
+				port = hi - lo >= 1000
+					   ? lo + (int)(random_u32() % (unsigned)(hi - lo))
+					   : 0;
 				fd = bind_port(port);
 			}
 			if (fd < 0) {
@@ -465,7 +469,8 @@ static int write_config(const struct tu_nats *c, unsigned i)
 			nd->route_port);
 		for (unsigned j = 0; j < c->n; j++)
 			if (j != i)
-				fprintf(f, "    nats-route://127.0.0.1:%d\n", c->nodes[j].route_port);
+				fprintf(f, "    nats-route://127.0.0.1:%d\n",
+					c->nodes[j].route_port);
 		fprintf(f, "  ]\n}\n");
 	}
 	int err = ferror(f) ? -EIO : 0;
@@ -919,20 +924,22 @@ static struct tu_nats *new_slot(unsigned n, const char *server)
 			c = &g_slots[i];
 	}
 	if (!c) {
-		report("more than %d clusters at once (tu_nats_stop the ones done with)", MAX_CLUSTERS);
+		report("more than %d clusters at once (tu_nats_stop the ones done with)",
+		       MAX_CLUSTERS);
 		return NULL;
 	}
 	char base[PATH_MAX];
 	const char *tmp = tmp_base();
-	if ((size_t)snprintf(base, sizeof(base), "%s/" DIR_PREFIX "%d-XXXXXX", tmp, (int)getpid()) >=
-	    sizeof(base) - 32) {
+	if ((size_t)snprintf(base, sizeof(base), "%s/" DIR_PREFIX "%d-XXXXXX", tmp,
+			     (int)getpid()) >= sizeof(base) - 32) {
 		report("$TMPDIR is too long");
 		atomic_store(&c->state, SLOT_FREE);
 		return NULL;
 	}
 	if (strpbrk(base, "\"\\\n")) {
 		report("$TMPDIR (%s) holds a quote, backslash or newline: cannot put it in a "
-		       "nats-server config", tmp);
+		       "nats-server config",
+		       tmp);
 		atomic_store(&c->state, SLOT_FREE);
 		return NULL;
 	}
@@ -1014,16 +1021,18 @@ static void report_exit(struct tu_nats *c, unsigned i, const char *what)
 		       port_taken(c, i) ? ": a port of its was taken by another process" : "");
 }
 
-/* Wait until /healthz of every node in `mask` is 200 (or deadline).  0, -ETIMEDOUT (each
- * unhealthy node's answer reported), -ECHILD (a node in the mask ended: *dead = it, reaped,
- * not reported).  Nodes not running are skipped. */
+/* Wait until /healthz of every node in `mask` is 200 in one pass (or deadline).  0,
+ * -ETIMEDOUT (each unhealthy node's answer reported), -ECHILD (a node in the mask ended:
+ * *dead = it, reaped, not reported).  Nodes not running are skipped. */
 static int wait_nodes(struct tu_nats *c, unsigned mask, long deadline, unsigned *dead)
 {
 	unsigned healthy = 0;
 	long start = now_ms();
 	for (;;) {
+		/* All in one pass: a node healthy earlier may not be any more. */
+		healthy = 0;
 		for (unsigned i = 0; i < c->n; i++) {
-			if (!(mask & (1u << i)) || (healthy & (1u << i)))
+			if (!(mask & (1u << i)))
 				continue;
 			if (atomic_load(&c->nodes[i].pid) <= 0) {
 				healthy |= 1u << i; /* not running: not waited for */
@@ -1088,8 +1097,9 @@ static int stop_nodes(struct tu_nats *c, unsigned mask, int sig, int timeout_ms)
 			for (unsigned i = 0; i < c->n; i++) {
 				int pid = atomic_load(&c->nodes[i].pid);
 				if ((left & (1u << i)) && pid > 0) {
-					report("n%u did not stop within %d ms of signal %d: SIGKILL", i + 1,
-					       timeout_ms, sig);
+					report(
+					    "n%u did not stop within %d ms of signal %d: SIGKILL",
+					    i + 1, timeout_ms, sig);
 					kill(pid, SIGKILL);
 					reap(c, i, 1);
 				}
@@ -1259,9 +1269,10 @@ int tu_nats_restart(struct tu_nats *c, unsigned node)
 		return err;
 	if (atomic_load(&c->nodes[node].pid) > 0) {
 		if (!reap(c, node, 0)) {
-			report("tu_nats_restart: n%u is running (tu_nats_kill or tu_nats_stop_node it "
-			       "first)",
-			       node + 1);
+			report(
+			    "tu_nats_restart: n%u is running (tu_nats_kill or tu_nats_stop_node it "
+			    "first)",
+			    node + 1);
 			return -EBUSY;
 		}
 		report_exit(c, node, "tu_nats_restart (before the restart)");
@@ -1321,8 +1332,8 @@ int tu_nats_stream_leader(struct tu_nats *c, const char *stream)
 		if (atomic_load(&c->nodes[i].pid) <= 0)
 			continue;
 		char *body = NULL, leader[64];
-		int st = http_get(c->nodes[i].monitor_port, "/jsz?streams=true", HTTP_TIMEOUT_MS,
-				  &body);
+		int st =
+		    http_get(c->nodes[i].monitor_port, "/jsz?streams=true", HTTP_TIMEOUT_MS, &body);
 		unsigned k = 0;
 		int end = 0;
 		if (st == 200 && jsz_leader(body, stream, leader, sizeof(leader)) == 0 &&

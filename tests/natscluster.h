@@ -7,9 +7,10 @@
  * /tmp): n<k>.conf (the config written here), n<k>.log (the server's stdout and stderr,
  * appended to across restarts) and n<k>/ (its JetStream store_dir).
  *
- * Needs the nats-server program (looked up in $PATH, then /usr/sbin, /usr/bin; Debian's
- * package nats-server, 2.9.10 here).  Without it tu_nats_start says so and returns NULL,
- * and the caller skips (tu_nats_start_or_skip, tu_nats_require_server do that).
+ * Needs the nats-server program ($RINGLOG_NATS_SERVER if set, else looked up in $PATH,
+ * then /usr/sbin, /usr/bin; Debian's package nats-server, 2.9.10 here).  Without it
+ * tu_nats_start says so and returns NULL, and the caller skips (tu_nats_start_or_skip,
+ * tu_nats_require_server do that).
  *
  * Nothing is left running, whatever way the test ends:
  *  - tu_nats_stop; else an atexit handler (normal exit, a cmocka failure's exit, exit(77));
@@ -38,9 +39,27 @@
  * connections included, between the check and the server's bind or while a node is down.
  * If a node still finds its port taken, tu_nats_start tries again with new ports (3 tries).
  *
- * Timings on this machine (2 vCPU): a 3-node start to all /healthz 200 takes about
- * 0.25 s, a 1-node start 0.1 s; a clean stop of 3 nodes about 0.1 s.  See
- * tests/test_natscluster.c for failover timings.
+ * Readiness is /healthz 200 (nats-server 2.9.10: ready for clients, JetStream on, a meta
+ * leader known and current with it, every stream and consumer it holds current).  Mind:
+ *  - after a SIGKILL of the meta leader, the other nodes still answer 200 for about 2 s
+ *    (then 503 "not current with the meta leader" until the election, ~5.5 s after the
+ *    kill): tu_nats_wait_healthy straight after tu_nats_kill proves nothing.  A clean stop
+ *    (tu_nats_stop_node) hands the leadership over in ~30 ms;
+ *  - a restarted follower answers 200 while its copy of a stream may still lack the last
+ *    message (it learns that it was committed from the leader's next heartbeat, ~1 s):
+ *    read counts from the stream leader (js_GetStreamInfo), not from its /jsz.
+ * Each failed /healthz poll is a "Healthcheck failed" warning in the node's log (polls
+ * are every 20 ms for the first second, then every 100 ms); printed log tails skip them.
+ *
+ * Timings on this machine (2 vCPU, nats-server 2.9.10; 7 runs of test_natscluster): start
+ * to all /healthz 200, 3 nodes 0.17-0.49 s, 1 node 25 ms; SIGKILL + reap 2 ms; restart to
+ * /healthz 200 about 1 s after a SIGKILL, 2 s after a clean stop, 4-7 s when the node
+ * killed was the meta leader (the election is waited for); a 1-node restart 25 ms; clean
+ * stop of a node 5 ms, of 3 nodes 10-40 ms.  A SIGKILLed R3 stream leader: publishing
+ * works again 4.3-7.0 s later.
+ *
+ * SIGKILL of the test: its servers die at once, but are zombies until the machine's pid 1
+ * reaps them (here `pgrep nats-server` lists them, state Z, for up to 2 s).
  *
  * Call these from one thread at a time (a test's main thread, or setup/teardown).
  * Messages go to stderr, the reason on the last line (run.sh shows the last line of a
@@ -62,8 +81,8 @@ struct tu_nats; /* a cluster of n nats-server processes */
  * named n1..nN, in cluster "ringlog" (listen + routes to the other nodes) when n > 1, and
  * wait up to TU_NATS_START_TIMEOUT_MS until every node's /healthz answers 200.  Returns
  * NULL and prints why when it cannot (nats-server missing, ports, a node that exits, with
- * the tail of its log, a timeout with each unhealthy node's /healthz answer).  At most 4
- * clusters at once per process.  The handle is static storage: never freed by the caller. */
+ * the tail of its log, a timeout with each unhealthy node's /healthz answer and log).  At
+ * most 8 clusters at once per process.  The handle is static storage: never freed by the caller. */
 struct tu_nats *tu_nats_start(unsigned n);
 
 /* tu_nats_start, or exit 77 (skipped) after its message.  With RINGLOG_REQUIRE_NATS set in

@@ -73,12 +73,12 @@ static int our_servers(void)
 		fclose(f);
 		buf[len] = '\0';
 		/* "pid (comm) state ppid ..." */
-		char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+		char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
 		int ppid = 0;
-		if (!open || !close || sscanf(close + 2, "%*c %d", &ppid) != 1)
+		if (!lp || !rp || sscanf(rp + 2, "%*c %d", &ppid) != 1)
 			continue;
-		*close = '\0';
-		if (ppid == getpid() && strcmp(open + 1, "nats-server") == 0)
+		*rp = '\0';
+		if (ppid == getpid() && strcmp(lp + 1, "nats-server") == 0)
 			n++;
 	}
 	closedir(d);
@@ -227,10 +227,11 @@ static void test_child_leaves_parent_cluster(void **state)
 		assert_true(child >= 0);
 		if (child == 0) {
 			int ok = tu_nats_kill(c, 0) == -EPERM && tu_nats_restart(c, 0) == -EPERM &&
-				 tu_nats_stop_node(c, 0) == -EPERM && tu_nats_wait_healthy(c, 5000) == 0;
+				 tu_nats_stop_node(c, 0) == -EPERM &&
+				 tu_nats_wait_healthy(c, 5000) == 0;
 			if (mode == 1)
 				raise(SIGTERM); /* the helper's handler runs in the child */
-			exit(ok ? 0 : 1); /* the atexit handler runs in the child */
+			exit(ok ? 0 : 1);	/* the atexit handler runs in the child */
 		}
 		int st = 0;
 		assert_int_equal(waitpid(child, &st, 0), child);
@@ -286,7 +287,8 @@ static void test_owner_death(void **state)
 		info[n] = '\0';
 		int pids[3];
 		char dir[4096];
-		assert_int_equal(sscanf(info, "%d %d %d %4095s", &pids[0], &pids[1], &pids[2], dir), 4);
+		assert_int_equal(sscanf(info, "%d %d %d %4095s", &pids[0], &pids[1], &pids[2], dir),
+				 4);
 		assert_true(exists(dir));
 		double t = now_ms();
 		if (mode == 1)
@@ -303,12 +305,15 @@ static void test_owner_death(void **state)
 		if (mode == 0)
 			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 		else
-			assert_true(WIFSIGNALED(st) && WTERMSIG(st) == (mode == 1 ? SIGTERM : SIGKILL));
+			assert_true(WIFSIGNALED(st) &&
+				    WTERMSIG(st) == (mode == 1 ? SIGTERM : SIGKILL));
 		if (mode < 2) {
 			assert_false(exists(dir));
 		} else {
-			/* Left behind; swept by the next start in any process. */
-			assert_true(exists(dir));
+			/* Left behind; swept by the next start in any process (maybe another
+			 * test program's, running meanwhile). */
+			if (!exists(dir))
+				printf("# %s was swept by another process already\n", dir);
 			struct tu_nats *c = tu_nats_start(1);
 			assert_non_null(c);
 			assert_false(exists(dir));
@@ -549,8 +554,8 @@ static void test_leader_failover(void **state)
 		done = strstr(body, "\"messages\": 200,") != NULL;
 		if (!done && now_ms() - t > 5000) {
 			const char *m = strstr(body, "\"messages\"");
-			fail_msg("n%d: /jsz says %.16s, not 200, 5 s after it was healthy", leader + 1,
-				 m ? m : "(no \"messages\")");
+			fail_msg("n%d: /jsz says %.16s, not 200, 5 s after it was healthy",
+				 leader + 1, m ? m : "(no \"messages\")");
 		}
 		free(body);
 		if (!done)

@@ -1,6 +1,7 @@
 /*
  * tools/ringlog-dump, run for real: listing, --records, --verify, --repair in each
- * mode (with its backup copies), --json, and its usage and error exits.
+ * mode (with its backup copies), --slots and --drop-slot, --json, and its usage and
+ * error exits.
  */
 #include "testutil.h"
 
@@ -276,6 +277,138 @@ static void usage_and_errors(void **state)
 	assert_non_null(strstr(out, "no-such-log"));
 }
 
+/* Make slot `name` of the log in `dir` at `lsn`. */
+static void make_slot(const char *dir, const char *name, uint64_t lsn)
+{
+	struct ringlog_slot *slot;
+	assert_int_equal(ringlog_slot_open(dir, name, 1, lsn, &slot), 0);
+	ringlog_slot_close(slot);
+}
+
+static int slot_exists(const char *dir, const char *name)
+{
+	struct ringlog_slot *slot;
+	int err = ringlog_slot_open(dir, name, 0, 0, &slot);
+	if (err == 0)
+		ringlog_slot_close(slot);
+	else
+		assert_int_equal(err, -ENOENT);
+	return err == 0;
+}
+
+/* --slots: one line per SLOT.<name> file, in name order, with its LSN. */
+static void slots_lists_each_slot_with_its_lsn(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	make_slot(dir, "nats-orders", 57);
+	make_slot(dir, "backup.1", 0);
+	int st;
+	const char *out = dump_on("--slots", dir, &st);
+	assert_int_equal(st, 0);
+	const char *b = strstr(out, "\nbackup.1 "), *n = strstr(out, "\nnats-orders ");
+	assert_non_null(b);
+	assert_non_null(n);
+	assert_true(b < n);
+	assert_non_null(strstr(b, " 0\n"));
+	assert_non_null(strstr(n, " 57\n"));
+	assert_int_equal(count_lines(out, "SLOT."), 0);
+}
+
+static void slots_json_lists_names_and_lsns(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	make_slot(dir, "nats-orders", 57);
+	make_slot(dir, "backup.1", 0);
+	int st;
+	const char *out = dump_on("--slots --json", dir, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "\"slots\":[{\"name\":\"backup.1\",\"lsn\":0},"
+				    "{\"name\":\"nats-orders\",\"lsn\":57}]}"));
+}
+
+static void slots_on_a_log_without_slots_says_so(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	int st;
+	const char *out = dump_on("--slots", dir, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "no replication slots"));
+	out = dump_on("--slots --json", dir, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "\"slots\":[]"));
+}
+
+/* --drop-slot removes the slot (and only it), durably through the library. */
+static void drop_slot_removes_it(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	make_slot(dir, "nats-orders", 57);
+	make_slot(dir, "keep", 3);
+	char args[4300];
+	snprintf(args, sizeof(args), "--drop-slot nats-orders '%s'", dir);
+	int st;
+	const char *out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "dropped replication slot nats-orders"));
+	assert_false(slot_exists(dir, "nats-orders"));
+	assert_true(slot_exists(dir, "keep"));
+	out = dump_on("--slots", dir, &st);
+	assert_null(strstr(out, "nats-orders"));
+}
+
+/* An unknown slot: a message naming it and how to list the slots; exit 3. */
+static void drop_unknown_slot_fails_with_a_clear_message(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	make_slot(dir, "keep", 3);
+	int st;
+	const char *out = dump_on("--drop-slot nats-nope", dir, &st);
+	assert_int_equal(st, 3);
+	assert_non_null(strstr(out, "no replication slot 'nats-nope'"));
+	assert_non_null(strstr(out, "--slots"));
+	assert_true(slot_exists(dir, "keep"));
+}
+
+static void drop_slot_with_a_bad_name_is_a_usage_error(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	int st;
+	const char *out = dump_on("--drop-slot 'a/b'", dir, &st);
+	assert_int_equal(st, 2);
+	assert_non_null(strstr(out, "not a slot name"));
+}
+
+static void slots_usage_and_missing_directory(void **state)
+{
+	const char *dir = *state;
+	int st;
+	const char *out = dump("--help", &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "--slots"));
+	assert_non_null(strstr(out, "--drop-slot NAME"));
+	dump_on("--slots --verify", dir, &st);
+	assert_int_equal(st, 2);
+	dump_on("--drop-slot x --records", dir, &st);
+	assert_int_equal(st, 2);
+	dump_on("--drop-slot", dir, &st); /* the directory taken as the name: no DIR */
+	assert_int_equal(st, 2);
+	char args[4300];
+	snprintf(args, sizeof(args), "--slots '%s/no-such-log'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 3);
+	assert_non_null(strstr(out, "no-such-log"));
+	snprintf(args, sizeof(args), "--drop-slot x '%s/no-such-log'", dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 3);
+	assert_non_null(strstr(out, "no-such-log"));
+}
+
 int main(void)
 {
 	/* The tool sits one directory above this test program. */
@@ -292,6 +425,13 @@ int main(void)
 	    TU_DIR_TEST(damage_verify_and_repair_point_in_time),
 	    TU_DIR_TEST(repair_skip_corrupted_and_show_the_hole),
 	    TU_DIR_TEST(usage_and_errors),
+	    TU_DIR_TEST(slots_lists_each_slot_with_its_lsn),
+	    TU_DIR_TEST(slots_json_lists_names_and_lsns),
+	    TU_DIR_TEST(slots_on_a_log_without_slots_says_so),
+	    TU_DIR_TEST(drop_slot_removes_it),
+	    TU_DIR_TEST(drop_unknown_slot_fails_with_a_clear_message),
+	    TU_DIR_TEST(drop_slot_with_a_bad_name_is_a_usage_error),
+	    TU_DIR_TEST(slots_usage_and_missing_directory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -155,8 +155,10 @@ static void missing_empty_or_foreign_lock_is_reported(void **state)
 	assert_int_equal(ringlog_reader_open_ex(dir, 0, RINGLOG_READ_DURABLE, &r), -ENOENT);
 	assert_null(r);
 	/* Something else in it. */
-	tu_write_at(tu_path(dir, "LOCK"), 0, "not a ringlog LOCK file, but long enough to map it"
-					     "............", 64);
+	char junk[64];
+	memset(junk, '.', sizeof(junk));
+	memcpy(junk, "not a ringlog LOCK file", 23);
+	tu_write_at(tu_path(dir, "LOCK"), 0, junk, sizeof(junk));
 	assert_int_equal(ringlog_published_durable(dir, &d, &id), -EBADMSG);
 	assert_non_null(strstr(ringlog_last_error(), "does not hold a durable LSN"));
 	assert_int_equal(ringlog_reader_open_ex(dir, 0, RINGLOG_READ_DURABLE, &r), -EBADMSG);

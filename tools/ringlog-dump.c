@@ -5,12 +5,15 @@
  *   ringlog-dump --records DIR       records (text when printable, else hex), and holes
  *   ringlog-dump --verify DIR        every frame and the segment chain; exit 1 at damage
  *   ringlog-dump --repair MODE DIR   recover in MODE, keeping a copy of what is cut
+ *   ringlog-dump --slots DIR         replication slots (SLOT.<name>): name and LSN
+ *   ringlog-dump --drop-slot NAME DIR  remove a replication slot
  *   --json                           machine-readable output for any of them
  */
 #include "ringlog.h"
 #include "segment.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -50,11 +53,16 @@ static void usage(FILE *f)
 	    "                       first\n"
 	    "  --backup DIR         where --repair keeps its copies (default:\n"
 	    "                       DIR.repair-backup-<time> beside the log)\n"
+	    "  --slots              list the replication slots (SLOT.<name> files): each\n"
+	    "                       slot's name and LSN (retention keeps the records after\n"
+	    "                       the lowest)\n"
+	    "  --drop-slot NAME     remove replication slot NAME, so that it no longer holds\n"
+	    "                       retention back (stop the shipper that uses it first)\n"
 	    "  --json               machine-readable output\n"
 	    "  --help\n\n"
 	    "Exit status: 0 fine, 1 damage found (listing, --verify, --records) or refused\n"
-	    "(--repair), 2 usage,\n"
-	    "3 cannot read the log.  The log must not be open for writing during --repair.\n");
+	    "(--repair), 2 usage, 3 cannot read the log (or a slot), or no such slot\n"
+	    "(--drop-slot).  The log must not be open for writing during --repair.\n");
 }
 
 static void json_str(const char *s)
@@ -384,17 +392,144 @@ static int repair(const char *dir, const char *mode_name, const char *backup)
 	return err ? EXIT_ERROR : EXIT_OK;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The replication slots of the log in `dir`: every file named SLOT.<name>, read through
+ * the library (ringlog_slot_open without create), in name order. */
+static int list_slots(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		fprintf(stderr, "ringlog-dump: %s: %s\n", dir, strerror(errno));
+		return EXIT_ERROR;
+	}
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "SLOT.", 5) != 0 || !de->d_name[5])
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			char **more = realloc(names, cap * sizeof(*names));
+			if (!more)
+				break;
+			names = more;
+		}
+		if ((names[n] = strdup(de->d_name + 5)) != NULL)
+			n++;
+	}
+	closedir(d);
+	int width = 4;
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_name);
+	for (size_t i = 0; i < n; i++)
+		if ((int)strlen(names[i]) > width)
+			width = (int)strlen(names[i]);
+	int rc = EXIT_OK;
+	if (json) {
+		printf("{\"dir\":");
+		json_str(dir);
+		printf(",\"slots\":[");
+	} else if (n) {
+		printf("%-*s %20s\n", width, "slot", "LSN");
+	}
+	size_t shown = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct ringlog_slot *slot = NULL;
+		int err = ringlog_slot_open(dir, names[i], 0, 0, &slot);
+		if (err) {
+			fprintf(stderr, "ringlog-dump: %s: slot %s: %s\n  %s\n", dir, names[i],
+				ringlog_strerror(err), ringlog_last_error());
+			rc = EXIT_ERROR;
+			continue;
+		}
+		uint64_t lsn = ringlog_slot_lsn(slot);
+		ringlog_slot_close(slot);
+		if (json) {
+			printf("%s{\"name\":", shown ? "," : "");
+			json_str(names[i]);
+			printf(",\"lsn\":%" PRIu64 "}", lsn);
+		} else {
+			printf("%-*s %20" PRIu64 "\n", width, names[i], lsn);
+		}
+		shown++;
+	}
+	if (json)
+		printf("]}\n");
+	else if (n == 0)
+		printf("no replication slots in %s\n", dir);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static int drop_slot(const char *dir, const char *name)
+{
+	int err = ringlog_slot_drop(dir, name);
+	if (err == -ENOENT) {
+		struct stat st;
+		if (stat(dir, &st) != 0)
+			fprintf(stderr, "ringlog-dump: %s: %s\n", dir, strerror(errno));
+		else
+			fprintf(stderr,
+				"ringlog-dump: %s has no replication slot '%s' (no file SLOT.%s); "
+				"ringlog-dump --slots %s lists them\n",
+				dir, name, name, dir);
+		return EXIT_ERROR;
+	}
+	if (err == -EINVAL) {
+		fprintf(stderr,
+			"ringlog-dump: --drop-slot: '%s' is not a slot name (1 to 64 of letters, "
+			"digits, '_', '-' and '.')\n",
+			name);
+		return EXIT_USAGE;
+	}
+	if (err) {
+		fprintf(stderr, "ringlog-dump: %s: dropping slot %s: %s\n  %s\n", dir, name,
+			ringlog_strerror(err), ringlog_last_error());
+		return EXIT_ERROR;
+	}
+	if (json) {
+		printf("{\"dir\":");
+		json_str(dir);
+		printf(",\"dropped_slot\":");
+		json_str(name);
+		printf("}\n");
+	} else {
+		printf("dropped replication slot %s of %s: it no longer holds retention back\n",
+		       name, dir);
+	}
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
-	enum { O_RECORDS = 256, O_FROM, O_HEX, O_VERIFY, O_REPAIR, O_BACKUP, O_JSON, O_HELP };
+	enum {
+		O_RECORDS = 256,
+		O_FROM,
+		O_HEX,
+		O_VERIFY,
+		O_REPAIR,
+		O_BACKUP,
+		O_JSON,
+		O_HELP,
+		O_SLOTS,
+		O_DROP_SLOT,
+	};
 	static const struct option lo[] = {
 	    {"records", 0, 0, O_RECORDS}, {"from", 1, 0, O_FROM},     {"hex", 0, 0, O_HEX},
 	    {"verify", 0, 0, O_VERIFY},	  {"repair", 1, 0, O_REPAIR}, {"backup", 1, 0, O_BACKUP},
-	    {"json", 0, 0, O_JSON},	  {"help", 0, 0, O_HELP},     {0, 0, 0, 0},
+	    {"json", 0, 0, O_JSON},	  {"help", 0, 0, O_HELP},     {"slots", 0, 0, O_SLOTS},
+	    {"drop-slot", 1, 0, O_DROP_SLOT}, {0, 0, 0, 0},
 	};
-	int records = 0, hex = 0, verify = 0, c;
+	int records = 0, hex = 0, verify = 0, slots = 0, c;
 	uint64_t from = 0;
-	const char *repair_mode = NULL, *backup = NULL;
+	const char *repair_mode = NULL, *backup = NULL, *drop = NULL;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case O_RECORDS:
@@ -418,6 +553,12 @@ int main(int argc, char **argv)
 		case O_JSON:
 			json = 1;
 			break;
+		case O_SLOTS:
+			slots = 1;
+			break;
+		case O_DROP_SLOT:
+			drop = optarg;
+			break;
 		case O_HELP:
 		case 'h':
 			usage(stdout);
@@ -427,7 +568,8 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1 || records + verify + (repair_mode != NULL) > 1) {
+	if (optind != argc - 1 ||
+	    records + verify + slots + (repair_mode != NULL) + (drop != NULL) > 1) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -436,6 +578,10 @@ int main(int argc, char **argv)
 		return dump_records(dir, from, hex);
 	if (repair_mode)
 		return repair(dir, repair_mode, backup);
+	if (slots)
+		return list_slots(dir);
+	if (drop)
+		return drop_slot(dir, drop);
 	if (verify) {
 		struct ringlog_recovery r;
 		int err = ringlog_check(dir, RINGLOG_RECOVER_ABSOLUTE, &r);

@@ -22,8 +22,8 @@
  * Only durable records are shipped (never past what the writer synced, so the
  * stream never runs ahead of the log), and a shipper resumes from the stream itself:
  * its last message says the last LSN shipped.  It holds a replication slot in the log
- * directory (ringlog_slot_open) at the last LSN the stream acknowledged, so that
- * retention never drops what is not shipped yet.
+ * directory (ringlog_slot_open) at the last LSN the stream acknowledged (at least
+ * options.slot_hold_ms ago), so that retention never drops what is not shipped yet.
  *
  * Functions return 0 or a negative errno value, as the core library; the detail is in
  * ringlog_last_error() of the calling thread (ringlog_nats_shipper_error() for the
@@ -48,6 +48,8 @@ extern "C" {
 
 #define RINGLOG_NATS_SUBJECT_PREFIX "ringlog."
 #define RINGLOG_NATS_DEFAULT_SERVERS "nats://127.0.0.1:4222"
+#define RINGLOG_NATS_SLOT_HOLD_DEFAULT_MS 360000u
+#define RINGLOG_NATS_SLOT_HOLD_NONE UINT32_MAX
 
 struct ringlog_nats_options {
 	/* Comma-separated NATS URLs.  Default RINGLOG_NATS_DEFAULT_SERVERS. */
@@ -72,7 +74,14 @@ struct ringlog_nats_options {
 	/* Largest message payload, bytes (0: the server's max_payload less 4 KiB for the
 	 * headers).  Frames are packed up to it; a larger frame is split into chunks. */
 	uint32_t max_message_bytes;
-	uint64_t reserved[8];
+	/* How long the slot keeps an LSN after the stream acknowledged it, ms: nats-server
+	 * 2.9 syncs its stream files every 2 minutes and its Raft log every 5, so an
+	 * acknowledgement survives losing any one node but not a power loss of the
+	 * majority; until this has passed the log keeps its own copy.  Default 360000
+	 * (6 minutes); RINGLOG_NATS_SLOT_HOLD_NONE: release at once. */
+	uint32_t slot_hold_ms;
+	uint32_t reserved_pad;
+	uint64_t reserved[7];
 };
 
 /* Fill *o with the defaults. */

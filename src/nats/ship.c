@@ -64,6 +64,17 @@ static uint64_t lat_value(unsigned b)
 
 /* ---- The shipper ---- */
 
+/* Acknowledged LSNs waiting out options.slot_hold_ms before the slot releases them:
+ * (time, LSN) in acknowledgement order, entries less than HOLD_TICK_NS apart merged. */
+#define HOLD_ENTRIES 8192
+#define HOLD_TICK_NS 50000000ull
+
+struct hold {
+	uint64_t at_ns[HOLD_ENTRIES];
+	uint64_t lsn[HOLD_ENTRIES];
+	uint32_t head, len;
+};
+
 enum inflight_state { PENDING = 0, ACKED = 1, FAILED = 2 };
 
 struct inflight {
@@ -107,6 +118,7 @@ struct ringlog_nats_shipper {
 	int once;		  /* options.once */
 	uint64_t once_target;	  /* options.once: ship up to here, then stop */
 	natsStatistics *nstats;	  /* for the reconnect count */
+	struct hold hold;	  /* acknowledged, not yet released to the slot */
 	uint64_t behind_since_ns; /* lag_ns */
 	uint32_t msg_max;	  /* payload bytes per message */
 	uint8_t *buf;		  /* frames packed for the next message */
@@ -205,6 +217,36 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 	natsMsg_Destroy(msg);
 }
 
+/* Release to the slot what was acknowledged at least slot_hold_ms ago, and note that
+ * `acked` (0: nothing new) was acknowledged now. */
+static void hold_and_release(struct ringlog_nats_shipper *s, uint64_t acked)
+{
+	struct hold *h = &s->hold;
+	uint64_t now = rln_now_ns();
+	if (acked) {
+		uint32_t tail = (h->head + h->len - 1) % HOLD_ENTRIES;
+		/* Merge into the newest entry when close in time, or when full (that only
+		 * releases later). */
+		if (h->len && (now - h->at_ns[tail] < HOLD_TICK_NS || h->len == HOLD_ENTRIES)) {
+			if (acked > h->lsn[tail])
+				h->lsn[tail] = acked;
+		} else {
+			tail = (h->head + h->len) % HOLD_ENTRIES;
+			h->at_ns[tail] = now;
+			h->lsn[tail] = acked;
+			h->len++;
+		}
+	}
+	uint64_t hold_ns = (uint64_t)s->cfg.o.slot_hold_ms * 1000000u, release = 0;
+	while (h->len && now - h->at_ns[h->head] >= hold_ns) {
+		release = h->lsn[h->head];
+		h->head = (h->head + 1) % HOLD_ENTRIES;
+		h->len--;
+	}
+	if (release > ringlog_slot_lsn(s->slot))
+		ringlog_slot_advance(s->slot, release); /* a failure only holds more back */
+}
+
 /* Pop the acknowledged prefix of the queue into the stats; advance the slot. */
 static void collect_acks(struct ringlog_nats_shipper *s)
 {
@@ -217,16 +259,16 @@ static void collect_acks(struct ringlog_nats_shipper *s)
 		s->st.bytes += e->bytes;
 		s->st.records += e->records;
 		s->st.stream_seq = e->seq;
-		if (e->last_lsn)
+		if (e->last_lsn) {
 			s->st.shipped_lsn = e->last_lsn;
-		shipped = s->st.shipped_lsn;
+			shipped = e->last_lsn;
+		}
 		s->q_head = (s->q_head + 1) % cap;
 		s->q_len--;
 	}
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
-	if (shipped && shipped > ringlog_slot_lsn(s->slot))
-		ringlog_slot_advance(s->slot, shipped); /* a failure only holds more back */
+	hold_and_release(s, shipped);
 }
 
 /* Publish one message.  Returns 0, or -EAGAIN when publishing must stop for a
@@ -555,8 +597,7 @@ positioned:
 		s->st.shipped_lsn = shipped;
 	s->st.stream_seq = last_seq;
 	pthread_mutex_unlock(&s->lock);
-	if (shipped > ringlog_slot_lsn(s->slot))
-		ringlog_slot_advance(s->slot, shipped);
+	hold_and_release(s, shipped); /* (when it was acknowledged is not known: now) */
 	return 0;
 }
 
@@ -624,10 +665,12 @@ static int pump(struct ringlog_nats_shipper *s)
 		int idle = s->q_len == 0;
 		/* Everything up to `durable` was read (the reader returns frames whole up to
 		 * its bound, which was at least that), and is acknowledged. */
+		uint64_t moved = 0;
 		if (idle && at_end && durable != UINT64_MAX && durable > s->st.shipped_lsn)
-			s->st.shipped_lsn = durable;
+			s->st.shipped_lsn = moved = durable;
 		uint64_t shipped = s->st.shipped_lsn;
 		pthread_mutex_unlock(&s->lock);
+		hold_and_release(s, moved);
 		update_lag(s, durable);
 		if (s->once && idle && shipped >= s->once_target)
 			return 1;

@@ -34,6 +34,7 @@ RINGLOG_NATS_API void ringlog_nats_options_init(struct ringlog_nats_options *o)
 	o->max_pending = 256;
 	o->ack_timeout_ms = 5000;
 	o->max_backoff_ms = 2000;
+	o->slot_hold_ms = RINGLOG_NATS_SLOT_HOLD_DEFAULT_MS;
 }
 
 static int stream_name_ok(const char *s)
@@ -77,6 +78,10 @@ int rln_config(const struct ringlog_nats_options *o, struct rln_config *c)
 		c->o.ack_timeout_ms = 5000;
 	if (c->o.max_backoff_ms == 0)
 		c->o.max_backoff_ms = 2000;
+	if (c->o.slot_hold_ms == 0)
+		c->o.slot_hold_ms = RINGLOG_NATS_SLOT_HOLD_DEFAULT_MS;
+	else if (c->o.slot_hold_ms == RINGLOG_NATS_SLOT_HOLD_NONE)
+		c->o.slot_hold_ms = 0;
 	if (c->o.max_message_bytes && c->o.max_message_bytes < 64)
 		return rln_fail(-EINVAL, "ringlog-nats: max_message_bytes %u: at least 64",
 				c->o.max_message_bytes);

@@ -92,6 +92,12 @@ static void usage(FILE *f, const struct bench_opts *o, const char *intro)
 	    "                          fdatasync, wake) and print where the latency goes\n"
 	    "  --plot FILE.svg         draw the latency percentile distribution (end to end\n"
 	    "                          and each stage); implies --profile\n"
+	    "Shipping (ringlog-bench; see ringlog-ship(1)):\n"
+	    "  --ship URLS             ship the log into NATS JetStream from this process\n"
+	    "                          while appending (ringlog_nats_shipper_start), and\n"
+	    "                          report what it shipped\n"
+	    "  --ship-stream NAME      the stream (default ringlog-bench)\n"
+	    "  --ship-replicas N       its replicas when created (default 3)\n"
 	    "Sizes take k/M/G suffixes (powers of 1024).\n",
 	    o->tool, intro);
 }
@@ -124,6 +130,8 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 	    .prepared = -1,
 	    .recycle = -1,
 	    .spin_us = -1,
+	    .ship_stream = "ringlog-bench",
+	    .ship_replicas = 3,
 	};
 	enum {
 		O_DIR = 256,
@@ -150,6 +158,9 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 		O_RECYCLE,
 		O_RETAIN,
 		O_SPIN,
+		O_SHIP,
+		O_SHIP_STREAM,
+		O_SHIP_REPLICAS,
 		O_HELP
 	};
 	static const struct option lo[] = {
@@ -177,6 +188,9 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 	    {"recycle", 1, 0, O_RECYCLE},
 	    {"retain-segments", 1, 0, O_RETAIN},
 	    {"spin-us", 1, 0, O_SPIN},
+	    {"ship", 1, 0, O_SHIP},
+	    {"ship-stream", 1, 0, O_SHIP_STREAM},
+	    {"ship-replicas", 1, 0, O_SHIP_REPLICAS},
 	    {"help", 0, 0, O_HELP},
 	    {0, 0, 0, 0},
 	};
@@ -285,6 +299,15 @@ void bench_parse(struct bench_opts *o, int argc, char **argv, const char *usage_
 			break;
 		case O_SPIN:
 			o->spin_us = (int)parse_positive("--spin-us", optarg);
+			break;
+		case O_SHIP:
+			o->ship = optarg;
+			break;
+		case O_SHIP_STREAM:
+			o->ship_stream = optarg;
+			break;
+		case O_SHIP_REPLICAS:
+			o->ship_replicas = (unsigned)parse_positive("--ship-replicas", optarg);
 			break;
 		case O_HELP:
 		case 'h':

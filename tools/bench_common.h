@@ -40,6 +40,9 @@ struct bench_opts {
 	int quiet;
 	int profile;	  /* --profile: the library's stage breakdown */
 	const char *plot; /* --plot FILE.svg */
+	const char *ship; /* --ship URLS: an in-process shipper into NATS (ringlog-bench) */
+	const char *ship_stream;
+	unsigned ship_replicas;
 };
 
 /* Parse the shared flags; `extra` lists tool-specific flags for --help.  Exits on

@@ -16,12 +16,29 @@ for ex in service event_loop replay; do
 	cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror docs/examples/$ex.c $flags -pthread \
 		-o "$stage/$ex"
 done
+nflags=$(pkg-config --define-variable=prefix="$root" --cflags --libs ringlog-nats)
+echo "pkg-config ringlog-nats: $nflags"
+cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror docs/examples/ship.c $nflags -pthread -o "$stage/ship"
 export LD_LIBRARY_PATH=$root/lib
 "$stage/service" "$stage/wal"
 "$stage/replay" "$stage/wal"
 "$stage/event_loop" "$stage/wal2"
+# The shipping example against a one-node JetStream server of its own.
+port=$((20000 + RANDOM % 10000))
+mkdir "$stage/js"
+nats-server -js -a 127.0.0.1 -p "$port" -sd "$stage/js" > "$stage/nats.log" 2>&1 &
+nats=$!
+trap 'kill $nats 2>/dev/null; wait $nats 2>/dev/null; rm -rf "$stage"' EXIT
+for _ in $(seq 50); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+	sleep 0.1
+done
+"$stage/ship" "$stage/wal3" "$stage/standby" "nats://127.0.0.1:$port"
+kill $nats
+wait $nats 2>/dev/null || true
 # The installed pages render.
-for page in "$root"/share/man/man3/ringlog_open.3 "$root"/share/man/man7/ringlog.7; do
+for page in "$root"/share/man/man3/ringlog_open.3 "$root"/share/man/man7/ringlog.7 \
+	"$root"/share/man/man1/ringlog-ship.1; do
 	[ -f "$page" ] || { echo "missing man page $page" >&2; exit 1; }
 	MANWIDTH=80 man -l "$page" > /dev/null
 done

@@ -48,11 +48,14 @@ link() { # link TARGET DIR NAME
 }
 
 put 644 "$top/include/ringlog.h" "$includedir"
-put 644 "$build/libringlog.a" "$libdir"
-put 755 "$build/libringlog.so.$version" "$libdir"
-link "libringlog.so.$version" "$libdir" "libringlog.so.$major"
-link "libringlog.so.$major" "$libdir" "libringlog.so"
-for t in ringlog-bench naive-append ringlog-demo ringlog-dump; do
+put 644 "$top/include/ringlog_nats.h" "$includedir"
+for lib in libringlog libringlog-nats; do
+	put 644 "$build/$lib.a" "$libdir"
+	put 755 "$build/$lib.so.$version" "$libdir"
+	link "$lib.so.$version" "$libdir" "$lib.so.$major"
+	link "$lib.so.$major" "$libdir" "$lib.so"
+done
+for t in ringlog-bench naive-append ringlog-demo ringlog-dump ringlog-ship ringlog-restore; do
 	put 755 "$build/$t" "$bindir"
 done
 pc=$(mktemp)
@@ -70,6 +73,19 @@ Libs.private: -lm -pthread
 Requires.private: liburing libisal
 PC
 put 644 "$pc" "$libdir/pkgconfig" ringlog.pc
+cat > "$pc" <<PC
+prefix=$prefix
+includedir=\${prefix}/include
+libdir=${libdir/#$prefix/\${prefix\}}
+
+Name: ringlog-nats
+Description: Ship a ringlog log into NATS JetStream exactly once, and restore it
+Version: $version
+Cflags: -I\${includedir}
+Libs: -L\${libdir} -lringlog-nats
+Requires: ringlog libnats
+PC
+put 644 "$pc" "$libdir/pkgconfig" ringlog-nats.pc
 rm -f "$pc"
 for page in "$top"/docs/man/*.[137]; do
 	[ -e "$page" ] || continue

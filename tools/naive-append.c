@@ -131,6 +131,10 @@ int main(int argc, char **argv)
 	bench_parse(&g.o, argc, argv,
 		    "Baseline appender: one lock, one pwrite and one fdatasync per batch\n"
 		    "(closed loop; --inflight, --rate and the log options do not apply).");
+	if (g.o.ship) {
+		fprintf(stderr, "%s: --ship is a ringlog-bench flag\n", g.o.tool);
+		return 2;
+	}
 	struct bench_opts *o = &g.o;
 	if (o->inflight != 1 || o->rate > 0) {
 		fprintf(stderr, "%s: only the closed loop is supported (no --inflight, --rate)\n",

@@ -12,6 +12,7 @@
 #include "bench_common.h"
 #include "latency_plot.h"
 #include "ringlog.h"
+#include "ringlog_nats.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -360,6 +361,25 @@ int main(int argc, char **argv)
 		printf("ringlog-bench: %" PRIu64 " prepared segment files ready after %.2f s; "
 		       "measuring from now\n",
 		       ps.prepared_ready, (double)(bench_now_ns() - prep0) / 1e9);
+	int rc = 0;
+	struct ringlog_nats_shipper *ship = NULL;
+	if (o->ship) {
+		struct ringlog_nats_options no;
+		ringlog_nats_options_init(&no);
+		no.servers = o->ship;
+		no.stream = o->ship_stream;
+		no.replicas = o->ship_replicas;
+		/* Retention (--retain-segments) goes on as shipping allows, not 6 min later. */
+		no.slot_hold_ms = RINGLOG_NATS_SLOT_HOLD_NONE;
+		err = ringlog_nats_shipper_start(g.log, &no, &ship);
+		if (err) {
+			fprintf(stderr, "%s: --ship %s: %s\n  %s\n", o->tool, o->ship,
+				ringlog_strerror(err), ringlog_last_error());
+			ringlog_close(g.log);
+			bench_cleanup(o);
+			return 1;
+		}
+	}
 	struct worker *w = calloc(o->threads, sizeof(*w));
 	atomic_store(&g.batches_left, (int64_t)o->batches);
 	atomic_store(&g.phase, o->warmup_s > 0 ? BENCH_WARMUP : BENCH_MEASURE);
@@ -414,13 +434,45 @@ int main(int argc, char **argv)
 	uint64_t t1 = bench_window_end(ts, o->threads);
 	ringlog_stats(g.log, &s1);
 	bench_tick(o, (double)(t1 - g.t_start) / 1e9, &prev, &prev, 1, 1);
+	static char ship_json[1024];
+	if (ship) {
+		/* What the appends made durable, in the stream: how long after the window. */
+		int werr = ringlog_nats_shipper_wait(ship, 120ll * 1000 * 1000 * 1000);
+		uint64_t caught = bench_now_ns();
+		struct ringlog_nats_stats ns;
+		ringlog_nats_shipper_stats(ship, &ns);
+		double secs = (double)(caught - ns.started_ns) / 1e9;
+		if (!o->quiet)
+			printf("ringlog-bench: shipped to LSN %" PRIu64 " (%s) in %" PRIu64
+			       " messages, %.1f MB, %.1f MB/s from the shipper's start until "
+			       "caught up %.2f s after the window; ack p50 %.2f ms p99 %.2f ms; %" PRIu64
+			       " retries, %" PRIu64 " duplicates\n",
+			       ns.shipped_lsn, werr ? ringlog_strerror(werr) : "caught up",
+			       ns.messages, (double)ns.bytes / 1e6, (double)ns.bytes / 1e6 / secs,
+			       (double)(caught - t1) / 1e9, (double)ns.ack_p50_ns / 1e6,
+			       (double)ns.ack_p99_ns / 1e6, ns.retries, ns.duplicates);
+		snprintf(ship_json, sizeof(ship_json),
+			 ",\"ship\":{\"caught_up\":%s,\"shipped_lsn\":%" PRIu64
+			 ",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
+			 ",\"mb_per_s\":%.2f,\"catch_up_s\":%.3f,\"ack_p50_ms\":%.3f,"
+			 "\"ack_p99_ms\":%.3f,\"retries\":%" PRIu64 ",\"duplicates\":%" PRIu64 "}",
+			 werr ? "false" : "true", ns.shipped_lsn, ns.messages, ns.bytes,
+			 (double)ns.bytes / 1e6 / secs, (double)(caught - t1) / 1e9,
+			 (double)ns.ack_p50_ns / 1e6, (double)ns.ack_p99_ns / 1e6, ns.retries,
+			 ns.duplicates);
+		err = ringlog_nats_shipper_stop(ship);
+		if (err || werr) {
+			fprintf(stderr, "%s: shipping: %s\n", o->tool,
+				ringlog_strerror(err ? err : werr));
+			rc = 1;
+		}
+	}
 	r.elapsed_s = (double)(t1 - t0) / 1e9;
 	r.fsyncs = s1.fdatasyncs - s0.fdatasyncs;
 	r.log_bytes = s1.bytes - s0.bytes;
 
-	int rc = 0;
 	struct ringlog_latency lat;
-	static char stages_json[2048], extra[2600];
+	static char stages_json[2048], extra[3800];
 	int profiled = o->profile && ringlog_latency(g.log, &lat, 0) == 0;
 	if (!o->quiet)
 		printf("ringlog-bench: %s writes aligned to %" PRIu64 " bytes, %" PRIu64
@@ -453,11 +505,12 @@ int main(int argc, char **argv)
 		 ",\"pipeline_depth\":%" PRIu64 ",\"direct_io\":%s,\"io_align\":%" PRIu64
 		 ",\"bytes_written\":%" PRIu64 ",\"rotations\":%" PRIu64
 		 ",\"rotation_waits\":%" PRIu64 ",\"segments_prepared\":%" PRIu64
-		 ",\"segments_recycled\":%" PRIu64 "%s",
+		 ",\"segments_recycled\":%" PRIu64 "%s%s",
 		 s1.pipeline_depth, s1.direct_io ? "true" : "false", s1.io_align,
 		 s1.bytes_written - s0.bytes_written, s1.rotations - s0.rotations,
 		 s1.rotation_waits - s0.rotation_waits, s1.segments_prepared - s0.segments_prepared,
-		 s1.segments_recycled - s0.segments_recycled, profiled ? stages_json : "");
+		 s1.segments_recycled - s0.segments_recycled, profiled ? stages_json : "",
+		 ship_json);
 	r.extra_json = extra;
 	if (bench_report(o, ts, &r))
 		rc = 1;

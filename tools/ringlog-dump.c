@@ -522,10 +522,17 @@ int main(int argc, char **argv)
 		O_DROP_SLOT,
 	};
 	static const struct option lo[] = {
-	    {"records", 0, 0, O_RECORDS}, {"from", 1, 0, O_FROM},     {"hex", 0, 0, O_HEX},
-	    {"verify", 0, 0, O_VERIFY},	  {"repair", 1, 0, O_REPAIR}, {"backup", 1, 0, O_BACKUP},
-	    {"json", 0, 0, O_JSON},	  {"help", 0, 0, O_HELP},     {"slots", 0, 0, O_SLOTS},
-	    {"drop-slot", 1, 0, O_DROP_SLOT}, {0, 0, 0, 0},
+	    {"records", 0, 0, O_RECORDS},
+	    {"from", 1, 0, O_FROM},
+	    {"hex", 0, 0, O_HEX},
+	    {"verify", 0, 0, O_VERIFY},
+	    {"repair", 1, 0, O_REPAIR},
+	    {"backup", 1, 0, O_BACKUP},
+	    {"json", 0, 0, O_JSON},
+	    {"help", 0, 0, O_HELP},
+	    {"slots", 0, 0, O_SLOTS},
+	    {"drop-slot", 1, 0, O_DROP_SLOT},
+	    {0, 0, 0, 0},
 	};
 	int records = 0, hex = 0, verify = 0, slots = 0, c;
 	uint64_t from = 0;

@@ -79,6 +79,25 @@ static int ensure_log(struct restore *r, uint64_t first_lsn)
 	return 0;
 }
 
+/* The source log took a batch larger than this log's max_batch_bytes (its writer had
+ * a larger option): reopen with room for `len` bytes, the ring twice that. */
+static int reopen_for(struct restore *r, size_t len)
+{
+	struct ringlog_options o;
+	ringlog_options_init(&o);
+	uint32_t batch = o.max_batch_bytes;
+	while (batch < len)
+		batch *= 2;
+	o.max_batch_bytes = batch;
+	if (o.ring_bytes < 2ull * batch)
+		o.ring_bytes = 2 * batch;
+	int err = ringlog_close(r->log); /* durable: everything appended so far */
+	r->log = NULL;
+	if (!err)
+		err = ringlog_open(r->dir, &o, &r->log);
+	return err;
+}
+
 /* Append one whole frame from message `seq`. */
 static int apply_frame(struct restore *r, uint64_t seq, const uint8_t *f, size_t len)
 {
@@ -108,6 +127,11 @@ static int apply_frame(struct restore *r, uint64_t seq, const uint8_t *f, size_t
 	}
 	uint64_t at;
 	err = ringlog_append_frame(r->log, f, len, &at);
+	if (err == -EMSGSIZE && len <= RINGLOG_MAX_BATCH_BYTES_LIMIT) {
+		err = reopen_for(r, len);
+		if (!err)
+			err = ringlog_append_frame(r->log, f, len, &at);
+	}
 	if (err == -EBADMSG || err == -ESTALE) {
 		char d[200];
 		snprintf(d, sizeof(d), "%s", ringlog_last_error());
@@ -239,54 +263,89 @@ static int find_seq(struct restore *r, uint64_t lsn, uint64_t lo, uint64_t hi, u
 	return 0;
 }
 
-static int replay(struct restore *r, uint64_t start_seq, uint64_t end_seq, int follow,
-		  const volatile int *stop)
+/* An ordered push consumer from `seq`. */
+static int subscribe_from(struct restore *r, uint64_t seq, natsSubscription **sub)
 {
 	jsSubOptions so;
 	jsSubOptions_Init(&so);
 	so.Stream = r->cfg.stream;
 	so.Ordered = true;
 	so.Config.DeliverPolicy = js_DeliverByStartSequence;
-	so.Config.OptStartSeq = start_seq;
+	so.Config.OptStartSeq = seq;
 	so.Config.Heartbeat = 1000000000; /* 1 s: a lost server is noticed in ~2 s */
-	natsSubscription *sub = NULL;
 	jsErrCode jerr = 0;
-	natsStatus s = js_SubscribeSync(&sub, r->conn.js, r->cfg.subject, NULL, &so, &jerr);
-	if (s != NATS_OK)
-		return rln_fail(rln_errno(s, jerr),
-				"ringlog-nats: restore: replaying stream %s from sequence %" PRIu64
-				": %s (%d)",
-				r->cfg.stream, start_seq, rln_status_text(s), (int)jerr);
+	natsStatus s = js_SubscribeSync(sub, r->conn.js, r->cfg.subject, NULL, &so, &jerr);
+	if (s == NATS_OK)
+		return 0;
+	*sub = NULL;
+	return rln_fail(rln_errno(s, jerr),
+			"ringlog-nats: restore: replaying stream %s from sequence %" PRIu64 ": %s (%d)",
+			r->cfg.stream, seq, rln_status_text(s), (int)jerr);
+}
+
+static void unsubscribe(natsSubscription **sub)
+{
+	if (*sub) {
+		natsSubscription_Unsubscribe(*sub);
+		natsSubscription_Destroy(*sub);
+	}
+	*sub = NULL;
+}
+
+/* Quiet this long with messages due (or, following, with the stream ahead of us): the
+ * consumer is stuck (nats.c 3.4's ordered consumer does not always come back after the
+ * whole cluster restarted), so subscribe again from the next sequence. */
+#define RESUBSCRIBE_NS (5ull * 1000000000u)
+/* Give up without follow when nothing at all arrived for this long. */
+#define GIVE_UP_NS (120ull * 1000000000u)
+
+static int replay(struct restore *r, uint64_t start_seq, uint64_t end_seq, int follow,
+		  const volatile int *stop)
+{
+	natsSubscription *sub = NULL;
+	int err = subscribe_from(r, start_seq, &sub);
 	uint64_t last_seq = start_seq - 1;
-	uint64_t quiet_since = rln_now_ns();
-	int err = 0;
+	uint64_t quiet_since = rln_now_ns(), progress_at = quiet_since;
 	while (!err && !r->done) {
 		if (!follow && last_seq >= end_seq)
 			break;
 		if (follow && stop && *stop)
 			break;
 		natsMsg *m = NULL;
-		s = natsSubscription_NextMsg(&m, sub, 200);
-		if (s == NATS_TIMEOUT) {
-			/* Without follow the messages up to end_seq are there; the consumer
-			 * re-creates itself after a lost server: give it time, not forever. */
-			if (!follow && rln_now_ns() - quiet_since > 60ull * 1000000000u)
-				err = rln_fail(-ETIMEDOUT,
-					       "ringlog-nats: restore: stream %s delivered nothing "
-					       "for 60 s after sequence %" PRIu64 " of %" PRIu64,
-					       r->cfg.stream, last_seq, end_seq);
-			continue;
-		}
-		if (s != NATS_OK) {
-			/* Slow consumer or a missed heartbeat: the ordered consumer resets
-			 * itself from the last sequence delivered. */
-			if (s == NATS_SLOW_CONSUMER || s == NATS_MISSED_HEARTBEAT)
-				continue;
+		natsStatus s = sub ? natsSubscription_NextMsg(&m, sub, 200) : NATS_TIMEOUT;
+		if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_SLOW_CONSUMER &&
+		    s != NATS_MISSED_HEARTBEAT) {
 			err = rln_fail(rln_errno(s, 0), "ringlog-nats: restore: reading stream %s: %s",
 				       r->cfg.stream, rln_status_text(s));
 			break;
 		}
-		quiet_since = rln_now_ns();
+		if (s != NATS_OK) {
+			/* (Slow consumer, missed heartbeat: the ordered consumer resets itself
+			 * from the last sequence delivered; unless it is stuck.) */
+			uint64_t now = rln_now_ns();
+			if (!follow && now - progress_at > GIVE_UP_NS) {
+				err = rln_fail(-ETIMEDOUT,
+					       "ringlog-nats: restore: stream %s delivered nothing "
+					       "for %llu s after sequence %" PRIu64 " of %" PRIu64,
+					       r->cfg.stream, GIVE_UP_NS / 1000000000u, last_seq,
+					       end_seq);
+				break;
+			}
+			if (now - quiet_since < RESUBSCRIBE_NS)
+				continue;
+			quiet_since = now;
+			uint64_t stream_last = end_seq, id;
+			if (follow && rln_stream_lookup(&r->conn, &r->cfg, &id, NULL,
+							&stream_last) != 0)
+				continue; /* (the cluster is away: try later) */
+			if (stream_last <= last_seq)
+				continue;
+			unsubscribe(&sub);
+			if (subscribe_from(r, last_seq + 1, &sub) != 0)
+				unsubscribe(&sub); /* (try again after the next quiet spell) */
+			continue;
+		}
+		quiet_since = progress_at = rln_now_ns();
 		jsMsgMetaData *md = NULL;
 		uint64_t seq = 0;
 		if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
@@ -302,8 +361,7 @@ static int replay(struct restore *r, uint64_t start_seq, uint64_t end_seq, int f
 		natsMsg_Destroy(m);
 		last_seq = seq;
 	}
-	natsSubscription_Unsubscribe(sub);
-	natsSubscription_Destroy(sub);
+	unsubscribe(&sub);
 	return err;
 }
 

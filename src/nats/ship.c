@@ -10,8 +10,11 @@
  *    place since), so a window of them can be in flight.  A message lost on the way
  *    (a dead socket) makes every later one fail with "wrong last sequence" instead of
  *    being stored after a gap; the stream never has a gap or a reordering.
- *  - Every message also carries Nats-Msg-Id: a resend of a message the stream already
- *    stored (its acknowledgement was lost) is answered "duplicate" and stored once.
+ *  - Every message also carries Nats-Msg-Id, naming its bytes: a resend of a message
+ *    the stream already stored (its acknowledgement was lost) is answered "duplicate"
+ *    and stored once; and Nats-Expected-Last-Msg-Id, the one sent before it, so that
+ *    a message left over from an earlier attempt (stream.h) cannot splice two
+ *    numberings together.
  *  - Any failure (an error or a timeout on any message, an acknowledgement with an
  *    unexpected sequence) stops publishing and resynchronises: wait for what is in
  *    flight, drop the rest, read the stream's last message, and go on from the LSN
@@ -120,6 +123,9 @@ struct ringlog_nats_shipper {
 	natsStatistics *nstats;	  /* for the reconnect count */
 	struct hold hold;	  /* acknowledged, not yet released to the slot */
 	uint64_t behind_since_ns; /* lag_ns */
+	uint64_t read_lsn;	  /* the last LSN read from the log (or found in the stream) */
+	char last_id[RLN_MSG_ID_MAX]; /* Msg-Id of the last message sent ("": none since
+				       * the resync) */
 	uint32_t msg_max;	  /* payload bytes per message */
 	uint8_t *buf;		  /* frames packed for the next message */
 	size_t buf_len;
@@ -247,6 +253,23 @@ static void hold_and_release(struct ringlog_nats_shipper *s, uint64_t acked)
 		ringlog_slot_advance(s->slot, release); /* a failure only holds more back */
 }
 
+/* Under s->lock: an acknowledgement overdue by far (nats.c's own timeout did not report
+ * it) counts as a timeout, so that the shipper resyncs instead of waiting forever. */
+static void check_overdue(struct ringlog_nats_shipper *s, uint64_t now)
+{
+	if (!s->q_len || s->pub_failed || s->q[s->q_head].state != PENDING)
+		return;
+	uint64_t limit = 2ull * s->cfg.o.ack_timeout_ms * 1000000u + 1000000000u;
+	if (now - s->q[s->q_head].publish_ns < limit)
+		return;
+	s->st.timeouts++;
+	s->pub_failed = 1;
+	snprintf(s->pub_why, sizeof(s->pub_why),
+		 "sequence %" PRIu64 ": no acknowledgement within %" PRIu64 " ms",
+		 s->q[s->q_head].seq, limit / 1000000u);
+	pthread_cond_broadcast(&s->cond);
+}
+
 /* Pop the acknowledged prefix of the queue into the stats; advance the slot. */
 static void collect_acks(struct ringlog_nats_shipper *s)
 {
@@ -266,6 +289,7 @@ static void collect_acks(struct ringlog_nats_shipper *s)
 		s->q_head = (s->q_head + 1) % cap;
 		s->q_len--;
 	}
+	check_overdue(s, rln_now_ns());
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	hold_and_release(s, shipped);
@@ -277,18 +301,30 @@ static int publish(struct ringlog_nats_shipper *s, const void *data, size_t len,
 		   const struct rln_meta *meta, uint64_t records)
 {
 	uint32_t cap = s->cfg.o.max_pending;
-	pthread_mutex_lock(&s->lock);
-	while (!s->stop && !s->pub_failed && s->q_len == cap)
-		pthread_cond_wait(&s->cond, &s->lock);
-	int err = s->stop ? -ECANCELED : s->pub_failed ? -EAGAIN : 0;
+	int err;
+	for (;;) {
+		collect_acks(s); /* (frees room: acknowledged entries leave only here) */
+		pthread_mutex_lock(&s->lock);
+		err = s->stop ? -ECANCELED : s->pub_failed ? -EAGAIN : 0;
+		if (err || s->q_len < cap)
+			break;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 100000000; /* look at the oldest every 100 ms */
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->cond, &s->lock, &until);
+		pthread_mutex_unlock(&s->lock);
+	}
 	pthread_mutex_unlock(&s->lock);
 	if (err)
 		return err;
-	collect_acks(s);
 
 	natsMsg *m = NULL;
 	natsStatus ns = natsMsg_Create(&m, s->cfg.subject, NULL, data, (int)len);
-	if (ns != NATS_OK || rln_meta_set(m, meta, s->next_seq - 1) != 0) {
+	if (ns != NATS_OK || rln_meta_set(m, meta, len, s->next_seq - 1, s->last_id) != 0) {
 		natsMsg_Destroy(m);
 		return rln_fail(-ENOMEM, "ringlog-nats: making a message: %s", rln_status_text(ns));
 	}
@@ -316,6 +352,7 @@ static int publish(struct ringlog_nats_shipper *s, const void *data, size_t len,
 	s->published = 1;
 	if (ns == NATS_OK) {
 		s->next_seq++;
+		rln_msg_id(meta, len, s->last_id, sizeof(s->last_id));
 		return 0;
 	}
 	/* Not sent: the message is still ours, and no callback will come for it. */
@@ -416,6 +453,7 @@ static void drain(struct ringlog_nats_shipper *s)
 	pthread_mutex_unlock(&s->lock);
 	s->buf_len = 0;
 	s->buf_records = 0;
+	s->last_id[0] = 0; /* (see stream.h: the first message after a resync) */
 }
 
 static int open_reader(struct ringlog_nats_shipper *s, uint64_t from)
@@ -592,6 +630,7 @@ static int resync(struct ringlog_nats_shipper *s)
 	}
 positioned:
 	s->next_seq = last_seq + 1;
+	s->read_lsn = shipped;
 	pthread_mutex_lock(&s->lock);
 	if (shipped > s->st.shipped_lsn)
 		s->st.shipped_lsn = shipped;
@@ -649,8 +688,10 @@ static int pump(struct ringlog_nats_shipper *s)
 		if (got < 0)
 			return rln_fail(got - FATAL, "ringlog-nats: reading the log: %s",
 					ringlog_last_error());
-		int at_end = got == 0;
-		if (got == 1 && !(s->once && f.first_lsn > s->once_target)) {
+		int past_once = got == 1 && s->once && f.first_lsn > s->once_target;
+		int at_end = got == 0 || past_once;
+		if (got == 1 && !past_once) {
+			s->read_lsn = f.first_lsn + f.nrecs - 1;
 			int err = ship_frame(s, &f);
 			if (err)
 				return err;
@@ -663,16 +704,18 @@ static int pump(struct ringlog_nats_shipper *s)
 		collect_acks(s);
 		pthread_mutex_lock(&s->lock);
 		int idle = s->q_len == 0;
-		/* Everything up to `durable` was read (the reader returns frames whole up to
-		 * its bound, which was at least that), and is acknowledged. */
+		/* Everything read is acknowledged.  (Not `durable`: the frames end at a batch
+		 * boundary at or below it, and the shipper claims only what it read.) */
 		uint64_t moved = 0;
-		if (idle && at_end && durable != UINT64_MAX && durable > s->st.shipped_lsn)
-			s->st.shipped_lsn = moved = durable;
+		if (idle && at_end && s->read_lsn > s->st.shipped_lsn)
+			s->st.shipped_lsn = moved = s->read_lsn;
 		uint64_t shipped = s->st.shipped_lsn;
 		pthread_mutex_unlock(&s->lock);
 		hold_and_release(s, moved);
 		update_lag(s, durable);
-		if (s->once && idle && shipped >= s->once_target)
+		/* (At the end, every whole frame up to the bound, at least `durable`, was read.) */
+		if (s->once && idle && (shipped >= s->once_target ||
+					(at_end && durable != UINT64_MAX && durable >= s->once_target)))
 			return 1;
 		if (idle) {
 			int w = ringlog_reader_wait(s->reader, 20 * 1000 * 1000);
@@ -738,6 +781,8 @@ static void *ship_main(void *arg)
 		} else {
 			snprintf(why, sizeof(why), "%s", ringlog_last_error());
 		}
+		/* The log goes on while the stream cannot be reached: so does the lag. */
+		update_lag(s, s->reader ? ringlog_reader_durable_lsn(s->reader) : UINT64_MAX);
 		pthread_mutex_lock(&s->lock);
 		s->st.state = RINGLOG_NATS_BACKING_OFF;
 		snprintf(s->error, sizeof(s->error), "%s", why); /* the latest trouble */
@@ -929,6 +974,13 @@ RINGLOG_NATS_API int ringlog_nats_shipper_stats(struct ringlog_nats_shipper *s,
 {
 	pthread_mutex_lock(&s->lock);
 	*out = s->st;
+	/* Acknowledgements since the last look at the log may have closed the lag. */
+	if (out->shipped_lsn > out->durable_lsn)
+		out->durable_lsn = out->shipped_lsn;
+	if (out->lag_lsns > out->durable_lsn - out->shipped_lsn)
+		out->lag_lsns = out->durable_lsn - out->shipped_lsn;
+	if (!out->lag_lsns)
+		out->lag_ns = 0;
 	uint64_t pct[4] = {0};
 	const double want[4] = {0.50, 0.90, 0.99, 0.999};
 	if (s->lat_count) {
@@ -939,6 +991,10 @@ RINGLOG_NATS_API int ringlog_nats_shipper_stats(struct ringlog_nats_shipper *s,
 			while (w < 4 && (double)seen >= want[w] * (double)s->lat_count)
 				pct[w++] = lat_value(b);
 		}
+		/* (A bucket's middle can lie above the largest value seen in it.) */
+		for (w = 0; w < 4; w++)
+			if (pct[w] > s->st.ack_max_ns)
+				pct[w] = s->st.ack_max_ns;
 	}
 	pthread_mutex_unlock(&s->lock);
 	out->ack_p50_ns = pct[0];

@@ -349,15 +349,27 @@ int rln_meta_parse(natsMsg *m, struct rln_meta *meta, char *why, size_t why_len)
 	return 0;
 }
 
-int rln_meta_set(natsMsg *m, const struct rln_meta *meta, uint64_t expect_last_seq)
+void rln_msg_id(const struct rln_meta *meta, size_t len, char *out, size_t out_len)
 {
-	char id[80], v[32];
-	snprintf(id, sizeof(id), "%016" PRIx64 "-%" PRIu64 "-%u", meta->log_id, meta->first_lsn,
-		 meta->chunk);
+	if (meta->chunks)
+		snprintf(out, out_len, "%016" PRIx64 "-%" PRIu64 "-%uof%u-%zu", meta->log_id,
+			 meta->first_lsn, meta->chunk, meta->chunks, len);
+	else
+		snprintf(out, out_len, "%016" PRIx64 "-%" PRIu64 "-%" PRIu64, meta->log_id,
+			 meta->first_lsn, meta->last_lsn);
+}
+
+int rln_meta_set(natsMsg *m, const struct rln_meta *meta, size_t len, uint64_t expect_last_seq,
+		 const char *expect_last_id)
+{
+	char id[RLN_MSG_ID_MAX], v[32];
+	rln_msg_id(meta, len, id, sizeof(id));
 	natsStatus s = natsMsgHeader_Set(m, RLN_HDR_MSG_ID, id);
 	snprintf(v, sizeof(v), "%" PRIu64, expect_last_seq);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(m, RLN_HDR_EXPECT_LAST_SEQ, v);
+	if (s == NATS_OK && expect_last_id && *expect_last_id)
+		s = natsMsgHeader_Set(m, RLN_HDR_EXPECT_LAST_ID, expect_last_id);
 	snprintf(v, sizeof(v), "%016" PRIx64, meta->log_id);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(m, RLN_HDR_LOG_ID, v);

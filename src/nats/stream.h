@@ -12,12 +12,26 @@
  * one chunk of one frame too large for a message (chunks k = 1..n of a frame are
  * consecutive messages).  Headers (all values decimal but the log id, 16 hex digits):
  *
- *   Nats-Msg-Id                  <log id>-<first LSN>-<chunk k, 0 when not a chunk>
+ *   Nats-Msg-Id                  <log id>-<first LSN>-<last LSN>, or on a chunk
+ *                                <log id>-<first LSN>-<k>of<n>-<payload bytes>
  *   Nats-Expected-Last-Sequence  stream sequence of the message before it (0: first)
+ *   Nats-Expected-Last-Msg-Id    the Nats-Msg-Id of the message before it (absent on
+ *                                the first message after a resync)
  *   Ringlog-Log-Id               <log id>
  *   Ringlog-First-Lsn            first LSN of the first frame
  *   Ringlog-Last-Lsn             last LSN of the last frame
  *   Ringlog-Chunk                "k/n" on a chunk only
+ *
+ * A Msg-Id names the bytes of its message (frames never change; a chunk's place and
+ * length fix its bytes), so a "duplicate" acknowledgement means those very bytes are in
+ * the stream.  The expected last Msg-Id chains each message to the one the shipper
+ * sent before it: a message left from an earlier attempt (nats.c resends what it
+ * buffered while disconnected, after the shipper has resynchronised and numbered its
+ * messages anew) can take a sequence number, but then the new attempt's next message
+ * names another predecessor and is refused, instead of being stored after a gap.
+ * (nats-server 2.9 knows the last Msg-Id after a restart only when that message is
+ * within the duplicate window; so the first message after a resync carries none, and
+ * relies on the sequence and on its Msg-Id.)
  *
  * The message with stream sequence s + 1 follows the message with sequence s in the
  * log: its first LSN is the previous one's last LSN + 1 (or, for chunk k > 1, the same
@@ -34,6 +48,8 @@
 
 #define RLN_HDR_MSG_ID "Nats-Msg-Id"
 #define RLN_HDR_EXPECT_LAST_SEQ "Nats-Expected-Last-Sequence"
+#define RLN_HDR_EXPECT_LAST_ID "Nats-Expected-Last-Msg-Id"
+#define RLN_MSG_ID_MAX 96
 #define RLN_HDR_LOG_ID "Ringlog-Log-Id"
 #define RLN_HDR_FIRST_LSN "Ringlog-First-Lsn"
 #define RLN_HDR_LAST_LSN "Ringlog-Last-Lsn"
@@ -108,7 +124,9 @@ int rln_meta_parse(natsMsg *m, struct rln_meta *meta, char *why, size_t why_len)
 int rln_get_msg(struct rln_conn *conn, const struct rln_config *c, uint64_t seq, natsMsg **m);
 
 /* Set the headers of a message.  Returns 0 or -ENOMEM. */
-int rln_meta_set(natsMsg *m, const struct rln_meta *meta, uint64_t expect_last_seq);
+void rln_msg_id(const struct rln_meta *meta, size_t len, char *out, size_t out_len);
+int rln_meta_set(natsMsg *m, const struct rln_meta *meta, size_t len, uint64_t expect_last_seq,
+		 const char *expect_last_id);
 
 uint64_t rln_now_ns(void);
 

@@ -1372,8 +1372,11 @@ void tu_nats_stop(struct tu_nats *c)
 		if (atomic_load(&c->nodes[i].pid) > 0 && reap(c, i, 0))
 			report_exit(c, i, "tu_nats_stop (it ended before the stop)");
 	stop_nodes(c, (1u << c->n) - 1, SIGTERM, TU_NATS_STOP_TIMEOUT_MS);
-	int err = rm_tree(c->base);
+	/* RINGLOG_NATS_KEEP=1 keeps the stores and logs, to look at after a failure. */
+	int err = getenv("RINGLOG_NATS_KEEP") ? 0 : rm_tree(c->base);
 	if (err)
 		report("tu_nats_stop: removing %s: %s", c->base, strerror(-err));
+	else if (getenv("RINGLOG_NATS_KEEP"))
+		report("tu_nats_stop: kept %s (RINGLOG_NATS_KEEP)", c->base);
 	release(c);
 }

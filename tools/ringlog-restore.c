@@ -45,8 +45,9 @@ static void usage(FILE *f)
 	    "restore, a standby): continued from its next LSN.\n"
 	    "\n"
 	    "  --stream NAME      the stream (required)\n"
-	    "  --server(s) URLS   comma-separated NATS URLs (default " RINGLOG_NATS_DEFAULT_SERVERS
+	    "  --servers URLS     comma-separated NATS URLs (default " RINGLOG_NATS_DEFAULT_SERVERS
 	    ")\n"
+	    "  --server URLS      the same\n"
 	    "  --until-lsn N      point in time: restore only whole batches whose last LSN is\n"
 	    "                     at or below N (a batch is never split)\n"
 	    "  --follow           after the end of the stream, keep applying new messages\n"

@@ -296,6 +296,18 @@ static void another_logs_stream_is_refused(void **state)
 		fail_msg("the detail does not name the stream's log %s: \"%s\"", hex,
 			 ringlog_last_error());
 	assert_int_equal(ringlog_nats_shipper_start_dir(b, &o, &s), -EEXIST);
+	/* The refused starts leave no slot behind to hold b's retention at LSN 0; a slot
+	 * that was there before stays. */
+	struct ringlog_slot *slot;
+	assert_int_equal(ringlog_slot_open(b, "nats-owned", 0, 0, &slot), -ENOENT);
+	assert_int_equal(ringlog_slot_open(b, "kept", 1, 3, &slot), 0);
+	ringlog_slot_close(slot);
+	o.slot = "kept";
+	assert_int_equal(ringlog_nats_shipper_start(lb, &o, &s), -EEXIST);
+	assert_int_equal(ringlog_slot_open(b, "kept", 0, 0, &slot), 0);
+	assert_int_equal(ringlog_slot_lsn(slot), 3);
+	ringlog_slot_close(slot);
+	o.slot = NULL;
 
 	/* A stream made by hand for another log id. */
 	jsStreamConfig cfg;

@@ -1,9 +1,8 @@
 /*
  * Restore: rebuild (or keep up to date) a log directory from its stream.
  *
- * The stream is replayed with an ordered push consumer (nats.c re-creates it by itself
- * after a gap in delivery, a lost server or missed heartbeats, from the last sequence
- * delivered), from the message that holds the directory's next LSN.  Every message must
+ * The stream is replayed message by message from its leader (replay() says why not
+ * through a consumer), from the message that holds the directory's next LSN.  Every message must
  * be this log's and follow on from the one before (stream.h); every frame is checked
  * again by ringlog_append_frame() (its CRC, its log id, its LSN) and written as it was.
  * Anything else stops the restore with -EBADMSG naming the stream sequence; what was
@@ -19,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 
 struct restore {
@@ -263,105 +263,64 @@ static int find_seq(struct restore *r, uint64_t lsn, uint64_t lo, uint64_t hi, u
 	return 0;
 }
 
-/* An ordered push consumer from `seq`. */
-static int subscribe_from(struct restore *r, uint64_t seq, natsSubscription **sub)
-{
-	jsSubOptions so;
-	jsSubOptions_Init(&so);
-	so.Stream = r->cfg.stream;
-	so.Ordered = true;
-	so.Config.DeliverPolicy = js_DeliverByStartSequence;
-	so.Config.OptStartSeq = seq;
-	so.Config.Heartbeat = 1000000000; /* 1 s: a lost server is noticed in ~2 s */
-	jsErrCode jerr = 0;
-	natsStatus s = js_SubscribeSync(sub, r->conn.js, r->cfg.subject, NULL, &so, &jerr);
-	if (s == NATS_OK)
-		return 0;
-	*sub = NULL;
-	return rln_fail(rln_errno(s, jerr),
-			"ringlog-nats: restore: replaying stream %s from sequence %" PRIu64 ": %s (%d)",
-			r->cfg.stream, seq, rln_status_text(s), (int)jerr);
-}
-
-static void unsubscribe(natsSubscription **sub)
-{
-	if (*sub) {
-		natsSubscription_Unsubscribe(*sub);
-		natsSubscription_Destroy(*sub);
-	}
-	*sub = NULL;
-}
-
-/* Quiet this long with messages due (or, following, with the stream ahead of us): the
- * consumer is stuck (nats.c 3.4's ordered consumer does not always come back after the
- * whole cluster restarted), so subscribe again from the next sequence. */
-#define RESUBSCRIBE_NS (5ull * 1000000000u)
-/* Give up without follow when nothing at all arrived for this long. */
+/* How often a follower asks for the next message when it has caught up, ms. */
+#define FOLLOW_POLL_MS 50
+/* Give up without follow when the stream does not answer for this long. */
 #define GIVE_UP_NS (120ull * 1000000000u)
 
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Apply the stream's messages start_seq..end_seq (with follow: and on, until *stop), in
+ * order, each fetched from the stream leader by its sequence.
+ *
+ * Not through a consumer: a consumer reads the store of whichever replica it is placed
+ * on, and nats-server 2.9.10 can leave a replica with another message at a sequence
+ * after the whole cluster stopped with a message in flight (seen in
+ * tests/test_ship_faults.c: one replica held LSNs 211..212 at a sequence where the
+ * other two held 211..2330, and stopped catching up).  The leader's copy is the one a
+ * majority agreed on.
+ */
 static int replay(struct restore *r, uint64_t start_seq, uint64_t end_seq, int follow,
 		  const volatile int *stop)
 {
-	natsSubscription *sub = NULL;
-	int err = subscribe_from(r, start_seq, &sub);
-	uint64_t last_seq = start_seq - 1;
-	uint64_t quiet_since = rln_now_ns(), progress_at = quiet_since;
+	uint64_t seq = start_seq;
+	uint64_t progress_at = rln_now_ns();
+	int err = 0;
 	while (!err && !r->done) {
-		if (!follow && last_seq >= end_seq)
+		if (!follow && seq > end_seq)
 			break;
 		if (follow && stop && *stop)
 			break;
 		natsMsg *m = NULL;
-		natsStatus s = sub ? natsSubscription_NextMsg(&m, sub, 200) : NATS_TIMEOUT;
-		if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_SLOW_CONSUMER &&
-		    s != NATS_MISSED_HEARTBEAT) {
-			err = rln_fail(rln_errno(s, 0), "ringlog-nats: restore: reading stream %s: %s",
-				       r->cfg.stream, rln_status_text(s));
-			break;
-		}
-		if (s != NATS_OK) {
-			/* (Slow consumer, missed heartbeat: the ordered consumer resets itself
-			 * from the last sequence delivered; unless it is stuck.) */
-			uint64_t now = rln_now_ns();
-			if (!follow && now - progress_at > GIVE_UP_NS) {
-				err = rln_fail(-ETIMEDOUT,
-					       "ringlog-nats: restore: stream %s delivered nothing "
-					       "for %llu s after sequence %" PRIu64 " of %" PRIu64,
-					       r->cfg.stream, GIVE_UP_NS / 1000000000u, last_seq,
-					       end_seq);
-				break;
-			}
-			if (now - quiet_since < RESUBSCRIBE_NS)
-				continue;
-			quiet_since = now;
-			uint64_t stream_last = end_seq, id;
-			if (follow && rln_stream_lookup(&r->conn, &r->cfg, &id, NULL,
-							&stream_last) != 0)
-				continue; /* (the cluster is away: try later) */
-			if (stream_last <= last_seq)
-				continue;
-			unsubscribe(&sub);
-			if (subscribe_from(r, last_seq + 1, &sub) != 0)
-				unsubscribe(&sub); /* (try again after the next quiet spell) */
+		err = rln_get_msg(&r->conn, &r->cfg, seq, &m);
+		if (err == -ENOENT && follow) { /* not there yet */
+			err = 0;
+			sleep_ms(FOLLOW_POLL_MS);
 			continue;
 		}
-		quiet_since = progress_at = rln_now_ns();
-		jsMsgMetaData *md = NULL;
-		uint64_t seq = 0;
-		if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
-			seq = md->Sequence.Stream;
-			jsMsgMetaData_Destroy(md);
+		if (err == -ENOENT) {
+			err = bad_message(r, seq, "%s", "missing from the stream");
+			break;
 		}
-		if (seq != last_seq + 1)
-			err = bad_message(r, seq ? seq : last_seq + 1, "%s",
-					  seq ? "delivered out of sequence"
-					      : "delivered without its stream sequence");
-		else
-			err = apply_message(r, m, seq);
+		if (err) {
+			/* The leader is away (an election, a lost server): wait for it, a while
+			 * (for ever when following). */
+			if (!follow && rln_now_ns() - progress_at > GIVE_UP_NS)
+				break;
+			err = 0;
+			sleep_ms(200);
+			continue;
+		}
+		progress_at = rln_now_ns();
+		err = apply_message(r, m, seq);
 		natsMsg_Destroy(m);
-		last_seq = seq;
+		seq++;
 	}
-	unsubscribe(&sub);
 	return err;
 }
 

@@ -828,6 +828,7 @@ static int start(struct ringlog *log, const char *dir, const struct ringlog_nats
 	if (!out)
 		return rln_fail(-EINVAL, "ringlog-nats: shipper_start: out must not be NULL");
 	*out = NULL;
+	int slot_made = 0;
 	struct ringlog_nats_shipper *s = calloc(1, sizeof(*s));
 	if (!s)
 		return rln_fail(-ENOMEM, "ringlog-nats: allocating the shipper");
@@ -853,8 +854,14 @@ static int start(struct ringlog *log, const char *dir, const struct ringlog_nats
 	}
 	s->once = s->cfg.o.once != 0;
 	s->once_target = durable;
-	/* Hold retention from now on; the resync moves the slot to the stream's end. */
-	err = ringlog_slot_open(dir, s->cfg.slot, 1, 0, &s->slot);
+	/* Hold retention from now on; the resync moves the slot to the stream's end.  A
+	 * slot made here is removed again if the start fails (it would hold retention at
+	 * LSN 0 for a shipper that never ran). */
+	err = ringlog_slot_open(dir, s->cfg.slot, 0, 0, &s->slot);
+	if (err == -ENOENT) {
+		err = ringlog_slot_open(dir, s->cfg.slot, 1, 0, &s->slot);
+		slot_made = !err;
+	}
 	if (err)
 		goto fail;
 	err = rln_connect(&s->cfg, on_ack, s, s->cfg.o.max_pending, &s->conn);
@@ -897,6 +904,11 @@ static int start(struct ringlog *log, const char *dir, const struct ringlog_nats
 	*out = s;
 	return 0;
 fail:
+	if (slot_made) {
+		ringlog_slot_close(s->slot);
+		s->slot = NULL;
+		ringlog_slot_drop(dir, s->cfg.slot); /* (a failure leaves it: it only holds) */
+	}
 	free_shipper(s);
 	return err;
 }

@@ -709,7 +709,7 @@ static void a_standby_follows_and_then_takes_over(void **state)
 	}
 	st_ship_stop(s);
 	assert_int_equal(ringlog_close(log), 0);
-	run->stop = 1;
+	__atomic_store_n(&run->stop, 1, __ATOMIC_RELEASE);
 	struct ringlog_nats_restore_stats rs;
 	char error[1024];
 	int err = st_restore_finish(run, 20, &rs, error, sizeof(error));

@@ -38,10 +38,14 @@ kill $nats
 wait $nats 2>/dev/null || true
 # The installed pages render.
 for page in "$root"/share/man/man3/ringlog_open.3 "$root"/share/man/man7/ringlog.7 \
-	"$root"/share/man/man1/ringlog-ship.1; do
+	"$root"/share/man/man1/ringlog-ship.1 "$root"/share/man/man1/ringlog-restore.1 \
+	"$root"/share/man/man3/ringlog_nats_shipper_start.3; do
 	[ -f "$page" ] || { echo "missing man page $page" >&2; exit 1; }
 	MANWIDTH=80 man -l "$page" > /dev/null
 done
+# A one-line ".so" page resolves to the page it names, as installed.
+(cd "$root/share/man" && MANWIDTH=80 man -l man3/ringlog_slot_lsn.3) | grep -q ringlog_slot_open ||
+	{ echo "man3/ringlog_slot_lsn.3 does not render ringlog_slot_open(3)" >&2; exit 1; }
 PREFIX=$prefix DESTDIR=$stage tools/install.sh uninstall build >/dev/null
 left=$(find "$root" -type f | wc -l)
 if [ "$left" -ne 0 ]; then

@@ -294,7 +294,7 @@ static int replay(struct restore *r, uint64_t start_seq, uint64_t end_seq, int f
 	while (!err && !r->done) {
 		if (!follow && seq > end_seq)
 			break;
-		if (follow && stop && *stop)
+		if (follow && stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE))
 			break;
 		natsMsg *m = NULL;
 		err = rln_get_msg(&r->conn, &r->cfg, seq, &m);

@@ -409,9 +409,10 @@ RINGLOG_API int ringlog_reader_open_live(struct ringlog *log, uint64_t from_lsn,
 					 struct ringlog_reader **out);
 
 /*
- * For a live reader: wait until the record it would return next is durable, at most
- * `timeout_ns` (< 0: no limit).  Returns 0 (ringlog_reader_next() has more),
- * -ETIMEDOUT, the log's error if it failed, or -EINVAL for a reader that is not live.
+ * For a live reader, or one opened with RINGLOG_READ_DURABLE: wait until the record it
+ * would return next is durable, at most `timeout_ns` (< 0: no limit).  Returns 0
+ * (ringlog_reader_next() has more), -ETIMEDOUT, the log's error if it failed (live), or
+ * -EINVAL for a reader that is neither.
  */
 RINGLOG_API int ringlog_reader_wait(struct ringlog_reader *r, int64_t timeout_ns);
 

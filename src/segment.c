@@ -15,6 +15,7 @@
 
 /* Read window: large enough that a scan makes few system calls. */
 #define RL_SCAN_WINDOW (1u << 20)
+#define RL_SCAN_TAIL_READ (16u << 10) /* the first read after a refresh */
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -306,6 +307,9 @@ int rl_scan_refresh(struct rl_seg_scan *s)
 		return -errno;
 	s->file_size = (uint64_t)st.st_size;
 	s->win_len = 0;
+	/* A refresh means the reader is at the end of what it had: most of a big read from
+	 * here would be a prepared file's zeros, read again at every poll.  Start small. */
+	s->next_read = RL_SCAN_TAIL_READ;
 	return 0;
 }
 
@@ -319,7 +323,9 @@ static int64_t window(struct rl_seg_scan *s, uint64_t off, uint64_t want)
 		want = s->file_size - off;
 	if (off >= s->win_off && off + want <= s->win_off + s->win_len)
 		return (int64_t)want;
-	size_t need = want > RL_SCAN_WINDOW ? (size_t)want : RL_SCAN_WINDOW;
+	size_t step = s->next_read ? s->next_read : RL_SCAN_WINDOW;
+	size_t need = want > step ? (size_t)want : step;
+	s->next_read = step * 2 < RL_SCAN_WINDOW ? step * 2 : RL_SCAN_WINDOW; /* grows back */
 	if (need > s->cap) {
 		uint8_t *p = realloc(s->buf, need);
 		if (!p)
@@ -327,7 +333,7 @@ static int64_t window(struct rl_seg_scan *s, uint64_t off, uint64_t want)
 		s->buf = p;
 		s->cap = need;
 	}
-	uint64_t len = s->file_size - off < s->cap ? s->file_size - off : s->cap;
+	uint64_t len = s->file_size - off < need ? s->file_size - off : need;
 	size_t got = 0;
 	while (got < len) {
 		ssize_t n = pread(s->fd, s->buf + got, len - got, (off_t)(off + got));

@@ -78,6 +78,7 @@ struct rl_seg_scan {
 	size_t cap;
 	uint64_t win_off;
 	size_t win_len;
+	size_t next_read; /* bytes the next window read asks for (see window()) */
 };
 
 /* Start scanning the frames of `fd`, whose header says `h`, right after the header.

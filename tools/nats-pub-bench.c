@@ -90,9 +90,17 @@ int main(int argc, char **argv)
 	natsOptions *no = NULL;
 	natsConnection *nc = NULL;
 	jsCtx *js = NULL;
+	/* natsOptions_SetURL takes one URL: split the list for natsOptions_SetServers. */
+	char list[4096];
+	snprintf(list, sizeof(list), "%s", servers);
+	const char *urls[32];
+	int nurls = 0;
+	for (char *save = NULL, *u = strtok_r(list, ",", &save); u && nurls < 32;
+	     u = strtok_r(NULL, ",", &save))
+		urls[nurls++] = u;
 	natsStatus s = natsOptions_Create(&no);
 	if (s == NATS_OK)
-		s = natsOptions_SetURL(no, servers);
+		s = nurls ? natsOptions_SetServers(no, urls, nurls) : NATS_INVALID_ARG;
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(no, -1);
 	if (s == NATS_OK)

@@ -697,11 +697,19 @@ static int pump(struct ringlog_nats_shipper *s)
 				return err;
 			continue;
 		}
-		/* Nothing more durable for now: send what is packed, then wait. */
-		int err = flush(s);
-		if (err)
-			return err;
+		/* Nothing more durable for now.  Send what is packed if nothing is in flight;
+		 * else keep packing until the oldest acknowledgement is back (as Nagle's
+		 * algorithm does): a trickle of small groups then makes one message per round
+		 * trip instead of one per group, which costs the cluster far less. */
 		collect_acks(s);
+		pthread_mutex_lock(&s->lock);
+		int in_flight = s->q_len;
+		pthread_mutex_unlock(&s->lock);
+		if (!in_flight) {
+			int err = flush(s);
+			if (err)
+				return err;
+		}
 		pthread_mutex_lock(&s->lock);
 		int idle = s->q_len == 0;
 		/* Everything read is acknowledged.  (Not `durable`: the frames end at a batch

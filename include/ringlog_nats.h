@@ -182,7 +182,8 @@ struct ringlog_nats_restore_stats {
  *    non-zero (a standby; stop it, then ringlog_open() the directory to take over and
  *    continue the LSNs, and ship it on to the same stream).  *stop is read with an
  *    atomic load: set it from a signal handler, or from another thread with an atomic
- *    store (__atomic_store_n); it is checked at least every 50 ms.
+ *    store (__atomic_store_n); it is checked between two requests to the stream, every
+ *    50 ms while caught up (a request waits at most options.ack_timeout_ms).
  * Everything restored is durable when it returns.  Returns 0, -ENOENT (no such stream),
  * -ECONNREFUSED / -ETIMEDOUT (no server), -EBADMSG, -EEXIST, -ESTALE, -errno; *out
  * (if not NULL) says what it did, also on failure.

@@ -625,6 +625,44 @@ static void restore_continues_a_directory_holding_a_prefix(void **state)
 	free(dst);
 }
 
+/* Continuing a restore finds the message that holds the directory's next LSN by
+ * bisection: a probe that lands on a later chunk of a frame beyond that LSN must look
+ * below the frame, not start there (a gap).  Small frames packed into two messages, a
+ * frame in 3 chunks, more small frames: the first probe of 7 messages is chunk 2/3. */
+static void restore_continues_below_a_chunked_frame(void **state)
+{
+	const char *dir = *state;
+	char *src = st_sub(dir, "src"), *dst = st_sub(dir, "dst");
+	struct ringlog *log = open_log(src);
+	for (uint64_t i = 0; i < 40; i++)
+		tu_append_tagged(log, i, 1, 100);
+	tu_append_tagged(log, 40, 1, 10000); /* LSN 41: 3 chunks of at most 4 KiB */
+	for (uint64_t i = 41; i < 81; i++)
+		tu_append_tagged(log, i, 1, 100);
+	struct ringlog_nats_options o;
+	st_ship_options(&o, urls, "bisect");
+	o.max_message_bytes = 4096;
+	st_ship_all(log, &o);
+	assert_int_equal(ringlog_close(log), 0);
+	struct st_client cl;
+	st_client_open(&cl, urls);
+	struct st_scan sc;
+	st_scan_stream(&cl, "bisect", log_id_of(src), src, &sc);
+	st_client_close(&cl);
+	assert_int_equal(sc.chunked_frames, 1);
+	assert_int_equal(sc.msgs, 7); /* (the layout the comment above assumes) */
+
+	struct ringlog_nats_restore_stats rs = st_restore_ok(dst, urls, "bisect", 5);
+	assert_int_equal(rs.last_lsn, 5);
+	rs = st_restore_ok(dst, urls, "bisect", 0);
+	assert_int_equal(rs.first_lsn, 6);
+	assert_int_equal(rs.last_lsn, 81);
+	assert_int_equal(st_compare_logs(src, dst, 0), 81);
+	st_assert_log_clean(dst, 81);
+	free(src);
+	free(dst);
+}
+
 /* A restore refuses a directory of another log (-EEXIST) and one of this log that is
  * ahead of the stream (-ESTALE), leaving both as they were; a stream that does not exist
  * is -ENOENT. */
@@ -993,6 +1031,13 @@ static void bad_options_are_refused(void **state)
 	st_ship_options(&o, urls, "badopts");
 	o.slot = "bad/slot";
 	assert_int_equal(ringlog_nats_shipper_start(log, &o, &s), -EINVAL);
+	/* A stream name too long for the default slot name: refused, naming the option. */
+	char long_name[61];
+	memset(long_name, 'x', 60);
+	long_name[60] = 0;
+	st_ship_options(&o, urls, long_name);
+	assert_int_equal(ringlog_nats_shipper_start(log, &o, &s), -EINVAL);
+	assert_non_null(strstr(ringlog_last_error(), "options.slot"));
 	st_ship_options(&o, urls, "badopts");
 	assert_int_equal(ringlog_nats_shipper_start(NULL, &o, &s), -EINVAL);
 	assert_int_equal(ringlog_nats_shipper_start(log, NULL, &s), -EINVAL);
@@ -1140,6 +1185,7 @@ int main(int argc, char **argv)
 	    TU_DIR_TEST(holes_are_shipped_and_restored),
 	    TU_DIR_TEST(restore_until_lsn_keeps_whole_batches_only),
 	    TU_DIR_TEST(restore_continues_a_directory_holding_a_prefix),
+	    TU_DIR_TEST(restore_continues_below_a_chunked_frame),
 	    TU_DIR_TEST(restore_refuses_another_log_or_one_ahead_of_the_stream),
 	    TU_DIR_TEST(a_standby_follows_and_then_takes_over),
 	    TU_DIR_TEST(the_slot_holds_retention_until_the_stream_has_acknowledged),

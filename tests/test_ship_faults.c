@@ -562,6 +562,52 @@ static void a_log_that_diverged_from_its_stream_is_refused_stale(void **state)
 	free(old);
 }
 
+/* A message that repeats LSNs the stream already holds (its first message published
+ * again with another Msg-Id, by something other than the shipper) stops restore at its
+ * sequence: only the first message of a continued restore may start below the log's
+ * next LSN. */
+static void a_repeated_message_stops_restore_at_its_sequence(void **state)
+{
+	struct fixture *f = *state;
+	char *src = st_sub(f->dir, "src"), *dst = st_sub(f->dir, "dst");
+	struct ringlog *log = open_log(src);
+	uint64_t last = st_append_some(log, 1, 20, NULL, NULL);
+	struct ringlog_nats_options o;
+	st_ship_options(&o, f->urls, "repeated");
+	st_ship_all(log, &o);
+	assert_int_equal(ringlog_close(log), 0);
+	struct st_client cl;
+	st_client_open(&cl, f->urls);
+	natsMsg *first = NULL;
+	jsErrCode jerr = 0;
+	assert_int_equal(js_GetMsg(&first, cl.js, "repeated", 1, NULL, &jerr), NATS_OK);
+	const char *keys[] = {"Ringlog-Log-Id", "Ringlog-First-Lsn", "Ringlog-Last-Lsn"};
+	const char *headers[9] = {0}; /* (NULL-terminated) */
+	for (int i = 0; i < 3; i++) {
+		headers[2 * i] = keys[i];
+		assert_int_equal(natsMsgHeader_Get(first, keys[i], &headers[2 * i + 1]), NATS_OK);
+	}
+	headers[6] = "Nats-Msg-Id";
+	headers[7] = "a-copy-of-the-first-message";
+	uint64_t seq = st_publish_raw(&cl, "repeated", natsMsg_GetData(first),
+				      natsMsg_GetDataLength(first), headers);
+	natsMsg_Destroy(first);
+	st_client_close(&cl);
+
+	struct ringlog_nats_restore_stats rs;
+	char error[1024];
+	int err = st_restore(dst, f->urls, "repeated", 0, &rs, error, sizeof(error));
+	printf("# restore: %s (%s)\n", ringlog_strerror(err), error);
+	assert_int_equal(err, -EBADMSG);
+	if (!st_has_number(error, seq))
+		fail_msg("the detail does not name stream sequence %" PRIu64 ": \"%s\"", seq, error);
+	assert_int_equal(rs.last_lsn, last);
+	st_assert_log_clean(dst, last);
+	assert_int_equal(st_compare_logs(src, dst, 0), 20);
+	free(src);
+	free(dst);
+}
+
 /* A restore that meets a message no shipper wrote (no headers, not frames) fails with
  * -EBADMSG naming its stream sequence; what came before it is restored, durable and
  * valid, and restoring again stops at the same place. */
@@ -716,6 +762,7 @@ int main(int argc, char **argv)
 	    REFUSAL_TEST(a_log_behind_its_stream_is_refused_stale),
 	    REFUSAL_TEST(a_log_that_diverged_from_its_stream_is_refused_stale),
 	    REFUSAL_TEST(a_foreign_message_stops_restore_at_its_sequence),
+	    REFUSAL_TEST(a_repeated_message_stops_restore_at_its_sequence),
 	    REFUSAL_TEST(a_corrupted_frame_stops_restore_at_its_sequence),
 	};
 	if (getenv("RINGLOG_TEST_FILTER")) /* one test by name (a glob), when debugging */

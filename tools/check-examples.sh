@@ -28,7 +28,8 @@ port=$((20000 + RANDOM % 10000))
 mkdir "$stage/js"
 nats-server -js -a 127.0.0.1 -p "$port" -sd "$stage/js" > "$stage/nats.log" 2>&1 &
 nats=$!
-trap 'kill $nats 2>/dev/null; wait $nats 2>/dev/null; rm -rf "$stage"' EXIT
+# (Each step may fail, the server being gone already; errexit holds in traps too.)
+trap 'kill $nats 2>/dev/null || true; wait $nats 2>/dev/null || true; rm -rf "$stage"' EXIT
 for _ in $(seq 50); do
 	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
 	sleep 0.1

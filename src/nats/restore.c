@@ -30,6 +30,7 @@ struct restore {
 	uint64_t next_lsn; /* the LSN the log needs next (0: no log yet) */
 	uint64_t until_lsn;
 	int done; /* until_lsn reached */
+	uint64_t messages; /* messages applied by this run */
 	/* A frame in chunks being put together. */
 	uint8_t *chunk_buf;
 	size_t chunk_len, chunk_cap;
@@ -107,9 +108,13 @@ static int apply_frame(struct restore *r, uint64_t seq, const uint8_t *f, size_t
 	uint64_t first = rl_get64(f + 16);
 	uint64_t last = first + nrecs - 1;
 	if (r->next_lsn && first < r->next_lsn) {
-		/* Already in the log (a continued restore starts inside a message). */
-		if (first + nrecs > r->next_lsn)
-			return bad_message(r, seq, "%s", "a frame that overlaps the log's end");
+		/* Already in the log: only where a continued restore starts, inside its first
+		 * message; anywhere else the stream holds these LSNs twice. */
+		if (r->messages || first + nrecs > r->next_lsn) {
+			char d[64];
+			snprintf(d, sizeof(d), "%" PRIu64, first);
+			return bad_message(r, seq, "LSN %s again (it was restored already)", d);
+		}
 		return 0;
 	}
 	if (r->until_lsn && last > r->until_lsn) {
@@ -248,10 +253,14 @@ static int find_seq(struct restore *r, uint64_t lsn, uint64_t lo, uint64_t hi, u
 			return bad_message(r, mid, "%s", why);
 		if (meta.last_lsn >= lsn) {
 			*out = mid;
-			/* A chunk: go back to the frame's first chunk. */
+			/* A chunk: its frame starts at the frame's first chunk; if the frame
+			 * holds `lsn`, that is the answer, else look below it. */
 			if (meta.chunks && meta.chunk > 1) {
 				*out = mid - (meta.chunk - 1);
-				return 0;
+				if (meta.first_lsn <= lsn || *out <= lo)
+					return 0;
+				hi = *out - 1;
+				continue;
 			}
 			if (mid == lo)
 				return 0;
@@ -319,6 +328,7 @@ static int replay(struct restore *r, uint64_t start_seq, uint64_t end_seq, int f
 		progress_at = rln_now_ns();
 		err = apply_message(r, m, seq);
 		natsMsg_Destroy(m);
+		r->messages++;
 		seq++;
 	}
 	return err;

@@ -231,11 +231,14 @@ static void hold_and_release(struct ringlog_nats_shipper *s, uint64_t acked)
 	uint64_t now = rln_now_ns();
 	if (acked) {
 		uint32_t tail = (h->head + h->len - 1) % HOLD_ENTRIES;
-		/* Merge into the newest entry when close in time, or when full (that only
-		 * releases later). */
+		/* Merge into the newest entry when close in time (it is released a tick
+		 * later than its time, below, so no LSN merged into it leaves early), or when
+		 * full (then the entry takes this time: it only releases later). */
 		if (h->len && (now - h->at_ns[tail] < HOLD_TICK_NS || h->len == HOLD_ENTRIES)) {
 			if (acked > h->lsn[tail])
 				h->lsn[tail] = acked;
+			if (h->len == HOLD_ENTRIES)
+				h->at_ns[tail] = now;
 		} else {
 			tail = (h->head + h->len) % HOLD_ENTRIES;
 			h->at_ns[tail] = now;
@@ -244,6 +247,8 @@ static void hold_and_release(struct ringlog_nats_shipper *s, uint64_t acked)
 		}
 	}
 	uint64_t hold_ns = (uint64_t)s->cfg.o.slot_hold_ms * 1000000u, release = 0;
+	if (hold_ns)
+		hold_ns += HOLD_TICK_NS; /* (see the merge above) */
 	while (h->len && now - h->at_ns[h->head] >= hold_ns) {
 		release = h->lsn[h->head];
 		h->head = (h->head + 1) % HOLD_ENTRIES;
@@ -436,7 +441,7 @@ static int ship_frame(struct ringlog_nats_shipper *s, const struct ringlog_frame
 /* ---- Resynchronising with the stream ---- */
 
 /* Wait for what is in flight, forget the rest. */
-static void drain(struct ringlog_nats_shipper *s)
+static void quiesce(struct ringlog_nats_shipper *s)
 {
 	jsPubOptions po;
 	jsPubOptions_Init(&po);
@@ -446,6 +451,14 @@ static void drain(struct ringlog_nats_shipper *s)
 	/* (nats.c 3.4.1 crashes here before the first asynchronous publish.) */
 	if (s->published && js_PublishAsyncGetPendingList(&left, s->conn.js) == NATS_OK)
 		natsMsgList_Destroy(&left);
+	/* No callback comes for what was taken back; one already running holds nats.c's
+	 * pending count until it returns, and this waits for that. */
+	js_PublishAsyncComplete(s->conn.js, &po);
+}
+
+static void drain(struct ringlog_nats_shipper *s)
+{
+	quiesce(s);
 	collect_acks(s);
 	pthread_mutex_lock(&s->lock);
 	s->q_len = 0;
@@ -498,10 +511,13 @@ static int resync(struct ringlog_nats_shipper *s)
 	set_state(s, RINGLOG_NATS_CONNECTING);
 	drain(s);
 	s->resume_lsn = 0;
-	uint64_t id, first_seq, last_seq;
+	uint64_t id = s->log_id, first_seq = 0, last_seq = 0;
 	int err = rln_stream_lookup(&s->conn, &s->cfg, &id, &first_seq, &last_seq);
-	if (err == -ENOENT)
+	if (err == -ENOENT) { /* (gone: made again, empty) */
 		err = rln_stream_create(&s->conn, &s->cfg, s->log_id);
+		id = s->log_id;
+		first_seq = last_seq = 0;
+	}
 	if (err == -ENOENT || (err == 0 && last_seq == 0 && first_seq == 0))
 		last_seq = 0;
 	if (err)
@@ -557,6 +573,7 @@ static int resync(struct ringlog_nats_shipper *s)
 			if (got == 1)
 				err = open_reader(s, key + 1);
 			natsMsg_Destroy(m);
+			shipped = key; /* (the stream has everything up to its last message) */
 			if (got == 0 || got == 1)
 				goto positioned;
 			return rln_fail(got - FATAL,
@@ -631,6 +648,13 @@ static int resync(struct ringlog_nats_shipper *s)
 positioned:
 	s->next_seq = last_seq + 1;
 	s->read_lsn = shipped;
+	/* Acknowledged LSNs the stream no longer has (it lost recent messages, e.g. a
+	 * majority power loss) must not reach the slot when their hold ends. */
+	for (uint32_t i = 0; i < s->hold.len; i++) {
+		uint32_t k = (s->hold.head + i) % HOLD_ENTRIES;
+		if (s->hold.lsn[k] > shipped)
+			s->hold.lsn[k] = shipped;
+	}
 	pthread_mutex_lock(&s->lock);
 	if (shipped > s->st.shipped_lsn)
 		s->st.shipped_lsn = shipped;
@@ -800,11 +824,9 @@ static void *ship_main(void *arg)
 		backoff = backoff * 2 > s->cfg.o.max_backoff_ms ? s->cfg.o.max_backoff_ms
 								: backoff * 2;
 	}
-	/* Stop: what is in flight gets its acknowledgement (or its timeout). */
-	jsPubOptions po;
-	jsPubOptions_Init(&po);
-	po.MaxWait = s->cfg.o.ack_timeout_ms;
-	js_PublishAsyncComplete(s->conn.js, &po);
+	/* Stop: what is in flight gets its acknowledgement (or its timeout); then no
+	 * callback may run once the shipper is freed. */
+	quiesce(s);
 	collect_acks(s);
 	pthread_mutex_lock(&s->lock);
 	s->error[0] = 0;
@@ -865,6 +887,14 @@ static int start(struct ringlog *log, const char *dir, const struct ringlog_nats
 	/* Hold retention from now on; the resync moves the slot to the stream's end.  A
 	 * slot made here is removed again if the start fails (it would hold retention at
 	 * LSN 0 for a shipper that never ran). */
+	if (!s->cfg.slot[0]) {
+		err = rln_fail(-EINVAL,
+			       "ringlog-nats: stream name %.64s... is too long for the default slot "
+			       "name nats-<stream> (64 characters at most): set options.slot "
+			       "(ringlog-ship --slot)",
+			       s->cfg.stream);
+		goto fail;
+	}
 	err = ringlog_slot_open(dir, s->cfg.slot, 0, 0, &s->slot);
 	if (err == -ENOENT) {
 		err = ringlog_slot_open(dir, s->cfg.slot, 1, 0, &s->slot);

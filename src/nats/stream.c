@@ -93,8 +93,10 @@ int rln_config(const struct ringlog_nats_options *o, struct rln_config *c)
 	if (o->slot && strlen(o->slot) >= sizeof(c->slot))
 		return rln_fail(-EINVAL, "ringlog-nats: slot name \"%s\" is too long", o->slot);
 	snprintf(c->slot, sizeof(c->slot), "%s", o->slot ? o->slot : "");
-	if (!o->slot)
-		snprintf(c->slot, sizeof(c->slot), "nats-%.60s", o->stream);
+	/* (Left empty when "nats-" + the stream would pass a slot name's 64 characters:
+	 * the shipper then asks for options.slot; restore has no slot.) */
+	if (!o->slot && strlen(o->stream) <= 59)
+		snprintf(c->slot, sizeof(c->slot), "nats-%s", o->stream);
 	c->o.servers = c->servers;
 	c->o.stream = c->stream;
 	c->o.slot = c->slot;

@@ -71,6 +71,12 @@ void rl_published_set(struct rl_published *p, uint64_t durable_lsn)
 		p->last = durable_lsn;
 }
 
+static size_t map_bytes(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	return page > (long)RL_PUBLISHED_BYTES ? (size_t)page : RL_PUBLISHED_BYTES;
+}
+
 int rl_published_map(int dir_fd, struct rl_published *p, uint64_t *log_id)
 {
 	memset(p, 0, sizeof(*p));
@@ -83,7 +89,11 @@ int rl_published_map(int dir_fd, struct rl_published *p, uint64_t *log_id)
 		close(fd);
 		return size < 0 ? (int)size : size == 0 ? -ENOENT : -EBADMSG;
 	}
-	void *m = mmap(NULL, RL_PUBLISHED_BYTES, PROT_READ, MAP_SHARED, fd, 0);
+	/* A whole page, mapped and unmapped: the kernel maps pages anyway, and TSan clears
+	 * its shadow of an unmapped range only in whole pages, so a 64-byte unmap left
+	 * stale state that it later took for a race with io_uring's rings (mapped by
+	 * liburing without its interceptor) at the same address. */
+	void *m = mmap(NULL, map_bytes(), PROT_READ, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
 		int err = -errno;
 		close(fd);
@@ -173,7 +183,7 @@ int rl_published_wait(struct rl_published *p, uint64_t lsn, int64_t timeout_ns)
 void rl_published_close(struct rl_published *p)
 {
 	if (p->map)
-		munmap((void *)p->map, RL_PUBLISHED_BYTES);
+		munmap((void *)p->map, map_bytes());
 	if (p->fd >= 0)
 		close(p->fd);
 	if (p->notify_fd >= 0)

@@ -10,6 +10,7 @@
  *   --json                           machine-readable output for any of them
  */
 #include "ringlog.h"
+#include "tool_common.h"
 #include "segment.h"
 
 #include <ctype.h>
@@ -65,20 +66,6 @@ static void usage(FILE *f)
 	    "(--drop-slot).  The log must not be open for writing during --repair.\n");
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
-
 static void print_report(const struct ringlog_recovery *r)
 {
 	static const char *modes[] = {"tolerate-tail", "absolute", "point-in-time",
@@ -94,10 +81,10 @@ static void print_report(const struct ringlog_recovery *r)
 		       r->rewritten_headers, r->damage ? "true" : "false");
 		if (r->damage) {
 			printf(",\"damage\":{\"file\":");
-			json_str(r->damage_file);
+			tool_json_str(r->damage_file);
 			printf(",\"offset\":%" PRIu64 ",\"expected_lsn\":%" PRIu64 ",\"reason\":",
 			       r->damage_offset, r->damage_lsn);
-			json_str(r->damage_reason);
+			tool_json_str(r->damage_reason);
 			printf("}");
 		}
 		printf("}");
@@ -136,7 +123,7 @@ static int list_segments(const char *dir)
 	}
 	if (json) {
 		printf("{\"dir\":");
-		json_str(dir);
+		tool_json_str(dir);
 		printf(",\"segments\":[");
 	} else
 		printf("%-26s %20s %20s %9s %10s %10s %12s  %s\n", "segment", "first LSN",
@@ -180,7 +167,7 @@ static int list_segments(const char *dir)
 			       ",\"valid_bytes\":%" PRIu64 ",\"status\":",
 			       i ? "," : "", name, lsns[i], last, frames, records, holes, lost, size,
 			       end);
-			json_str(status);
+			tool_json_str(status);
 			printf("}");
 		} else {
 			printf("%-26s %20" PRIu64 " %20" PRIu64 " %9" PRIu64 " %10" PRIu64
@@ -432,7 +419,7 @@ static int list_slots(const char *dir)
 	int rc = EXIT_OK;
 	if (json) {
 		printf("{\"dir\":");
-		json_str(dir);
+		tool_json_str(dir);
 		printf(",\"slots\":[");
 	} else if (n) {
 		printf("%-*s %20s\n", width, "slot", "LSN");
@@ -451,7 +438,7 @@ static int list_slots(const char *dir)
 		ringlog_slot_close(slot);
 		if (json) {
 			printf("%s{\"name\":", shown ? "," : "");
-			json_str(names[i]);
+			tool_json_str(names[i]);
 			printf(",\"lsn\":%" PRIu64 "}", lsn);
 		} else {
 			printf("%-*s %20" PRIu64 "\n", width, names[i], lsn);
@@ -496,9 +483,9 @@ static int drop_slot(const char *dir, const char *name)
 	}
 	if (json) {
 		printf("{\"dir\":");
-		json_str(dir);
+		tool_json_str(dir);
 		printf(",\"dropped_slot\":");
-		json_str(name);
+		tool_json_str(name);
 		printf("}\n");
 	} else {
 		printf("dropped replication slot %s of %s: it no longer holds retention back\n",

@@ -14,6 +14,7 @@
  */
 #include "ringlog.h"
 #include "ringlog_nats.h"
+#include "tool_common.h"
 
 #include <nats/nats.h>
 
@@ -91,96 +92,9 @@ static uint64_t parse_lsn(const char *flag, const char *v)
 	return n;
 }
 
-static int name_ok(const char *s)
-{
-	if (!*s || strlen(s) > 200)
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
-			return 0;
-	return 1;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* The restore's stop flag (an int, as the API takes it), set by the signal thread with
  * an atomic store: the restore reads it in another thread. */
 static volatile int g_stop;
-static sigset_t g_signals;
-
-static void *signal_thread(void *arg)
-{
-	(void)arg;
-	int sig;
-	for (int n = 0; sigwait(&g_signals, &sig) == 0; n++) {
-		if (n == 0) {
-			static const char msg[] = TOOL ": stopping\n";
-			if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
-				/* nothing to do about it */
-			}
-			__atomic_store_n(&g_stop, sig, __ATOMIC_RELAXED);
-			continue;
-		}
-		static const char msg[] = TOOL ": second signal: exiting at once (what is "
-					       "durable stays; a later run continues from it)\n";
-		if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
-			/* nothing to do about it */
-		}
-		signal(sig, SIG_DFL);
-		pthread_sigmask(SIG_UNBLOCK, &g_signals, NULL);
-		raise(sig);
-	}
-	return NULL;
-}
-
-/* Block SIGINT and SIGTERM before any other thread exists (threads inherit the mask:
- * the log's io_uring threads and libnats's never see them), and take them here. */
-static void take_signals(void)
-{
-	sigemptyset(&g_signals);
-	sigaddset(&g_signals, SIGINT);
-	sigaddset(&g_signals, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &g_signals, NULL);
-	pthread_t t;
-	if (pthread_create(&t, NULL, signal_thread, NULL) != 0) {
-		fprintf(stderr, TOOL ": cannot start the signal thread\n");
-		exit(EXIT_FAILED);
-	}
-	pthread_detach(t);
-}
-
-static const char *human_bytes(uint64_t b, char buf[32])
-{
-	if (b < 1000)
-		snprintf(buf, 32, "%" PRIu64 " B", b);
-	else if (b < 1000000)
-		snprintf(buf, 32, "%.1f kB", (double)b / 1e3);
-	else if (b < 1000000000)
-		snprintf(buf, 32, "%.2f MB", (double)b / 1e6);
-	else
-		snprintf(buf, 32, "%.2f GB", (double)b / 1e9);
-	return buf;
-}
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
 
 /* What a failure means here, where ringlog_strerror speaks of the core library. */
 static const char *describe(int err)
@@ -267,7 +181,7 @@ int main(int argc, char **argv)
 			o.servers = optarg;
 			break;
 		case O_STREAM:
-			if (!name_ok(optarg))
+			if (!tool_name_ok(optarg, "-_", 200))
 				usage_error("--stream: '%s' is not a stream name (1 to 200 "
 					    "letters, digits, '-' and '_')",
 					    optarg);
@@ -308,17 +222,19 @@ int main(int argc, char **argv)
 	 * the stream's end, and a signal ends it at once, as the crash of a writer: what
 	 * is durable stays, and the next run continues from there. */
 	if (follow)
-		take_signals();
+		tool_take_signals(&g_stop, TOOL ": stopping\n",
+				  TOOL ": second signal: exiting at once (what is durable "
+				       "stays; a later run continues from it)\n");
 	fprintf(stderr, TOOL ": %s stream %s at %s into %s%s\n", follow ? "following" : "restoring",
 		o.stream, servers, dir, follow ? " until SIGINT or SIGTERM" : "");
 	struct ringlog_nats_restore_stats st;
 	memset(&st, 0, sizeof(st));
-	uint64_t t0 = now_ns();
+	uint64_t t0 = tool_now_ns();
 	int err = ringlog_nats_restore(dir, &o, until, follow, &g_stop, &st);
-	double secs = (double)(now_ns() - t0) / 1e9;
+	double secs = (double)(tool_now_ns() - t0) / 1e9;
 	char detail[1024];
 	snprintf(detail, sizeof(detail), "%s", err ? ringlog_last_error() : "");
-	int stopped = __atomic_load_n(&g_stop, __ATOMIC_RELAXED) != 0;
+	int stopped = __atomic_load_n(&g_stop, __ATOMIC_ACQUIRE) != 0;
 	/* What DIR holds now (this run may have restored nothing new): the durable LSN
 	 * the restore's writer published as it closed the log. */
 	uint64_t holds = st.last_lsn, log_id = st.log_id, published, published_id;
@@ -340,15 +256,15 @@ int main(int argc, char **argv)
 		       : stopped ? "stopped"
 				 : "done",
 		       err);
-		json_str(err ? (strerrorname_np(-err) ? strerrorname_np(-err) : "?") : "");
+		tool_json_str(err ? (strerrorname_np(-err) ? strerrorname_np(-err) : "?") : "");
 		printf(",\"error_detail\":");
-		json_str(detail);
+		tool_json_str(detail);
 		printf(",\"dir\":");
-		json_str(dir);
+		tool_json_str(dir);
 		printf(",\"servers\":");
-		json_str(servers);
+		tool_json_str(servers);
 		printf(",\"stream\":");
-		json_str(o.stream);
+		tool_json_str(o.stream);
 		printf(",\"follow\":%s,\"until_lsn\":", follow ? "true" : "false");
 		if (until)
 			printf("%" PRIu64, until);
@@ -394,7 +310,7 @@ int main(int argc, char **argv)
 		       st.first_lsn, st.last_lsn, log_id, o.stream, dir);
 	printf("  this run: %" PRIu64 " messages, %" PRIu64 " frames, %" PRIu64
 	       " records, %s in %.2f s\n",
-	       st.messages, st.frames, st.records, human_bytes(st.bytes, b), secs);
+	       st.messages, st.frames, st.records, tool_human_bytes(st.bytes, b), secs);
 	if (until)
 		printf("  point in time: %s ends at LSN %" PRIu64
 		       ", the last whole batch at or below %" PRIu64 "\n",

@@ -12,6 +12,7 @@
  */
 #include "ringlog.h"
 #include "ringlog_nats.h"
+#include "tool_common.h"
 
 #include <nats/nats.h>
 
@@ -125,25 +126,6 @@ static uint64_t parse_uint(const char *flag, const char *v, uint64_t min, uint64
 	return n;
 }
 
-static int name_ok(const char *s, const char *extra, size_t max)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > max)
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || strchr(extra, *s)))
-			return 0;
-	return 1;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void sleep_ns(uint64_t ns)
 {
 	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
@@ -151,46 +133,8 @@ static void sleep_ns(uint64_t ns)
 		;
 }
 
-/* The stop request: 0, or the first SIGINT/SIGTERM taken by the signal thread. */
-static sigset_t g_signals;
-static int g_stop_signal;
-
-static void *signal_thread(void *arg)
-{
-	(void)arg;
-	int sig;
-	for (int n = 0; sigwait(&g_signals, &sig) == 0; n++) {
-		if (n == 0) {
-			__atomic_store_n(&g_stop_signal, sig, __ATOMIC_RELEASE);
-			continue;
-		}
-		static const char msg[] = TOOL ": second signal: exiting at once (a later run "
-					       "resumes from the stream)\n";
-		if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
-			/* nothing to do about it */
-		}
-		signal(sig, SIG_DFL);
-		pthread_sigmask(SIG_UNBLOCK, &g_signals, NULL);
-		raise(sig);
-	}
-	return NULL;
-}
-
-/* Block SIGINT and SIGTERM here, before any other thread exists (threads inherit the
- * mask), and take them in a thread of our own. */
-static void take_signals(void)
-{
-	sigemptyset(&g_signals);
-	sigaddset(&g_signals, SIGINT);
-	sigaddset(&g_signals, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &g_signals, NULL);
-	pthread_t t;
-	if (pthread_create(&t, NULL, signal_thread, NULL) != 0) {
-		fprintf(stderr, TOOL ": cannot start the signal thread\n");
-		exit(EXIT_FAILED);
-	}
-	pthread_detach(t);
-}
+/* The stop request: 0, or the first SIGINT/SIGTERM (tool_take_signals). */
+static volatile int g_stop_signal;
 
 static const char *state_name(uint32_t state)
 {
@@ -199,25 +143,11 @@ static const char *state_name(uint32_t state)
 	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "unknown";
 }
 
-/* Bytes with a decimal unit: "812 B", "12.3 kB", "4.56 MB", "1.20 GB". */
-static const char *human_bytes(uint64_t b, char buf[32])
-{
-	if (b < 1000)
-		snprintf(buf, 32, "%" PRIu64 " B", b);
-	else if (b < 1000000)
-		snprintf(buf, 32, "%.1f kB", (double)b / 1e3);
-	else if (b < 1000000000)
-		snprintf(buf, 32, "%.2f MB", (double)b / 1e6);
-	else
-		snprintf(buf, 32, "%.2f GB", (double)b / 1e9);
-	return buf;
-}
-
 /* One status line on stderr; rates over the interval since *prev (updated). */
 static void status_line(const struct ringlog_nats_stats *st, struct ringlog_nats_stats *prev,
 			uint64_t *prev_ns, int live)
 {
-	uint64_t now = now_ns();
+	uint64_t now = tool_now_ns();
 	double dt = (double)(now - *prev_ns) / 1e9;
 	if (dt <= 0)
 		dt = 1e-9;
@@ -227,27 +157,13 @@ static void status_line(const struct ringlog_nats_stats *st, struct ringlog_nats
 		     " LSNs %.0f ms %s in flight | %.0f msgs/s %.2f MB/s | retries %" PRIu64
 		     " reconnects %" PRIu64 " | ack p50 %.2f p99 %.2f ms%s",
 		live ? "\r" : "", state_name(st->state), st->shipped_lsn, st->durable_lsn, st->lag_lsns,
-		(double)st->lag_ns / 1e6, human_bytes(st->lag_bytes, lag),
+		(double)st->lag_ns / 1e6, tool_human_bytes(st->lag_bytes, lag),
 		(double)(st->messages - prev->messages) / dt,
 		(double)(st->bytes - prev->bytes) / dt / 1e6, st->retries, st->reconnects,
 		(double)st->ack_p50_ns / 1e6, (double)st->ack_p99_ns / 1e6,
 		live ? "\033[K" : "\n");
 	*prev = *st;
 	*prev_ns = now;
-}
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
 }
 
 /* What a failure means here, where ringlog_strerror speaks of the core library. */
@@ -321,24 +237,24 @@ static void print_final(const struct run *r, const struct ringlog_nats_stats *st
 			const char *outcome, int err, const char *detail, int have_slot,
 			uint64_t slot_lsn)
 {
-	uint64_t now = now_ns();
+	uint64_t now = tool_now_ns();
 	double secs =
 	    st->started_ns && now > st->started_ns ? (double)(now - st->started_ns) / 1e9 : 0;
 	double mps = secs > 0 ? (double)st->messages / secs : 0;
 	double mbps = secs > 0 ? (double)st->bytes / secs / 1e6 : 0;
 	if (r->json) {
 		printf("{\"state\":\"%s\",\"error\":%d,\"error_name\":", outcome, err);
-		json_str(err ? (strerrorname_np(-err) ? strerrorname_np(-err) : "?") : "");
+		tool_json_str(err ? (strerrorname_np(-err) ? strerrorname_np(-err) : "?") : "");
 		printf(",\"error_detail\":");
-		json_str(detail);
+		tool_json_str(detail);
 		printf(",\"dir\":");
-		json_str(r->dir);
+		tool_json_str(r->dir);
 		printf(",\"servers\":");
-		json_str(r->servers);
+		tool_json_str(r->servers);
 		printf(",\"stream\":");
-		json_str(r->stream);
+		tool_json_str(r->stream);
 		printf(",\"slot\":");
-		json_str(r->slot);
+		tool_json_str(r->slot);
 		printf(",\"slot_lsn\":");
 		if (have_slot)
 			printf("%" PRIu64, slot_lsn);
@@ -383,7 +299,7 @@ static void print_final(const struct run *r, const struct ringlog_nats_stats *st
 	       slot_text);
 	printf("  this run: %" PRIu64 " messages (%" PRIu64 " duplicates), %" PRIu64
 	       " records, %s in %.2f s\n",
-	       st->messages, st->duplicates, st->records, human_bytes(st->bytes, b), secs);
+	       st->messages, st->duplicates, st->records, tool_human_bytes(st->bytes, b), secs);
 	printf("  %.0f msgs/s, %.2f MB/s; retries %" PRIu64 ", timeouts %" PRIu64
 	       ", reconnects %" PRIu64 "\n",
 	       mps, mbps, st->retries, st->timeouts, st->reconnects);
@@ -440,7 +356,7 @@ int main(int argc, char **argv)
 			o.servers = optarg;
 			break;
 		case O_STREAM:
-			if (!name_ok(optarg, "-_", 200))
+			if (!tool_name_ok(optarg, "-_", 200))
 				usage_error("--stream: '%s' is not a stream name (1 to 200 "
 					    "letters, digits, '-' and '_')",
 					    optarg);
@@ -461,7 +377,7 @@ int main(int argc, char **argv)
 			    (uint32_t)parse_uint("--max-backoff", optarg, 1, 3600000, 0);
 			break;
 		case O_SLOT:
-			if (!name_ok(optarg, "-_.", 64) || !strcmp(optarg, ".") ||
+			if (!tool_name_ok(optarg, "-_.", 64) || !strcmp(optarg, ".") ||
 			    !strcmp(optarg, ".."))
 				usage_error("--slot: '%s' is not a slot name (1 to 64 of letters, "
 					    "digits, '_', '-' and '.')",
@@ -534,7 +450,9 @@ int main(int argc, char **argv)
 	    .json = json,
 	};
 
-	take_signals();
+	tool_take_signals(&g_stop_signal, NULL,
+			  TOOL ": second signal: exiting at once (a later run resumes from "
+			       "the stream)\n");
 	struct ringlog_nats_shipper *s;
 	int err = ringlog_nats_shipper_start_dir(r.dir, &o, &s);
 	if (err) {
@@ -561,7 +479,7 @@ int main(int argc, char **argv)
 	int live = interval_s == 0 && isatty(STDERR_FILENO), live_shown = 0;
 	if (live)
 		interval_s = 1;
-	uint64_t interval = (uint64_t)(interval_s * 1e9), last = now_ns();
+	uint64_t interval = (uint64_t)(interval_s * 1e9), last = tool_now_ns();
 	prev = st;
 	int failed = 0, done = 0;
 	while (!__atomic_load_n(&g_stop_signal, __ATOMIC_ACQUIRE)) {
@@ -579,7 +497,7 @@ int main(int argc, char **argv)
 			failed = 1;
 			err = st.error ? st.error : err;
 		}
-		if (interval && now_ns() - last >= interval && !done && !failed) {
+		if (interval && tool_now_ns() - last >= interval && !done && !failed) {
 			status_line(&st, &prev, &last, live);
 			live_shown = live;
 		}

@@ -38,13 +38,6 @@ static inline uint64_t rl_now_ns(void)
 int rl_profile_init(struct rl_profile *p, int on, uint64_t ring_bytes);
 void rl_profile_free(struct rl_profile *p);
 
-/* Producer: stamp batch `seq` as enqueued now. */
-static inline void rl_profile_enqueue(struct rl_profile *p, uint64_t seq)
-{
-	if (p->on)
-		p->enqueue_ns[seq % p->slots] = rl_now_ns();
-}
-
 /* Consumer: the stamps of a group of `batches` frames taken in order, and the times
  * of its stages; records every stage and each batch's end-to-end latency. */
 struct rl_group_times {

@@ -28,10 +28,8 @@ int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register)
 	int err = -EINVAL;
 	for (size_t i = 0; i < sizeof(try_flags) / sizeof(try_flags[0]); i++) {
 		err = io_uring_queue_init(RL_IO_ENTRIES, &io->uring, try_flags[i]);
-		if (err != -EINVAL) {
-			io->setup_flags = try_flags[i];
+		if (err != -EINVAL)
 			break;
-		}
 	}
 	if (err < 0)
 		return err;

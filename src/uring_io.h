@@ -20,7 +20,6 @@ enum rl_io_op {
 struct rl_io {
 	struct io_uring uring;
 	int registered; /* the buffer is registered as fixed buffer 0 */
-	unsigned setup_flags;
 	uint64_t wake_buf; /* target of the wake eventfd read */
 };
 

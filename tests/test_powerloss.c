@@ -39,6 +39,7 @@
  * (RINGLOG_POWERLOSS_STRICT=0 only counts it, for bisecting).
  */
 #include "testutil.h"
+#include "snapshot.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -142,140 +143,12 @@ static uint64_t get64(const uint8_t *p)
 
 /* ---- a directory held in memory ---- */
 
-struct file {
-	char name[256];
-	uint8_t *data;
-	size_t size;
-};
-
-struct snap {
-	struct file *f;
-	size_t n;
-};
-
-static uint8_t *read_whole(const char *path, size_t *size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open(%s): %s [scenario: %s]", path, strerror(errno), g_what);
-	struct stat st;
-	assert_int_equal(fstat(fd, &st), 0);
-	size_t len = (size_t)st.st_size;
-	uint8_t *buf = malloc(len + 1);
-	assert_non_null(buf);
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = read(fd, buf + got, len - got);
-		assert_true(n > 0);
-		got += (size_t)n;
-	}
-	close(fd);
-	*size = len;
-	return buf;
-}
-
-static void write_whole(const char *path, const uint8_t *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		fail_msg("create %s: %s", path, strerror(errno));
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = write(fd, data + done, len - done);
-		assert_true(n > 0);
-		done += (size_t)n;
-	}
-	close(fd);
-}
-
-static int cmp_file(const void *a, const void *b)
-{
-	return strcmp(((const struct file *)a)->name, ((const struct file *)b)->name);
-}
-
-static void snap_load(const char *dir, struct snap *s)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	size_t cap = 0;
-	s->f = NULL;
-	s->n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		struct stat st;
-		assert_int_equal(lstat(path, &st), 0);
-		EXPECT(S_ISREG(st.st_mode));
-		EXPECT(strlen(de->d_name) < sizeof(s->f[0].name));
-		if (s->n == cap) {
-			cap = cap ? 2 * cap : 32;
-			s->f = realloc(s->f, cap * sizeof(*s->f));
-			assert_non_null(s->f);
-		}
-		struct file *f = &s->f[s->n++];
-		snprintf(f->name, sizeof(f->name), "%s", de->d_name);
-		f->data = read_whole(path, &f->size);
-	}
-	closedir(d);
-	if (s->n > 1)
-		qsort(s->f, s->n, sizeof(*s->f), cmp_file);
-}
-
-static void snap_free(struct snap *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->f[i].data);
-	free(s->f);
-	s->f = NULL;
-	s->n = 0;
-}
-
-static void snap_clone(const struct snap *src, struct snap *dst)
-{
-	dst->n = src->n;
-	dst->f = malloc((src->n ? src->n : 1) * sizeof(*dst->f));
-	assert_non_null(dst->f);
-	for (size_t i = 0; i < src->n; i++) {
-		dst->f[i] = src->f[i];
-		dst->f[i].data = malloc(src->f[i].size + 1);
-		assert_non_null(dst->f[i].data);
-		memcpy(dst->f[i].data, src->f[i].data, src->f[i].size);
-	}
-}
-
-static void snap_remove(struct snap *s, size_t i)
-{
-	free(s->f[i].data);
-	memmove(&s->f[i], &s->f[i + 1], (s->n - i - 1) * sizeof(*s->f));
-	s->n--;
-}
-
-static ssize_t snap_find(const struct snap *s, const char *name)
-{
-	for (size_t i = 0; i < s->n; i++)
-		if (strcmp(s->f[i].name, name) == 0)
-			return (ssize_t)i;
-	return -1;
-}
-
-/* Make `dir` hold exactly the files of `s` (a fresh directory, file by file). */
-static void snap_write(const struct snap *s, const char *dir)
-{
-	tu_rmrf(dir);
-	assert_int_equal(mkdir(dir, 0755), 0);
-	for (size_t i = 0; i < s->n; i++)
-		write_whole(tu_path(dir, s->f[i].name), s->f[i].data, s->f[i].size);
-}
-
 /* Fail unless `dir` holds exactly the files of `s`, byte for byte.  With
  * ignore_lock, a LOCK file present on one side only is not a difference. */
 static void expect_dir_is(const char *dir, const struct snap *s, int ignore_lock, const char *after)
 {
 	struct snap now;
-	snap_load(dir, &now);
+	snap_load(dir, &now, 0);
 	size_t i = 0, j = 0;
 	while (i < s->n || j < now.n) {
 		int c = i == s->n ? 1 : j == now.n ? -1 : strcmp(s->f[i].name, now.f[j].name);
@@ -301,45 +174,6 @@ static void expect_dir_is(const char *dir, const struct snap *s, int ignore_lock
 		j++;
 	}
 	snap_free(&now);
-}
-
-static int is_seg_name(const char *name)
-{
-	if (strlen(name) != 25 || strcmp(name + 20, ".rlog") != 0)
-		return 0;
-	for (int i = 0; i < 20; i++)
-		if (name[i] < '0' || name[i] > '9')
-			return 0;
-	return 1;
-}
-
-/* Indices of the segment files of `s`, in log order (names sort numerically). */
-static size_t snap_segs(const struct snap *s, size_t *idx)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < s->n; i++)
-		if (is_seg_name(s->f[i].name)) {
-			assert_true(n < MAX_SEGS);
-			idx[n++] = i;
-		}
-	return n;
-}
-
-static struct file *snap_seg(struct snap *s, size_t k)
-{
-	size_t idx[MAX_SEGS];
-	size_t n = snap_segs(s, idx);
-	assert_true(k < n);
-	return &s->f[idx[k]];
-}
-
-static void file_resize(struct file *f, size_t size)
-{
-	f->data = realloc(f->data, size + 1);
-	assert_non_null(f->data);
-	if (size > f->size)
-		memset(f->data + f->size, 0, size - f->size);
-	f->size = size;
 }
 
 /* ---- the original log ---- */
@@ -447,7 +281,7 @@ static void free_layout(struct world *w)
 static void parse_layout(struct world *w)
 {
 	size_t idx[MAX_SEGS];
-	size_t n = snap_segs(&w->snap, idx);
+	size_t n = snap_segs(&w->snap, idx, MAX_SEGS);
 	size_t bi = 0;
 	uint32_t prev_crc = 0;
 	w->nseg = n;
@@ -517,7 +351,7 @@ static void build_world(struct world *w, unsigned test_no)
 	/* The last segment must hold several frames (not be a fresh header-only one) and
 	 * the log several segments; add small batches until it does. */
 	for (unsigned round = 0;; round++) {
-		snap_load(w->pristine, &w->snap);
+		snap_load(w->pristine, &w->snap, 0);
 		parse_layout(w);
 		if (w->nseg >= 4 && w->seg[w->nseg - 1].nfr >= 5)
 			break;
@@ -689,7 +523,7 @@ static struct outcome outcome_for(const struct expect *e, uint32_t mode, size_t 
 static void settle_tail(const struct world *w, const struct snap *dmg, struct expect *e)
 {
 	size_t idx[MAX_SEGS];
-	size_t n = snap_segs(dmg, idx);
+	size_t n = snap_segs(dmg, idx, MAX_SEGS);
 	if (!e->damaged || e->torn_rotation || e->dfile != n - 1 || e->doff < HDR)
 		return;
 	const struct file *f = &dmg->f[idx[e->dfile]];
@@ -874,7 +708,7 @@ static void expect_reader_before_recovery(const struct world *w, const struct sn
 	EXPECT_U64(whole, keep);
 	if (err == 0 && !tail && e->doff == 0 && e->dfile < nfiles - 1) {
 		size_t idx[MAX_SEGS];
-		snap_segs(dmg, idx);
+		snap_segs(dmg, idx, MAX_SEGS);
 		if (dmg->f[idx[e->dfile]].size <= HDR && !g_strict) {
 			g_reader_bug++;
 			return;
@@ -890,7 +724,7 @@ static void expect_segments_after_open(const struct world *w, const struct snap 
 				       const struct expect *e, const struct outcome *oc)
 {
 	size_t idx[MAX_SEGS];
-	size_t n = snap_segs(dmg, idx);
+	size_t n = snap_segs(dmg, idx, MAX_SEGS);
 	uint64_t *lsns;
 	size_t got = tu_segments(w->work, &lsns);
 	EXPECT(got >= oc->kept_files);
@@ -946,7 +780,7 @@ static int verify_mode(struct world *w, const struct snap *dmg, const struct exp
 	const struct expect *e = &settled;
 	size_t idx[MAX_SEGS];
 	uint64_t sizes[MAX_SEGS];
-	size_t n = snap_segs(dmg, idx);
+	size_t n = snap_segs(dmg, idx, MAX_SEGS);
 	for (size_t i = 0; i < n; i++)
 		sizes[i] = dmg->f[idx[i]].size;
 	const char *dname = e->dfile < n ? dmg->f[idx[e->dfile]].name : "";
@@ -1365,7 +1199,7 @@ static void sealed_segment_damage(void **state)
 	SCEN("building another log with the same batches");
 	write_batches(w, w->other, 0, w->nb);
 	struct snap other;
-	snap_load(w->other, &other);
+	snap_load(w->other, &other, 0);
 	for (size_t s = 1; s <= L; s++) {
 		if (!SOME(s, 1, L))
 			continue;
@@ -1533,7 +1367,7 @@ static void check_is_read_only_and_agrees(void **state)
 	log = tu_open(w->work, &w->o);
 	w->opens++;
 	struct snap open_snap;
-	snap_load(w->work, &open_snap);
+	snap_load(w->work, &open_snap, 0);
 	for (uint32_t m = 0; m < 3; m++) {
 		EXPECT_INT(ringlog_check(w->work, m, &r), 0);
 		EXPECT_INT(r.damage, 0);
@@ -1789,7 +1623,7 @@ static void salvage_random_damage(void **state)
 
 		/* Interrupted: each changed file either done or not, salvaged again. */
 		struct snap done;
-		snap_load(w->work, &done);
+		snap_load(w->work, &done, 0);
 		struct snap mix;
 		snap_clone(&done, &mix);
 		for (size_t i = 0; i < mix.n; i++) {

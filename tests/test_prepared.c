@@ -39,6 +39,7 @@
  * (the logs' layouts also depend on thread timing; failures print the offsets).
  */
 #include "testutil.h"
+#include "snapshot.h"
 #include "uring_io.h" /* rl_io_faults: hold the consumer so that groups take several frames */
 
 #include <dirent.h>
@@ -196,176 +197,17 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 
 /* ---- a directory held in memory ---- */
 
-struct file {
-	char name[64];
-	uint8_t *data;
-	size_t size;
-};
-
-struct snap {
-	struct file *f;
-	size_t n;
-};
-
-static uint8_t *read_whole(const char *path, size_t *size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("open(%s): %s [scenario: %s]", path, strerror(errno), g_what);
-	struct stat st;
-	assert_int_equal(fstat(fd, &st), 0);
-	size_t len = (size_t)st.st_size, got = 0;
-	uint8_t *buf = malloc(len + 1);
-	assert_non_null(buf);
-	while (got < len) {
-		ssize_t n = pread(fd, buf + got, len - got, (off_t)got);
-		assert_true(n > 0);
-		got += (size_t)n;
-	}
-	close(fd);
-	*size = len;
-	return buf;
-}
-
-static void write_whole(const char *path, const uint8_t *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		fail_msg("create %s: %s", path, strerror(errno));
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = write(fd, data + done, len - done);
-		assert_true(n > 0);
-		done += (size_t)n;
-	}
-	close(fd);
-}
-
-static int is_seg_name(const char *name)
-{
-	if (strlen(name) != 25 || strcmp(name + 20, ".rlog") != 0)
-		return 0;
-	for (int i = 0; i < 20; i++)
-		if (name[i] < '0' || name[i] > '9')
-			return 0;
-	return 1;
-}
-
 static uint64_t name_lsn(const char *name)
 {
 	return strtoull(name, NULL, 10);
 }
 
-static int cmp_file(const void *a, const void *b)
-{
-	return strcmp(((const struct file *)a)->name, ((const struct file *)b)->name);
-}
-
-/* Load `dir` (only its segment files with segs_only: other files may come and go
- * while a log is open). */
-static void snap_load(const char *dir, struct snap *s, int segs_only)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	size_t cap = 0;
-	s->f = NULL;
-	s->n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (segs_only && !is_seg_name(de->d_name))
-			continue;
-		CHECK(strlen(de->d_name) < sizeof(s->f[0].name));
-		if (s->n == cap) {
-			cap = cap ? 2 * cap : 32;
-			s->f = realloc(s->f, cap * sizeof(*s->f));
-			assert_non_null(s->f);
-		}
-		struct file *f = &s->f[s->n++];
-		snprintf(f->name, sizeof(f->name), "%.63s", de->d_name);
-		char path[4200];
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		f->data = read_whole(path, &f->size);
-	}
-	closedir(d);
-	if (s->n > 1)
-		qsort(s->f, s->n, sizeof(*s->f), cmp_file);
-}
-
-static void snap_free(struct snap *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->f[i].data);
-	free(s->f);
-	s->f = NULL;
-	s->n = 0;
-}
-
-static void snap_clone(const struct snap *src, struct snap *dst)
-{
-	dst->n = src->n;
-	dst->f = malloc((src->n ? src->n : 1) * sizeof(*dst->f));
-	assert_non_null(dst->f);
-	for (size_t i = 0; i < src->n; i++) {
-		dst->f[i] = src->f[i];
-		dst->f[i].data = malloc(src->f[i].size + 1);
-		assert_non_null(dst->f[i].data);
-		memcpy(dst->f[i].data, src->f[i].data, src->f[i].size);
-	}
-}
-
-static void snap_remove(struct snap *s, size_t i)
-{
-	free(s->f[i].data);
-	memmove(&s->f[i], &s->f[i + 1], (s->n - i - 1) * sizeof(*s->f));
-	s->n--;
-}
-
-/* Make `dir` hold exactly the files of `s`. */
-static void snap_write(const struct snap *s, const char *dir)
-{
-	tu_rmrf(dir);
-	assert_int_equal(mkdir(dir, 0755), 0);
-	for (size_t i = 0; i < s->n; i++)
-		write_whole(tu_path(dir, s->f[i].name), s->f[i].data, s->f[i].size);
-}
-
-/* Indices of the segment files of `s`, in log order (the names sort numerically). */
-static size_t snap_segs(const struct snap *s, size_t *idx)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < s->n; i++)
-		if (is_seg_name(s->f[i].name)) {
-			assert_true(n < MAX_SEGS);
-			idx[n++] = i;
-		}
-	return n;
-}
-
-static struct file *snap_seg(struct snap *s, size_t k)
-{
-	size_t idx[MAX_SEGS];
-	size_t n = snap_segs(s, idx);
-	assert_true(k < n);
-	return &s->f[idx[k]];
-}
-
 static struct file *snap_last(struct snap *s)
 {
 	size_t idx[MAX_SEGS];
-	size_t n = snap_segs(s, idx);
+	size_t n = snap_segs(s, idx, MAX_SEGS);
 	assert_true(n > 0);
 	return &s->f[idx[n - 1]];
-}
-
-static void file_resize(struct file *f, size_t size)
-{
-	f->data = realloc(f->data, size + 1);
-	assert_non_null(f->data);
-	if (size > f->size)
-		memset(f->data + f->size, 0, size - f->size);
-	f->size = size;
 }
 
 static void diff_fail(const char *what, const char *name, const struct file *want,
@@ -759,7 +601,7 @@ static void predict(const struct snap *dmg, uint32_t mode, struct pred *p)
 	p->mode = mode;
 	snap_clone(dmg, &p->after);
 	size_t idx[MAX_SEGS];
-	size_t n = snap_segs(&p->after, idx);
+	size_t n = snap_segs(&p->after, idx, MAX_SEGS);
 	CHECK(n > 0);
 	p->segments = (uint32_t)n;
 	uint64_t id = 0, expect = 0;
@@ -844,7 +686,7 @@ static int reader_expect(const struct snap *dmg, struct pred *out)
 {
 	memset(out, 0, sizeof(*out));
 	size_t idx[MAX_SEGS];
-	size_t n = snap_segs(dmg, idx);
+	size_t n = snap_segs(dmg, idx, MAX_SEGS);
 	uint64_t id = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct file *f = &dmg->f[idx[i]];
@@ -1236,7 +1078,7 @@ static void build_steps(struct world *w)
 static void parse_world(struct world *w)
 {
 	size_t idx[MAX_SEGS];
-	size_t n = snap_segs(&w->snap, idx);
+	size_t n = snap_segs(&w->snap, idx, MAX_SEGS);
 	CHECK(n >= 3);
 	w->nseg = n;
 	const struct batch *first = find_batch(w, name_lsn(w->snap.f[idx[0]].name));

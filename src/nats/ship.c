@@ -33,6 +33,7 @@
 #include "stream.h"
 
 #include "format.h"
+#include "histogram.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -42,28 +43,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ---- Acknowledgement latency: log-linear buckets (16 per power of two) ---- */
-
-#define LAT_SUB 16
-#define LAT_BUCKETS (64 * LAT_SUB)
-
-static unsigned lat_bucket(uint64_t ns)
-{
-	if (ns < LAT_SUB)
-		return (unsigned)ns;
-	unsigned msb = 63u - (unsigned)__builtin_clzll(ns);
-	unsigned sub = (unsigned)(ns >> (msb - 4)) & (LAT_SUB - 1);
-	return (msb - 3) * LAT_SUB + sub;
-}
-
-static uint64_t lat_value(unsigned b)
-{
-	if (b < LAT_SUB)
-		return b;
-	unsigned msb = b / LAT_SUB + 3, sub = b % LAT_SUB;
-	return ((uint64_t)(LAT_SUB + sub) << (msb - 4)) + (1ull << (msb - 4)) / 2;
-}
 
 /* ---- The shipper ---- */
 
@@ -107,8 +86,7 @@ struct ringlog_nats_shipper {
 	int pub_failed; /* an acknowledgement said something went wrong: resync */
 	char pub_why[256];
 	struct ringlog_nats_stats st;
-	uint64_t lat[LAT_BUCKETS];
-	uint64_t lat_count;
+	struct rl_hist lat; /* publish-to-acknowledgement times, ns */
 	int stop;
 	int finished; /* the thread is done (stopped or failed) */
 	int caught_up;
@@ -196,8 +174,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 			if (pa->Duplicate)
 				s->st.duplicates++;
 			uint64_t d = now - e->publish_ns;
-			s->lat[lat_bucket(d)]++;
-			s->lat_count++;
+			rl_hist_record(&s->lat, d);
 			if (d > s->st.ack_max_ns)
 				s->st.ack_max_ns = d;
 		} else {
@@ -847,6 +824,7 @@ static void free_shipper(struct ringlog_nats_shipper *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s->q);
+	rl_hist_free(&s->lat);
 	free(s->buf);
 	free(s->dir);
 	free(s);
@@ -916,7 +894,7 @@ static int start(struct ringlog *log, const char *dir, const struct ringlog_nats
 			 ? s->cfg.o.max_message_bytes
 			 : (uint32_t)room;
 	s->buf = malloc(s->msg_max);
-	if (!s->buf || natsStatistics_Create(&s->nstats) != NATS_OK) {
+	if (!s->buf || rl_hist_init(&s->lat) != 0 || natsStatistics_Create(&s->nstats) != NATS_OK) {
 		err = rln_fail(-ENOMEM, "ringlog-nats: allocating the message buffer");
 		goto fail;
 	}
@@ -1032,19 +1010,11 @@ RINGLOG_NATS_API int ringlog_nats_shipper_stats(struct ringlog_nats_shipper *s,
 	if (!out->lag_lsns)
 		out->lag_ns = 0;
 	uint64_t pct[4] = {0};
-	const double want[4] = {0.50, 0.90, 0.99, 0.999};
-	if (s->lat_count) {
-		uint64_t seen = 0;
-		int w = 0;
-		for (unsigned b = 0; b < LAT_BUCKETS && w < 4; b++) {
-			seen += s->lat[b];
-			while (w < 4 && (double)seen >= want[w] * (double)s->lat_count)
-				pct[w++] = lat_value(b);
-		}
-		/* (A bucket's middle can lie above the largest value seen in it.) */
-		for (w = 0; w < 4; w++)
-			if (pct[w] > s->st.ack_max_ns)
-				pct[w] = s->st.ack_max_ns;
+	const double want[4] = {50, 90, 99, 99.9};
+	for (int w = 0; w < 4 && rl_hist_count(&s->lat); w++) {
+		pct[w] = rl_hist_percentile(&s->lat, want[w]);
+		if (pct[w] > s->st.ack_max_ns) /* (a bucket's bound can pass the largest seen) */
+			pct[w] = s->st.ack_max_ns;
 	}
 	pthread_mutex_unlock(&s->lock);
 	out->ack_p50_ns = pct[0];

@@ -382,6 +382,49 @@ RINGLOG_API int ringlog_recovery_report(struct ringlog *log, struct ringlog_reco
  */
 RINGLOG_API int ringlog_check(const char *dir, uint32_t mode, struct ringlog_recovery *out);
 
+/* The kinds of step a repair takes (struct ringlog_repair_action.op). */
+enum ringlog_repair_op {
+	/* A last segment whose creation a crash tore (no valid header, at most 64 bytes):
+	 * cut to nothing and its header written.  `length`: bytes it held. */
+	RINGLOG_REPAIR_RESET_FILE = 1,
+	/* A damaged or unchained segment header written again (64 bytes at offset 0). */
+	RINGLOG_REPAIR_WRITE_HEADER = 2,
+	/* Hole frames written at `offset` (`length` bytes) standing for `lsns` LSNs from
+	 * `first_lsn` (salvage). */
+	RINGLOG_REPAIR_WRITE_HOLES = 3,
+	/* The segment ends at `offset` from now on: the `length` bytes after it are zeroed,
+	 * or the file is truncated there when they reach its end (`truncate` 1). */
+	RINGLOG_REPAIR_CUT = 4,
+	/* The segment file is removed (point-in-time, the segments after the damage). */
+	RINGLOG_REPAIR_REMOVE = 5,
+	/* The segment file is renamed to NAME.salvaged (salvage; never deleted). */
+	RINGLOG_REPAIR_SET_ASIDE = 6,
+};
+
+/* One step of the plan an open would apply, in the order it would apply them; each
+ * step is made durable before the next. */
+struct ringlog_repair_action {
+	uint32_t op;	   /* enum ringlog_repair_op */
+	uint32_t truncate; /* RINGLOG_REPAIR_CUT: 1 truncates the file, 0 zeroes in place */
+	char file[32];	   /* the segment file, in the log directory */
+	uint64_t offset;   /* where in it (0 for whole-file steps) */
+	uint64_t length;   /* bytes written, cut or (whole-file steps) the file's size */
+	uint64_t first_lsn;  /* RINGLOG_REPAIR_WRITE_HOLES: first LSN the holes stand for */
+	uint64_t lsns;	     /* ... and how many */
+	char why[80];	     /* why this step */
+	uint64_t reserved[4];
+};
+
+/*
+ * ringlog_check(), and the steps of the repair an open in `mode` would carry out:
+ * *actions is set to a malloc'd array of *count steps (NULL and 0 when there are
+ * none, or on any error); release it with free().  `actions` and `count` may be NULL.
+ * Returns as ringlog_check() does; on -EBADMSG the mode would refuse and repair
+ * nothing.
+ */
+RINGLOG_API int ringlog_check_plan(const char *dir, uint32_t mode, struct ringlog_recovery *out,
+				   struct ringlog_repair_action **actions, size_t *count);
+
 /*
  * Open a reader over the log in `dir`, positioned at record `from_lsn` (0 or 1: the
  * beginning).  Works while a writer has the log open; never modifies any file.

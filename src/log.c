@@ -177,7 +177,7 @@ static uint64_t round_up(uint64_t v, uint64_t a)
  * at E modulo the alignment, and the written part of E's block is copied into the
  * ring before them, so the first group writes that block again unchanged.
  */
-static int start_writing(struct ringlog *log, struct rl_recovered *rec, const char *dir)
+static int start_writing(struct ringlog *log, const struct rl_plan *rec, const char *dir)
 {
 	uint64_t a = log->align;
 	uint64_t end = rec->empty ? 0 : rec->last.size;
@@ -203,7 +203,11 @@ static int start_writing(struct ringlog *log, struct rl_recovered *rec, const ch
 	char name[RL_SEG_NAME_LEN + 1];
 	rl_seg_name(name, rec->last.first_lsn);
 	if (pos) {
-		ssize_t got = rl_file_pread(rec->last.fd, rl_ring_at(&log->ring, 0), pos, end - pos);
+		int rfd = rl_file_open(log->dir_fd, name, O_RDONLY);
+		ssize_t got = rfd < 0 ? rfd
+				      : rl_file_pread(rfd, rl_ring_at(&log->ring, 0), pos, end - pos);
+		if (rfd >= 0)
+			close(rfd);
 		if (got != (ssize_t)pos)
 			return rl_fail(got < 0 ? (int)got : -EIO,
 				       "reading the last block of %s before appending to it", name);
@@ -212,9 +216,8 @@ static int start_writing(struct ringlog *log, struct rl_recovered *rec, const ch
 	int fd = rl_file_open_rw(log->dir_fd, name, 0, &direct, 0);
 	if (fd < 0)
 		return rl_fail(fd, "opening %s for appending", name);
-	close(rec->last.fd);
-	rec->last.fd = fd;
 	log->seg = rec->last;
+	log->seg.fd = fd;
 	log->seg_delta = end - pos;
 	/* Empty: it holds no LSN (only its header, and pads), wherever its end is. */
 	log->seg_empty = rec->next_lsn == rec->last.first_lsn;
@@ -286,8 +289,9 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 		goto fail;
 	}
 
-	struct rl_recovered rec;
-	err = rl_recover(log->dir_fd, opts->recovery_mode, 1, &rec);
+	struct rl_plan rec;
+	err = rl_plan_recovery(log->dir_fd, opts->recovery_mode, 1, &rec);
+	rl_plan_free(&rec);
 	log->recovery = rec.report;
 	if (err)
 		goto fail;
@@ -306,11 +310,8 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 	if (!err)
 		err = rl_published_create(log->dir_fd, log->log_id, rec.next_lsn - 1,
 					  &log->published);
-	if (err) {
-		if (!rec.empty && rec.last.fd >= 0 && rec.last.fd != log->seg.fd)
-			close(rec.last.fd);
+	if (err)
 		goto fail;
-	}
 	atomic_init(&log->durable_lsn, rec.next_lsn - 1);
 	atomic_init(&log->st_segment_first_lsn, log->seg.first_lsn);
 
@@ -637,8 +638,15 @@ RINGLOG_API int ringlog_recovery_report(struct ringlog *log, struct ringlog_reco
 	return 0;
 }
 
-RINGLOG_API int ringlog_check(const char *dir, uint32_t mode, struct ringlog_recovery *out)
+RINGLOG_API int ringlog_check_plan(const char *dir, uint32_t mode, struct ringlog_recovery *out,
+				   struct ringlog_repair_action **actions, size_t *count)
 {
+	if (actions)
+		*actions = NULL;
+	if (count)
+		*count = 0;
+	if (!out)
+		return rl_fail(-EINVAL, "check: out must not be NULL");
 	memset(out, 0, sizeof(*out));
 	if (!dir)
 		return rl_fail(-EINVAL, "check: dir must not be NULL");
@@ -647,13 +655,26 @@ RINGLOG_API int ringlog_check(const char *dir, uint32_t mode, struct ringlog_rec
 	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir_fd < 0)
 		return rl_fail(-errno, "check: opening log directory %s", dir);
-	struct rl_recovered rec;
-	int err = rl_recover(dir_fd, mode, 0, &rec);
-	*out = rec.report;
-	if (rec.last.fd >= 0)
-		close(rec.last.fd);
+	struct rl_plan plan;
+	int err = rl_plan_recovery(dir_fd, mode, 0, &plan);
 	close(dir_fd);
+	*out = plan.report;
+	if (!err && actions && plan.nactions) {
+		*actions = calloc(plan.nactions, sizeof(**actions));
+		if (!*actions)
+			err = rl_fail(-ENOMEM, "check: allocating the plan");
+		for (size_t i = 0; !err && i < plan.nactions; i++)
+			rl_action_export(&plan.actions[i], &(*actions)[i]);
+		if (!err && count)
+			*count = plan.nactions;
+	}
+	rl_plan_free(&plan);
 	return err;
+}
+
+RINGLOG_API int ringlog_check(const char *dir, uint32_t mode, struct ringlog_recovery *out)
+{
+	return ringlog_check_plan(dir, mode, out, NULL, NULL);
 }
 
 RINGLOG_API int ringlog_latency(struct ringlog *log, struct ringlog_latency *out, int reset)

@@ -116,17 +116,4 @@ void rl_log_fail(struct ringlog *log, int err, const char *msg);
 int rl_start_segment(struct ringlog *log, uint64_t first_lsn, uint32_t prev_crc, uint64_t pos,
 		     int *waited);
 
-/* recovery.c: what open found on disk. */
-struct rl_recovered {
-	int empty; /* no segment: a new log */
-	uint64_t log_id;
-	uint64_t next_lsn;	/* first LSN the writer hands out */
-	struct rl_segment last; /* the last segment kept (read-write when applied) */
-	struct ringlog_recovery report;
-};
-/* Verify the log in dir_fd and, when `apply` is set, repair it as `mode` says (see
- * recovery.c).  Returns 0 or -errno (-EBADMSG: the mode refuses the damage), with
- * ringlog_last_error() set; out->report is filled either way. */
-int rl_recover(int dir_fd, uint32_t mode, int apply, struct rl_recovered *out);
-
 #endif

@@ -1,9 +1,10 @@
 /*
- * Salvage recovery (RINGLOG_RECOVER_SKIP_CORRUPTED): keep every valid frame of the
- * log, wherever the damage is, and mark what was lost so that LSNs are never reused.
+ * The planner of salvage recovery (RINGLOG_RECOVER_SKIP_CORRUPTED; recovery.h: it
+ * reads, the applier writes): keep every valid frame of the log, wherever the damage
+ * is, and mark what was lost so that LSNs are never reused.
  *
- * When applied, every segment is first synced and its cached pages dropped, so that
- * only what is on the disk counts.  The log id is the one most valid segment headers
+ * When opening, every segment was fdatasync'd and its cached pages dropped first
+ * (rl_plan_recovery), so that only what is on the disk counts.  The log id is the one most valid segment headers
  * (those that name their own file's LSN) carry; on a tie, the oldest of them's, as in
  * the other modes.  Then, oldest first:
  *  - A segment that is not this log's is set aside (renamed NAME.salvaged, never
@@ -25,7 +26,7 @@
  *    search would need more, salvage refuses (forged headers, surely) rather than
  *    decide without looking.  The damaged stretch becomes a hole frame (format.c)
  *    written over its first 32 bytes (several in a row if it is longer than a hole
- *    can cover, put_holes): it stands for the LSNs between, and the bytes after its
+ *    can cover, plan_holes): it stands for the LSNs between, and the bytes after its
  *    header stay as they were.  When no valid frame with a plausible LSN follows,
  *    the segment is cut at the damage: the damage reaches its end.
  *  - A later segment that starts before the LSN this one ends at (an overlap), or
@@ -37,12 +38,11 @@
  *    end of the log, holes for them end the log, so that they are not handed out
  *    again.
  *
- * When applied, salvage first takes every decision read-only, so that a refusal
- * changes nothing.  Every write is a whole 32- or 64-byte header (or a run of
- * holes), made durable before the next step, and segments are renamed aside only at the end, in an order
- * chosen so that a crash at any point leaves a directory on which another salvage
- * takes the same decisions: it finishes the job.  The read-only run (ringlog_check)
- * takes the same decisions without writing.
+ * Every decision is taken before anything is written, so a refusal changes nothing.
+ * Every write the plan holds is a whole 32- or 64-byte header (or a run of holes),
+ * made durable before the next step, and segments are renamed aside only at the end,
+ * in an order chosen so that a crash at any point leaves a directory on which
+ * another salvage plans the same decisions: it finishes the job.
  */
 #include "recovery.h"
 
@@ -78,7 +78,7 @@ enum {
 
 struct salvage {
 	int dir_fd;
-	int apply;
+	struct rl_plan *plan; /* where actions go; NULL: a probe, which records none */
 	uint64_t log_id;
 	struct ringlog_recovery *rep;
 	uint64_t *claims; /* per set-aside segment of this log: the LSN after its last */
@@ -86,30 +86,29 @@ struct salvage {
 	uint64_t budget;  /* bytes of candidate frames the search may still check */
 };
 
-/* Write `len` bytes at `off` of segment `name` and make them durable. */
-static int write_durably(int fd, const char *name, const void *buf, size_t len, uint64_t off,
-			 const char *what)
+/* Plan holes[0..count) (32-byte headers standing for `lsns` LSNs from `first`) to be
+ * written at `off` of segment `seg`. */
+static int plan_write_holes(struct salvage *sv, uint64_t seg, uint64_t off, const uint8_t *holes,
+			    size_t count, uint64_t first, uint64_t lsns, const char *why)
 {
-	int err = rl_file_pwrite(fd, name, buf, len, off);
-	if (err)
-		return rl_fail(err, "salvage: writing %s at offset %" PRIu64 " of %s", what, off,
-			       name);
-	err = rl_file_fdatasync(fd, name);
-	return err ? rl_fail(err, "salvage: fdatasync of %s", name) : 0;
+	sv->rep->holes += (uint32_t)count;
+	sv->rep->lost_lsns += lsns;
+	if (!sv->plan)
+		return 0;
+	struct rl_action a = {.op = RINGLOG_REPAIR_WRITE_HOLES, .seg = seg, .off = off,
+			      .first_lsn = first, .lsns = lsns, .why = why};
+	return rl_plan_add(sv->plan, &a, holes, count * RL_FRAME_HEADER_BYTES);
 }
 
-/* Write (when applying) a hole frame at `off` covering `frame_len` bytes and standing
- * for `nrecs` LSNs from `first_lsn`.  Returns its CRC through *crc; 0 or -errno. */
-static int put_hole(struct salvage *sv, int fd, const char *name, uint64_t off, uint32_t frame_len,
-		    uint32_t nrecs, uint64_t first_lsn, uint32_t *crc)
+/* A hole frame at `off` of segment `seg` covering `frame_len` bytes and standing for
+ * `nrecs` LSNs from `first_lsn`. */
+static int plan_hole(struct salvage *sv, uint64_t seg, uint64_t off, uint32_t frame_len,
+		     uint32_t nrecs, uint64_t first_lsn)
 {
 	uint8_t hole[RL_FRAME_HEADER_BYTES];
-	*crc = rl_hole_encode(hole, frame_len, nrecs, first_lsn, sv->log_id);
-	sv->rep->holes++;
-	sv->rep->lost_lsns += nrecs;
-	if (!sv->apply)
-		return 0;
-	return write_durably(fd, name, hole, sizeof(hole), off, "a hole frame");
+	rl_hole_encode(hole, frame_len, nrecs, first_lsn, sv->log_id);
+	return plan_write_holes(sv, seg, off, hole, 1, first_lsn, nrecs,
+				"damaged frames: a hole stands for their LSNs");
 }
 
 /*
@@ -123,19 +122,18 @@ static int put_hole(struct salvage *sv, int fd, const char *name, uint64_t off, 
  * off + head + k * C is a prefix of the split, and what follows a written hole is
  * exactly C-sized), so it writes the same bytes.
  */
-static int put_holes(struct salvage *sv, int fd, const char *name, uint64_t off, uint64_t len,
-		     uint64_t lost, uint64_t first)
+static int plan_holes(struct salvage *sv, uint64_t seg, uint64_t off, uint64_t len, uint64_t lost,
+		      uint64_t first)
 {
 	uint64_t max = rl_salvage_max_hole_bytes < 64 ? 64 : rl_salvage_max_hole_bytes;
 	uint64_t chunk = (max / 2) & ~(uint64_t)(RL_FRAME_ALIGN - 1);
 	uint64_t head = len - (len - RL_FRAME_HEADER_BYTES) / chunk * chunk;
-	uint32_t crc;
 	for (uint64_t at = off + head; at < off + len; at += chunk) {
-		int err = put_hole(sv, fd, name, at, (uint32_t)chunk, 0, first + lost, &crc);
+		int err = plan_hole(sv, seg, at, (uint32_t)chunk, 0, first + lost);
 		if (err)
 			return err;
 	}
-	return put_hole(sv, fd, name, off, (uint32_t)head, (uint32_t)lost, first, &crc);
+	return plan_hole(sv, seg, off, (uint32_t)head, (uint32_t)lost, first);
 }
 
 /*
@@ -251,7 +249,7 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 			break;
 		}
 		if (got == 1) {
-			err = put_holes(sv, fd, name, off, at - off, lsn - expect, expect);
+			err = plan_holes(sv, h->first_lsn, off, at - off, lsn - expect, expect);
 			if (err)
 				break;
 			scan.off = at;
@@ -259,8 +257,8 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 			continue;
 		}
 		/* Nothing valid follows: the segment ends at the damage. */
-		rep->cut_bytes += torn_end - off;
-		if (sv->apply && (err = rl_seg_cut(fd, name, off, torn_end)) != 0)
+		if (sv->plan && (err = rl_plan_cut(sv->plan, h->first_lsn, off, torn_end,
+						   scan.file_size, reason)) != 0)
 			break;
 		scan.off = off;
 		scan.expect_lsn = expect;
@@ -281,36 +279,34 @@ static int probe_end(struct salvage *sv, int fd, const char *name, const struct 
 {
 	struct ringlog_recovery scratch;
 	memset(&scratch, 0, sizeof(scratch));
-	struct salvage probe = {sv->dir_fd, 0, sv->log_id, &scratch, NULL, 0, 0};
+	struct salvage probe = {.dir_fd = sv->dir_fd, .log_id = sv->log_id, .rep = &scratch};
 	struct rl_segment seg;
 	return salvage_frames(&probe, fd, name, h, 0, &seg, end);
 }
 
 /* LSNs [*next_lsn, until) that no segment holds: append holes that stand for them to
  * *seg, as many as needed (2^32 - 1 LSNs each), in one write. */
-static int fill_gap(struct salvage *sv, const char *name, struct rl_segment *seg,
-		    uint64_t *next_lsn, uint64_t until, const char *reason)
+static int fill_gap(struct salvage *sv, struct rl_segment *seg, uint64_t *next_lsn,
+		    uint64_t until, const char *reason)
 {
 	if (*next_lsn >= until)
 		return 0;
-	uint64_t lost = until - *next_lsn;
+	char name[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(name, seg->first_lsn);
+	uint64_t first = *next_lsn, lost = until - first;
 	size_t count = (size_t)((lost + UINT32_MAX - 1) / UINT32_MAX);
 	uint8_t *buf = malloc(count * RL_FRAME_HEADER_BYTES);
 	if (!buf)
 		return rl_fail(-ENOMEM, "salvage: allocating");
-	rl_note_damage(sv->rep, name, seg->size, *next_lsn, reason);
+	rl_note_damage(sv->rep, name, seg->size, first, reason);
 	for (size_t k = 0; k < count; k++) {
-		uint32_t n = lost > UINT32_MAX ? UINT32_MAX : (uint32_t)lost;
+		uint32_t n = until - *next_lsn > UINT32_MAX ? UINT32_MAX
+							   : (uint32_t)(until - *next_lsn);
 		seg->last_crc = rl_hole_encode(buf + k * RL_FRAME_HEADER_BYTES,
 					       RL_FRAME_HEADER_BYTES, n, *next_lsn, sv->log_id);
-		sv->rep->holes++;
-		sv->rep->lost_lsns += n;
 		*next_lsn += n;
-		lost -= n;
 	}
-	int err = sv->apply ? write_durably(seg->fd, name, buf, count * RL_FRAME_HEADER_BYTES,
-					    seg->size, "holes for missing LSNs")
-			    : 0;
+	int err = plan_write_holes(sv, seg->first_lsn, seg->size, buf, count, first, lost, reason);
 	free(buf);
 	seg->size += count * RL_FRAME_HEADER_BYTES;
 	return err;
@@ -331,9 +327,9 @@ static int peek_segment(int dir_fd, uint64_t lsn, struct rl_seg_header *h)
 {
 	char name[RL_SEG_NAME_LEN + 1];
 	rl_seg_name(name, lsn);
-	int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+	int fd = rl_file_open(dir_fd, name, O_RDONLY);
 	if (fd < 0)
-		return rl_fail(-errno, "salvage: opening %s", name);
+		return rl_fail(fd, "salvage: opening %s", name);
 	uint64_t size;
 	int ok = read_header(fd, name, h, &size);
 	close(fd);
@@ -350,9 +346,9 @@ static int first_frame(struct salvage *sv, uint64_t lsn, uint64_t *id, uint64_t 
 {
 	char name[RL_SEG_NAME_LEN + 1];
 	rl_seg_name(name, lsn);
-	int fd = openat(sv->dir_fd, name, O_RDONLY | O_CLOEXEC);
+	int fd = rl_file_open(sv->dir_fd, name, O_RDONLY);
 	if (fd < 0)
-		return rl_fail(-errno, "salvage: opening %s", name);
+		return rl_fail(fd, "salvage: opening %s", name);
 	struct rl_seg_header any = {lsn, 0, lsn - 1, 0};
 	struct rl_seg_scan scan;
 	int got = rl_scan_init(&scan, fd, &any);
@@ -480,9 +476,9 @@ static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 	sv->rep->set_aside_segments++;
 	if (why == SEG_FOREIGN || why == SEG_FAR)
 		return 0;
-	int fd = openat(sv->dir_fd, name, O_RDONLY | O_CLOEXEC);
+	int fd = rl_file_open(sv->dir_fd, name, O_RDONLY);
 	if (fd < 0)
-		return rl_fail(-errno, "salvage: opening %s", name);
+		return rl_fail(fd, "salvage: opening %s", name);
 	struct rl_seg_header h;
 	uint64_t size;
 	int valid = read_header(fd, name, &h, &size), err = valid < 0 ? valid : 0;
@@ -499,7 +495,8 @@ static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 		struct rl_seg_header from = {start, sv->log_id, start - 1, 0};
 		struct ringlog_recovery scratch;
 		memset(&scratch, 0, sizeof(scratch));
-		struct salvage probe = {sv->dir_fd, 0, sv->log_id, &scratch, NULL, 0, 0};
+		struct salvage probe = {.dir_fd = sv->dir_fd, .log_id = sv->log_id,
+					.rep = &scratch};
 		struct rl_segment seg;
 		uint64_t end;
 		err = salvage_frames(&probe, fd, name, &from, 0, &seg, &end);
@@ -515,85 +512,31 @@ static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 	return err;
 }
 
-/* Rename segment `lsn` to NAME.salvaged (or NAME.salvaged.K if that is taken). */
-static int rename_aside(struct salvage *sv, uint64_t lsn)
-{
-	char name[RL_SEG_NAME_LEN + 1], to[RL_SEG_NAME_LEN + 24];
-	rl_seg_name(name, lsn);
-	for (unsigned k = 0;; k++) {
-		if (k == 0)
-			snprintf(to, sizeof(to), "%s.salvaged", name);
-		else
-			snprintf(to, sizeof(to), "%s.salvaged.%u", name, k);
-		int err = rl_file_rename(sv->dir_fd, name, to, 1);
-		if (err == 0)
-			break;
-		if (err != -EEXIST)
-			return rl_fail(err, "salvage: renaming %s to %s", name, to);
-		if (k == 1000)
-			return rl_fail(-EEXIST, "salvage: no free name to set %s aside", name);
-	}
-	int err = rl_dir_sync(sv->dir_fd);
-	return err ? rl_fail(err, "salvage: fsync of the log directory") : 0;
-}
-
-/* Rename the segments set aside as `which`. */
+/* Plan the renaming aside of the segments marked `which`. */
 static int set_aside_all(struct salvage *sv, const uint64_t *lsns, const char *keep, size_t n,
 			 int which)
 {
 	for (size_t i = 0; i < n; i++)
 		if (keep[i] == which) {
-			int err = rename_aside(sv, lsns[i]);
+			struct rl_action a = {.op = RINGLOG_REPAIR_SET_ASIDE, .seg = lsns[i],
+					      .why = aside_reason(which)};
+			int err = rl_plan_add(sv->plan, &a, NULL, 0);
 			if (err)
 				return err;
 		}
 	return 0;
 }
 
-/* fdatasync every segment and drop its cached pages: only what is on the disk counts. */
-static int sync_all(int dir_fd, const uint64_t *lsns, size_t n)
+int rl_plan_salvage(int dir_fd, const uint64_t *lsns, size_t n, struct rl_plan *p)
 {
-	for (size_t i = 0; i < n; i++) {
-		char name[RL_SEG_NAME_LEN + 1];
-		rl_seg_name(name, lsns[i]);
-		int fd = rl_file_open(dir_fd, name, O_RDONLY);
-		if (fd < 0)
-			return rl_fail(fd, "salvage: opening %s", name);
-		int err = rl_file_fdatasync(fd, name);
-		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-		close(fd);
-		if (err)
-			return rl_fail(err, "salvage: fdatasync of %s", name);
-	}
-	return 0;
-}
-
-int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_recovered *out)
-{
-	struct ringlog_recovery *rep = &out->report;
-	struct salvage sv = {dir_fd, apply, 0, rep, NULL, 0, 0};
+	struct ringlog_recovery *rep = &p->report;
+	struct salvage sv = {.dir_fd = dir_fd, .plan = p, .rep = rep};
 	int fd = -1, err = 0;
 	char *keep = calloc(n, 1);
 	if (!keep)
 		return rl_fail(-ENOMEM, "salvage: allocating");
 	rep->first_lsn = lsns[0];
 	rep->last_lsn = lsns[0] - 1;
-	if (apply && (err = sync_all(dir_fd, lsns, n)) != 0)
-		goto out;
-	if (apply) {
-		/* Decide everything read-only first: a refusal then changes nothing. */
-		struct rl_recovered dry;
-		memset(&dry, 0, sizeof(dry));
-		dry.last.fd = -1;
-		dry.report = *rep;
-		err = rl_salvage(dir_fd, 0, lsns, n, &dry);
-		if (dry.last.fd >= 0)
-			close(dry.last.fd);
-		if (err) {
-			*rep = dry.report;
-			goto out;
-		}
-	}
 	int found = find_log_id(&sv, lsns, n);
 	if (found < 0) {
 		err = found;
@@ -614,7 +557,6 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 	uint64_t expect = 0;
 	uint32_t prev_crc = 0;
 	int first_kept = 1;
-	char last_name[RL_SEG_NAME_LEN + 1] = "";
 	for (size_t i = 0; i < n; i++) {
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, lsns[i]);
@@ -627,7 +569,7 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 		size_t j = i + 1;
 		while (j < n && keep[j] != SEG_KEPT)
 			j++;
-		fd = rl_file_open(dir_fd, name, apply ? O_RDWR : O_RDONLY);
+		fd = rl_file_open(dir_fd, name, O_RDONLY);
 		if (fd < 0) {
 			err = rl_fail(fd, "salvage: opening %s", name);
 			fd = -1;
@@ -645,14 +587,15 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 			expect = lsns[i];
 			prev_crc = ok ? h.prev_tail_crc : 0;
 		}
-		struct rl_seg_header want = {lsns[i], sv.log_id, lsns[i] - 1, prev_crc};
+		struct rl_seg_header want = {.first_lsn = lsns[i], .log_id = sv.log_id,
+					     .prev_last_lsn = lsns[i] - 1, .prev_tail_crc = prev_crc};
 		struct rl_segment seg;
 		if (!ok && j == n && size <= RL_SEG_HEADER_BYTES) {
 			/* A rotation (or the log's creation) torn by a crash: not damage. */
-			if (apply && (err = rl_recovery_rewrite_torn(dir_fd, fd, name, &want)) != 0)
+			if ((err = rl_plan_reset_file(p, lsns[i], size, &want)) != 0)
 				goto out;
-			rep->cut_bytes += size;
-			seg = (struct rl_segment){fd, lsns[i], RL_SEG_HEADER_BYTES, 0};
+			seg = (struct rl_segment){.fd = -1, .first_lsn = lsns[i],
+						  .size = RL_SEG_HEADER_BYTES};
 		} else {
 			if (!found) {
 				rl_note_damage(rep, name, 0, lsns[i],
@@ -668,8 +611,11 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 				rep->rewritten_headers++;
 				uint8_t hdr[RL_SEG_HEADER_BYTES];
 				rl_seg_header_encode(&want, hdr);
-				if (apply && (err = write_durably(fd, name, hdr, sizeof(hdr), 0,
-								  "the segment header")) != 0)
+				struct rl_action a = {.op = RINGLOG_REPAIR_WRITE_HEADER, .seg = lsns[i],
+						      .why = ok ? "header does not chain to the "
+								  "previous segment"
+								: "invalid segment header"};
+				if ((err = rl_plan_add(p, &a, hdr, sizeof(hdr))) != 0)
 					goto out;
 			}
 			/* Whether it is the log's last segment (whose stale tail is not
@@ -690,6 +636,9 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 			if (err)
 				goto out;
 		}
+		seg.fd = -1;
+		close(fd);
+		fd = -1;
 		/* A segment that starts inside this one's LSNs, or implausibly far after
 		 * them (the holes for the gap would fill a disk), is not taken as the log's
 		 * continuation. */
@@ -703,20 +652,16 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 		for (size_t m = i + 1; m < j; m++)
 			if ((err = note_aside(&sv, lsns[m], keep[m])) != 0)
 				goto out;
-		if (j < n && (err = fill_gap(&sv, name, &seg, &expect, lsns[j],
+		if (j < n && (err = fill_gap(&sv, &seg, &expect, lsns[j],
 					     "LSNs missing before the next segment (missing or "
 					     "cut segment)")) != 0)
 			goto out;
 		prev_crc = seg.last_crc;
 		first_kept = 0;
 		if (j == n) {
-			out->last = seg;
-			fd = -1;
-			snprintf(last_name, sizeof(last_name), "%s", name);
+			p->last = seg;
 			break;
 		}
-		close(fd);
-		fd = -1;
 	}
 	/*
 	 * Set aside, in an order that a crash cannot turn into other decisions: other
@@ -725,8 +670,8 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 	 * holes for LSNs that this log's set-aside segments hold past its end, then
 	 * those segments.
 	 */
-	if (apply && ((err = set_aside_all(&sv, lsns, keep, n, SEG_FOREIGN)) != 0 ||
-		      (err = set_aside_all(&sv, lsns, keep, n, SEG_FAR)) != 0))
+	if ((err = set_aside_all(&sv, lsns, keep, n, SEG_FOREIGN)) != 0 ||
+	    (err = set_aside_all(&sv, lsns, keep, n, SEG_FAR)) != 0)
 		goto out;
 	/* (Each claim on its own: one far-off segment must not void a near one's.) */
 	uint64_t claimed = 0;
@@ -734,22 +679,18 @@ int rl_salvage(int dir_fd, int apply, const uint64_t *lsns, size_t n, struct rl_
 		if (sv.claims[c] > expect && sv.claims[c] - expect <= RL_SALVAGE_MAX_GAP &&
 		    sv.claims[c] > claimed)
 			claimed = sv.claims[c];
-	if (claimed && (err = fill_gap(&sv, last_name, &out->last, &expect, claimed,
-			    "LSNs of a segment set aside follow the end of the log")) != 0)
+	if (claimed && (err = fill_gap(&sv, &p->last, &expect, claimed,
+				       "LSNs of a segment set aside follow the end of the log")) != 0)
 		goto out;
-	if (apply && ((err = set_aside_all(&sv, lsns, keep, n, SEG_MISNAMED)) != 0 ||
-		      (err = set_aside_all(&sv, lsns, keep, n, SEG_OVERLAP)) != 0))
+	if ((err = set_aside_all(&sv, lsns, keep, n, SEG_MISNAMED)) != 0 ||
+	    (err = set_aside_all(&sv, lsns, keep, n, SEG_OVERLAP)) != 0)
 		goto out;
-	out->log_id = sv.log_id;
-	out->next_lsn = expect;
+	p->log_id = sv.log_id;
+	p->next_lsn = expect;
 	rep->last_lsn = expect - 1;
 out:
 	if (fd >= 0)
 		close(fd);
-	if (err && out->last.fd >= 0) {
-		close(out->last.fd);
-		out->last.fd = -1;
-	}
 	free(keep);
 	free(sv.claims);
 	return err;

@@ -250,6 +250,70 @@ static void repair_skip_corrupted_and_show_the_hole(void **state)
 	tu_rmrf(backup);
 }
 
+/* Entries of directory `path` (not . and ..). */
+static size_t entries(const char *path)
+{
+	char cmd[4300];
+	snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", path);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	unsigned long n = 0;
+	assert_int_equal(fscanf(p, "%lu", &n), 1);
+	pclose(p);
+	return n;
+}
+
+/* --repair MODE --dry-run prints the plan, one line per step naming the file and the
+ * offset, and changes no byte; --repair then copies exactly the files the plan
+ * touches (the damaged segment, and the ones after it it removes) and nothing else. */
+static void dry_run_prints_the_plan_and_backup_holds_what_it_touches(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	char seg1[4096];
+	size_t nseg;
+	second_segment(dir, seg1, &nseg);
+	uint64_t off = tu_data_start(seg1) + 3 * FRAME;
+	flip(seg1, off + 100);
+	size_t len0, len1;
+	char *before = tu_dir_digest(dir, &len0);
+	int st;
+	const char *out = dump_on("--repair point-in-time --dry-run", dir, &st);
+	assert_int_equal(st, 0);
+	char want[160];
+	snprintf(want, sizeof(want), "plan: %zu steps", nseg - 1);
+	assert_non_null(strstr(out, want));
+	assert_int_equal(count_lines(out, "  remove "), nseg - 2);
+	snprintf(want, sizeof(want), "  cut          %s at offset %llu", strrchr(seg1, '/') + 1,
+		 (unsigned long long)off);
+	assert_non_null(strstr(out, want));
+	assert_non_null(strstr(out, "nothing was changed"));
+	out = dump_on("--repair point-in-time --dry-run --json", dir, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "\"plan\":[{\"op\":\"remove\""));
+	char *after = tu_dir_digest(dir, &len1);
+	assert_int_equal(len0, len1);
+	assert_memory_equal(before, after, len0);
+	free(before);
+	free(after);
+
+	char backup[4200], args[8300];
+	snprintf(backup, sizeof(backup), "%s/../dump-backup-exact", dir);
+	snprintf(args, sizeof(args), "--repair point-in-time --backup '%s' '%s'", backup, dir);
+	out = dump(args, &st);
+	assert_int_equal(st, 0);
+	assert_int_equal(entries(backup), nseg - 1); /* not the first segment */
+	char copy[8300];
+	snprintf(copy, sizeof(copy), "%s/%s", backup, strrchr(seg1, '/') + 1);
+	assert_true(access(copy, F_OK) == 0);
+	out = dump_on("--repair point-in-time --dry-run", dir, &st);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "plan: 0 steps"));
+	dump_on("--dry-run", dir, &st);
+	assert_int_equal(st, 2); /* only with --repair */
+	tu_rmrf(backup);
+}
+
 static void usage_and_errors(void **state)
 {
 	const char *dir = *state;
@@ -424,6 +488,7 @@ int main(void)
 	    TU_DIR_TEST(clean_log_lists_reads_and_verifies),
 	    TU_DIR_TEST(damage_verify_and_repair_point_in_time),
 	    TU_DIR_TEST(repair_skip_corrupted_and_show_the_hole),
+	    TU_DIR_TEST(dry_run_prints_the_plan_and_backup_holds_what_it_touches),
 	    TU_DIR_TEST(usage_and_errors),
 	    TU_DIR_TEST(slots_lists_each_slot_with_its_lsn),
 	    TU_DIR_TEST(slots_json_lists_names_and_lsns),

@@ -847,7 +847,9 @@ static void open_last_segment_for_append_fails(void **state)
 	struct ringlog_options o;
 	options(&o);
 	uint64_t a = make_log(dir, &o);
-	int slot = add_fault(fault(RL_FOP_OPEN, seg_name(1), 2, -EIO, 1));
+	/* (Recovery opens it read-only; nothing needs repair, so only the append opens
+	 * it for writing.) */
+	int slot = add_fault(with_flags(fault(RL_FOP_OPEN, seg_name(1), 1, -EIO, 1), O_RDWR));
 	struct ringlog *log = NULL;
 	assert_int_equal(ringlog_open(dir, &o, &log), -EIO);
 	assert_null(log);

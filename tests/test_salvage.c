@@ -176,31 +176,6 @@ static void expect_report(const struct ringlog_recovery *r, const struct salvage
 	assert_int_equal(r->reserved_pad, 0);
 }
 
-/* Every file of dir, concatenated with its name: to see that nothing changed. */
-static char *dir_digest(const char *dir, size_t *len)
-{
-	char cmd[4200];
-	/* (Not the preparer's pool.* files: how many exist at a close depends on when its
-	 * thread ran.) */
-	snprintf(cmd, sizeof(cmd),
-		 "cd '%s' && for f in $(ls | sort); do case \"$f\" in pool.*) continue;; esac; "
-		 "echo \"$f\"; cat \"$f\"; done",
-		 dir);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	size_t cap = 1 << 16, n = 0;
-	char *buf = malloc(cap);
-	size_t got;
-	while ((got = fread(buf + n, 1, cap - n, p)) > 0) {
-		n += got;
-		if (n == cap)
-			buf = realloc(buf, cap *= 2);
-	}
-	pclose(p);
-	*len = n;
-	return buf;
-}
-
 /*
  * The whole salvage cycle on a damaged log: the default mode would refuse it (or,
  * with `tail_only`, cut it), ringlog_check(SKIP) predicts and changes nothing, the
@@ -212,13 +187,13 @@ static void salvage_and_check(const char *dir, const struct salvaged *s, const c
 			      int tail_only)
 {
 	size_t len0, len1;
-	char *before = dir_digest(dir, &len0);
+	char *before = tu_dir_digest(dir, &len0);
 	struct ringlog_recovery check;
 	assert_int_equal(ringlog_check(dir, RINGLOG_RECOVER_TOLERATE_TAIL, &check),
 			 tail_only ? 0 : -EBADMSG);
 	assert_int_equal(ringlog_check(dir, SKIP, &check), 0);
 	struct ringlog *log;
-	char *after = dir_digest(dir, &len1);
+	char *after = tu_dir_digest(dir, &len1);
 	assert_int_equal(len0, len1);
 	assert_memory_equal(before, after, len0);
 	free(before);
@@ -811,11 +786,10 @@ static void interrupted_renames_converge(void **state)
 			     .next_lsn = NREC * NB + 1};
 	char *work = tu_tmpdir();
 	char cmd[8400];
-	snprintf(cmd, sizeof(cmd), "cp -a '%s'/. '%s'/", dir, work); /* the damaged log */
-	assert_int_equal(system(cmd), 0);
+	tu_copy_dir(dir, work); /* the damaged log */
 	salvage_and_check(dir, &s, lost, 0);
 	size_t rlen;
-	char *done = dir_digest(dir, &rlen);
+	char *done = tu_dir_digest(dir, &rlen);
 	const uint64_t aside[3] = {55, NREC * 36 + 2, 1ull << 50};
 	for (unsigned mask = 0; mask < 8; mask++) {
 		/* the salvaged log, with the renames in `mask` not yet made */
@@ -831,7 +805,7 @@ static void interrupted_renames_converge(void **state)
 		}
 		open_close_skip(work);
 		size_t wlen;
-		char *again = dir_digest(work, &wlen);
+		char *again = tu_dir_digest(work, &wlen);
 		if (wlen != rlen || memcmp(again, done, rlen) != 0)
 			fail_msg("renames %u not made: the second salvage ends elsewhere", mask);
 		free(again);
@@ -964,7 +938,7 @@ static void forged_headers_beyond_the_budget_refuse(void **state)
 	make_log(dir);
 	forge_headers(dir, 100, 1u << 20);
 	size_t len0, len1;
-	char *before = dir_digest(dir, &len0);
+	char *before = tu_dir_digest(dir, &len0);
 	struct ringlog_recovery rep;
 	assert_int_equal(ringlog_check(dir, SKIP, &rep), -EBADMSG);
 	assert_string_equal(rep.damage_file, "00000000000000000109.rlog");
@@ -974,7 +948,7 @@ static void forged_headers_beyond_the_budget_refuse(void **state)
 	struct ringlog *log = NULL;
 	assert_int_equal(ringlog_open(dir, &o, &log), -EBADMSG);
 	assert_non_null(strstr(ringlog_last_error(), "budget"));
-	char *after = dir_digest(dir, &len1);
+	char *after = tu_dir_digest(dir, &len1);
 	assert_int_equal(len1, len0);
 	assert_memory_equal(after, before, len0);
 	free(before);

@@ -298,3 +298,35 @@ void tu_truncate(const char *path, uint64_t size)
 {
 	assert_int_equal(truncate(path, (off_t)size), 0);
 }
+
+char *tu_dir_digest(const char *dir, size_t *len)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && for f in $(ls | sort); do case \"$f\" in pool.*) continue;; esac; "
+		 "echo \"$f\"; cat \"$f\"; done",
+		 dir);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap);
+	assert_non_null(buf);
+	size_t got;
+	while ((got = fread(buf + n, 1, cap - n, p)) > 0) {
+		n += got;
+		if (n == cap) {
+			buf = realloc(buf, cap *= 2);
+			assert_non_null(buf);
+		}
+	}
+	assert_int_equal(pclose(p), 0);
+	*len = n;
+	return buf;
+}
+
+void tu_copy_dir(const char *from, const char *to)
+{
+	char cmd[8400];
+	snprintf(cmd, sizeof(cmd), "cp -a '%s'/. '%s'/", from, to);
+	assert_int_equal(system(cmd), 0);
+}

@@ -61,6 +61,13 @@ int tu_record_ok(const void *data, unsigned len);
 int tu_read_all(const char *dir, uint64_t from, uint64_t *count, uint64_t *first, uint64_t *last,
 		int tagged);
 
+/* Every file of `dir` but the preparer's pool.* files (how many exist at a close
+ * depends on when its thread ran), in name order, each name followed by its bytes:
+ * compare two to see whether two directories hold the same log.  *len: its size. */
+char *tu_dir_digest(const char *dir, size_t *len);
+/* Copy every file of `from` into the directory `to` (which must exist). */
+void tu_copy_dir(const char *from, const char *to);
+
 /* Overwrite / append raw bytes in a file. */
 void tu_write_at(const char *path, uint64_t off, const void *data, size_t len);
 void tu_truncate(const char *path, uint64_t size);

@@ -5,6 +5,7 @@
  *   ringlog-dump --records DIR       records (text when printable, else hex), and holes
  *   ringlog-dump --verify DIR        every frame and the segment chain; exit 1 at damage
  *   ringlog-dump --repair MODE DIR   recover in MODE, keeping a copy of what is cut
+ *   ringlog-dump --repair MODE --dry-run DIR   print the repair plan, change nothing
  *   ringlog-dump --slots DIR         replication slots (SLOT.<name>): name and LSN
  *   ringlog-dump --drop-slot NAME DIR  remove a replication slot
  *   --json                           machine-readable output for any of them
@@ -50,8 +51,10 @@ static void usage(FILE *f)
 	    "                       the first damage, drop the rest) or skip-corrupted (keep\n"
 	    "                       every valid frame; damaged stretches and missing segments\n"
 	    "                       become holes, foreign segments are renamed NAME.salvaged);\n"
-	    "                       copies every file it may change into a backup directory\n"
-	    "                       first\n"
+	    "                       copies every file its plan changes into a backup\n"
+	    "                       directory first, then prints what was done\n"
+	    "  --dry-run            with --repair: print the plan (one line per step: what,\n"
+	    "                       which file, which offset, why) and change nothing\n"
 	    "  --backup DIR         where --repair keeps its copies (default:\n"
 	    "                       DIR.repair-backup-<time> beside the log)\n"
 	    "  --slots              list the replication slots (SLOT.<name> files): each\n"
@@ -289,7 +292,117 @@ static int copy_file(const char *from, const char *to)
 	return err;
 }
 
-static int repair(const char *dir, const char *mode_name, const char *backup)
+static const char *op_name(uint32_t op)
+{
+	switch (op) {
+	case RINGLOG_REPAIR_RESET_FILE:
+		return "reset";
+	case RINGLOG_REPAIR_WRITE_HEADER:
+		return "write-header";
+	case RINGLOG_REPAIR_WRITE_HOLES:
+		return "write-holes";
+	case RINGLOG_REPAIR_CUT:
+		return "cut";
+	case RINGLOG_REPAIR_REMOVE:
+		return "remove";
+	case RINGLOG_REPAIR_SET_ASIDE:
+		return "set-aside";
+	default:
+		return "?";
+	}
+}
+
+/* One line (or JSON object) for a step of the repair plan. */
+static void print_action(const struct ringlog_repair_action *a)
+{
+	if (json) {
+		printf("{\"op\":\"%s\",\"file\":", op_name(a->op));
+		tool_json_str(a->file);
+		printf(",\"offset\":%" PRIu64 ",\"length\":%" PRIu64, a->offset, a->length);
+		if (a->op == RINGLOG_REPAIR_CUT)
+			printf(",\"truncate\":%s", a->truncate ? "true" : "false");
+		if (a->op == RINGLOG_REPAIR_WRITE_HOLES)
+			printf(",\"first_lsn\":%" PRIu64 ",\"lsns\":%" PRIu64, a->first_lsn,
+			       a->lsns);
+		printf(",\"why\":");
+		tool_json_str(a->why);
+		printf("}");
+		return;
+	}
+	printf("  %-12s %s", op_name(a->op), a->file);
+	if (a->op != RINGLOG_REPAIR_REMOVE)
+		printf(" ");
+	switch (a->op) {
+	case RINGLOG_REPAIR_RESET_FILE:
+		printf("(%" PRIu64 " bytes) -> a 64-byte header", a->length);
+		break;
+	case RINGLOG_REPAIR_WRITE_HEADER:
+		printf("at offset 0, 64 bytes");
+		break;
+	case RINGLOG_REPAIR_WRITE_HOLES:
+		printf("at offset %" PRIu64 ", %" PRIu64 " bytes: LSNs %" PRIu64 "..%" PRIu64,
+		       a->offset, a->length, a->first_lsn, a->first_lsn + a->lsns - 1);
+		if (!a->lsns)
+			printf(" (none)");
+		break;
+	case RINGLOG_REPAIR_CUT:
+		printf("at offset %" PRIu64 ", %" PRIu64 " bytes %s", a->offset, a->length,
+		       a->truncate ? "truncated" : "zeroed");
+		break;
+	case RINGLOG_REPAIR_SET_ASIDE:
+		printf("-> %s.salvaged", a->file);
+		break;
+	default:
+		break;
+	}
+	printf(": %s\n", a->why);
+}
+
+static void print_plan(const struct ringlog_repair_action *acts, size_t n)
+{
+	if (json) {
+		printf("[");
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				printf(",");
+			print_action(&acts[i]);
+		}
+		printf("]");
+		return;
+	}
+	printf("plan: %zu step%s%s\n", n, n == 1 ? "" : "s", n ? ", in this order:" : "");
+	for (size_t i = 0; i < n; i++)
+		print_action(&acts[i]);
+}
+
+/* Copy every file the plan touches (each once) into `path`.  Returns 0 or EXIT_ERROR. */
+static int back_up(const char *dir, const char *path, const struct ringlog_repair_action *acts,
+		   size_t n)
+{
+	if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "ringlog-dump: mkdir %s: %s\n", path, strerror(errno));
+		return EXIT_ERROR;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+		while (k < i && strcmp(acts[k].file, acts[i].file) != 0)
+			k++;
+		if (k < i)
+			continue; /* copied already */
+		char src[4200], dst[4200];
+		snprintf(src, sizeof(src), "%s/%s", dir, acts[i].file);
+		snprintf(dst, sizeof(dst), "%s/%s", path, acts[i].file);
+		int err = copy_file(src, dst);
+		if (err) {
+			fprintf(stderr, "ringlog-dump: copying %s to %s: %s\n", src, dst,
+				strerror(-err));
+			return EXIT_ERROR;
+		}
+	}
+	return 0;
+}
+
+static int repair(const char *dir, const char *mode_name, const char *backup, int dry_run)
 {
 	uint32_t mode;
 	if (strcmp(mode_name, "tolerate-tail") == 0)
@@ -304,7 +417,9 @@ static int repair(const char *dir, const char *mode_name, const char *backup)
 		return EXIT_USAGE;
 	}
 	struct ringlog_recovery plan;
-	int err = ringlog_check(dir, mode, &plan);
+	struct ringlog_repair_action *acts;
+	size_t nacts;
+	int err = ringlog_check_plan(dir, mode, &plan, &acts, &nacts);
 	if (err && err != -EBADMSG) {
 		fprintf(stderr, "ringlog-dump: %s: %s\n  %s\n", dir, ringlog_strerror(err),
 			ringlog_last_error());
@@ -317,48 +432,37 @@ static int repair(const char *dir, const char *mode_name, const char *backup)
 			ringlog_last_error());
 		return EXIT_DAMAGED;
 	}
-	/* Keep a copy of every segment from the damaged one on: all that may change
-	 * (salvage may also append a hole to the one before it). */
-	if (plan.damage || plan.cut_bytes || plan.dropped_segments) {
+	if (dry_run) {
+		if (json) {
+			printf("{\"report\":");
+			print_report(&plan);
+			printf(",\"plan\":");
+			print_plan(acts, nacts);
+			printf("}\n");
+		} else {
+			print_report(&plan);
+			print_plan(acts, nacts);
+			printf("dry run: nothing was changed\n");
+		}
+		free(acts);
+		return EXIT_OK;
+	}
+	if (nacts) {
 		char path[4096];
 		if (backup)
 			snprintf(path, sizeof(path), "%s", backup);
 		else
 			snprintf(path, sizeof(path), "%s.repair-backup-%ld", dir, (long)time(NULL));
-		if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-			fprintf(stderr, "ringlog-dump: mkdir %s: %s\n", path, strerror(errno));
-			return EXIT_ERROR;
+		int rc = back_up(dir, path, acts, nacts);
+		if (rc) {
+			free(acts);
+			return rc;
 		}
-		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		uint64_t *lsns;
-		size_t n;
-		if (dfd < 0 || rl_seg_list(dfd, &lsns, &n) != 0) {
-			fprintf(stderr, "ringlog-dump: cannot list %s\n", dir);
-			return EXIT_ERROR;
-		}
-		close(dfd);
-		for (size_t i = 0; i < n; i++) {
-			char name[RL_SEG_NAME_LEN + 1], next[RL_SEG_NAME_LEN + 1], src[4200],
-			    dst[4200];
-			rl_seg_name(name, lsns[i]);
-			if (i + 1 < n && mode == RINGLOG_RECOVER_SKIP_CORRUPTED)
-				rl_seg_name(next, lsns[i + 1]);
-			else
-				snprintf(next, sizeof(next), "%s", name);
-			if (plan.damage_file[0] ? strcmp(next, plan.damage_file) < 0 : i + 1 < n)
-				continue;
-			snprintf(src, sizeof(src), "%s/%s", dir, name);
-			snprintf(dst, sizeof(dst), "%s/%s", path, name);
-			if ((err = copy_file(src, dst)) != 0) {
-				fprintf(stderr, "ringlog-dump: copying %s to %s: %s\n", src, dst,
-					strerror(-err));
-				return EXIT_ERROR;
-			}
-		}
-		free(lsns);
 		if (!json)
-			printf("copies of the affected segments are in %s\n", path);
+			printf("copies of the %s the repair changes are in %s\n",
+			       nacts == 1 ? "file" : "files", path);
 	}
+	free(acts);
 	struct ringlog_options o;
 	ringlog_options_init(&o);
 	o.recovery_mode = mode;
@@ -507,6 +611,7 @@ int main(int argc, char **argv)
 		O_HELP,
 		O_SLOTS,
 		O_DROP_SLOT,
+		O_DRY_RUN,
 	};
 	static const struct option lo[] = {
 	    {"records", 0, 0, O_RECORDS},
@@ -519,9 +624,10 @@ int main(int argc, char **argv)
 	    {"help", 0, 0, O_HELP},
 	    {"slots", 0, 0, O_SLOTS},
 	    {"drop-slot", 1, 0, O_DROP_SLOT},
+	    {"dry-run", 0, 0, O_DRY_RUN},
 	    {0, 0, 0, 0},
 	};
-	int records = 0, hex = 0, verify = 0, slots = 0, c;
+	int records = 0, hex = 0, verify = 0, slots = 0, dry_run = 0, c;
 	uint64_t from = 0;
 	const char *repair_mode = NULL, *backup = NULL, *drop = NULL;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -553,6 +659,9 @@ int main(int argc, char **argv)
 		case O_DROP_SLOT:
 			drop = optarg;
 			break;
+		case O_DRY_RUN:
+			dry_run = 1;
+			break;
 		case O_HELP:
 		case 'h':
 			usage(stdout);
@@ -563,7 +672,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc - 1 ||
-	    records + verify + slots + (repair_mode != NULL) + (drop != NULL) > 1) {
+	    records + verify + slots + (repair_mode != NULL) + (drop != NULL) > 1 ||
+	    (dry_run && !repair_mode)) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -571,7 +681,7 @@ int main(int argc, char **argv)
 	if (records)
 		return dump_records(dir, from, hex);
 	if (repair_mode)
-		return repair(dir, repair_mode, backup);
+		return repair(dir, repair_mode, backup, dry_run);
 	if (slots)
 		return list_slots(dir);
 	if (drop)

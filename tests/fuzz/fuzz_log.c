@@ -53,6 +53,7 @@
  */
 #include "format.h"
 #include "log_internal.h"
+#include "recovery.h"
 #include "ringlog.h"
 #include "segment.h"
 
@@ -144,6 +145,7 @@ struct fz_rec {
 	struct rl_segment last; /* fd already closed */
 	uint64_t last_file_size;
 	int tail_clean; /* nothing after the last segment's end passes for this log's */
+	size_t nactions; /* steps of the plan */
 	struct ringlog_recovery rep;
 };
 
@@ -663,20 +665,26 @@ static int tail_is_clean(int fd, uint64_t log_id, uint64_t end, uint64_t lsn)
 
 static void recover(int apply, uint32_t mode, struct fz_rec *r)
 {
-	struct rl_recovered out;
+	struct rl_plan out;
 	memset(r, 0, sizeof(*r));
-	r->ret = rl_recover(g_dir_fd, mode, apply, &out);
+	r->ret = rl_plan_recovery(g_dir_fd, mode, apply, &out);
+	r->nactions = out.nactions;
+	rl_plan_free(&out);
 	r->empty = out.empty;
 	r->next_lsn = out.next_lsn;
 	r->log_id = out.log_id;
 	r->last = out.last;
 	r->rep = out.report;
-	if (out.last.fd >= 0) {
+	if (r->ret == 0 && !out.empty) {
+		char name[RL_SEG_NAME_LEN + 1];
+		rl_seg_name(name, out.last.first_lsn);
+		int fd = openat(g_dir_fd, name, O_RDONLY | O_CLOEXEC);
+		CHECK(fd >= 0);
 		struct stat st;
-		CHECK(fstat(out.last.fd, &st) == 0);
+		CHECK(fstat(fd, &st) == 0);
 		r->last_file_size = (uint64_t)st.st_size;
-		r->tail_clean = tail_is_clean(out.last.fd, out.log_id, out.last.size, out.next_lsn);
-		close(out.last.fd);
+		r->tail_clean = tail_is_clean(fd, out.log_id, out.last.size, out.next_lsn);
+		close(fd);
 	}
 	r->last.fd = -1;
 	if (g_verbose)
@@ -688,7 +696,12 @@ static void recover(int apply, uint32_t mode, struct fz_rec *r)
 			r->rep.damage_file, r->rep.damage_offset, r->rep.damage_reason,
 			r->ret ? ": " : "", r->ret ? ringlog_last_error() : "");
 	CHECK(r->ret == 0 || r->ret == -EBADMSG);
-	CHECK((out.last.fd >= 0) == (r->ret == 0));
+	/* A refusal plans nothing; a plan without steps changes nothing, so reports no
+	 * cut, drop, hole, rewrite or set-aside. */
+	CHECK(r->ret == 0 || r->nactions == 0);
+	if (r->ret == 0 && r->nactions == 0)
+		CHECK(r->rep.cut_bytes == 0 && r->rep.dropped_segments == 0 && r->rep.holes == 0 &&
+		      r->rep.rewritten_headers == 0 && r->rep.set_aside_segments == 0);
 }
 
 static int seg_name_ok(const char *name)

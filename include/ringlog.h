@@ -29,7 +29,7 @@
  * Threads
  *   Every call on a `struct ringlog` may be made from any number of threads at once,
  *   except ringlog_close(), which must not race with any other call on the handle
- *   (live readers of it included: close them first).  A reader is used by one thread
+ *   (and returns -EBUSY while live readers of it are open: close them first).  A reader is used by one thread
  *   at a time.
  */
 #ifndef RINGLOG_H
@@ -346,7 +346,9 @@ RINGLOG_API int ringlog_event_fd(struct ringlog *log);
  * Write and sync everything queued, stop the consumer, release the directory and
  * free the log.  No other call on `log` may run concurrently or follow.
  * Accepts NULL.  Returns 0, or the log's error if it had failed (the handle is
- * freed either way).
+ * freed either way), or -EBUSY if live readers of the log (ringlog_reader_open_live)
+ * are still open: then nothing is done and the log stays usable; close them and
+ * call again.
  */
 RINGLOG_API int ringlog_close(struct ringlog *log);
 

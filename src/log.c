@@ -698,6 +698,12 @@ RINGLOG_API int ringlog_close(struct ringlog *log)
 {
 	if (!log)
 		return 0;
+	unsigned live = atomic_load(&log->live_readers);
+	if (live)
+		return rl_fail(-EBUSY,
+			       "close: %u live reader%s of this log still open; close %s first "
+			       "(ringlog_reader_close): the log stays open",
+			       live, live == 1 ? "" : "s", live == 1 ? "it" : "them");
 	atomic_store(&log->closing, 1);
 	rl_ring_kick(&log->ring);
 	pthread_join(log->consumer, NULL);

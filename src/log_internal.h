@@ -40,6 +40,9 @@ struct ringlog {
 	 * consumer (after fail_msg), read by everyone. */
 	_Alignas(64) _Atomic int error;
 	_Atomic int closing;
+	/* Live readers (ringlog_reader_open_live) not yet closed: ringlog_close refuses
+	 * with -EBUSY while there are any, since they use this struct. */
+	_Atomic unsigned live_readers;
 	char fail_msg[384];
 
 	/* Durability, published by the consumer only. */

@@ -131,6 +131,8 @@ static int reader_open(int dir_fd, const char *dir, uint64_t from_lsn, struct ri
 	r->published.fd = r->published.notify_fd = -1;
 	r->dir_fd = dir_fd;
 	r->log = log;
+	if (log)
+		atomic_fetch_add(&log->live_readers, 1); /* ringlog_reader_close undoes it */
 	r->from_lsn = from_lsn;
 	int err;
 	if (flags & RINGLOG_READ_DURABLE) {
@@ -423,5 +425,7 @@ RINGLOG_API void ringlog_reader_close(struct ringlog_reader *r)
 	if (r->dir_fd >= 0)
 		close(r->dir_fd);
 	rl_published_close(&r->published);
+	if (r->log)
+		atomic_fetch_sub(&r->log->live_readers, 1);
 	free(r);
 }

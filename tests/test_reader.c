@@ -252,6 +252,34 @@ static void live_reader_follows_appends_across_rotations(void **state)
 	assert_int_equal(ringlog_close(log), 0);
 }
 
+/* Closing a log while a live reader of it is open is refused with -EBUSY, and the
+ * log stays usable: appends, waits and the reader go on; once the readers are
+ * closed, the close succeeds. */
+static void close_with_a_live_reader_is_busy(void **state)
+{
+	const char *dir = *state;
+	struct ringlog *log = tu_open(dir, NULL);
+	struct ringlog_reader *a, *b;
+	assert_int_equal(ringlog_reader_open_live(log, 0, &a), 0);
+	assert_int_equal(ringlog_reader_open_live(log, 0, &b), 0);
+	assert_int_equal(ringlog_close(log), -EBUSY);
+	assert_non_null(strstr(ringlog_last_error(), "2 live readers"));
+	uint64_t lsn = tu_append_tagged(log, 7, 2, 50);
+	assert_int_equal(ringlog_wait(log, lsn + 1), 0);
+	struct ringlog_record rec;
+	assert_int_equal(ringlog_reader_next(a, &rec), 1);
+	assert_int_equal(rec.lsn, lsn);
+	ringlog_reader_close(a);
+	assert_int_equal(ringlog_close(log), -EBUSY);
+	assert_non_null(strstr(ringlog_last_error(), "1 live reader of"));
+	ringlog_reader_close(b);
+	assert_int_equal(ringlog_close(log), 0);
+	/* What was appended while the close was refused is in the log. */
+	uint64_t count = 0, first = 0, last = 0;
+	assert_int_equal(tu_read_all(dir, 0, &count, &first, &last, 1), 0);
+	assert_int_equal(count, 2);
+}
+
 int main(void)
 {
 	tu_require_uring();
@@ -263,6 +291,7 @@ int main(void)
 	    TU_DIR_TEST(only_segment_torn_at_creation_reads_as_empty),
 	    TU_DIR_TEST(live_reader_returns_only_durable_records),
 	    TU_DIR_TEST(live_reader_follows_appends_across_rotations),
+	    TU_DIR_TEST(close_with_a_live_reader_is_busy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

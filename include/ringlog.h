@@ -313,8 +313,12 @@ struct ringlog_latency_stage {
 	uint64_t reserved[2];
 };
 
+/* Room for stages added later without changing the struct's size: stage[i] for
+ * i >= RINGLOG_STAGES is zero. */
+#define RINGLOG_STAGES_MAX 10
+
 struct ringlog_latency {
-	struct ringlog_latency_stage stage[RINGLOG_STAGES];
+	struct ringlog_latency_stage stage[RINGLOG_STAGES_MAX];
 	uint64_t reserved[8];
 };
 

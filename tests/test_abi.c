@@ -119,11 +119,13 @@ static void structs_keep_their_size(void **state)
 	assert_int_equal(sizeof(struct ringlog_stats), 256);
 	assert_int_equal(sizeof(struct ringlog_record), 32);
 	assert_int_equal(sizeof(struct ringlog_frame), 32);
-	/* These have no reserved room yet (issue #12): their sizes are pinned here so that
-	 * a change to them is seen as the ABI change it is. */
 	assert_int_equal(sizeof(struct ringlog_recovery), 232);
+	assert_int_equal(sizeof(struct ringlog_repair_action), 184);
 	assert_int_equal(sizeof(struct ringlog_latency_stage), 72);
-	assert_int_equal(sizeof(struct ringlog_latency), 496);
+	/* Stages are added by taking an entry of the room RINGLOG_STAGES_MAX leaves. */
+	assert_true(RINGLOG_STAGES <= RINGLOG_STAGES_MAX);
+	assert_int_equal(RINGLOG_STAGES_MAX, 10);
+	assert_int_equal(sizeof(struct ringlog_latency), 784);
 }
 
 int main(int argc, char **argv)

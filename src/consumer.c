@@ -126,12 +126,11 @@ static int collect(struct ringlog *log, struct group *g, int seg_empty, int *ful
 		}
 		const uint8_t *f = rl_ring_at(r, log->scan);
 		if (!g->first_lsn)
-			g->first_lsn = rl_get64(f + 16);
-		g->last_lsn = rl_get64(f + 16) + rl_get32(f + 12) - 1;
-		g->last_crc = rl_get32(f + 4);
+			g->first_lsn = rl_entry_first_lsn(f);
+		g->last_lsn = rl_entry_first_lsn(f) + rl_entry_nrecs(f) - 1;
+		g->last_crc = rl_entry_crc(f);
 		g->batches++;
-		if (rl_get32(f) == RL_FRAME_MAGIC) /* (a hole copied from another log: no records) */
-			g->records += rl_get32(f + 12);
+		g->records += rl_entry_records(f); /* (a hole copied from another log: none) */
 		log->scan += len;
 		/* One write moves at most half the ring (and stays far below 4 GiB). */
 		if (log->scan - g->start >= r->capacity / 2)

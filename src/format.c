@@ -64,11 +64,23 @@
  */
 #include "format.h"
 
+#include "ringlog.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <isa-l/crc.h>
 #include <stdio.h>
 #include <string.h>
+
+/* The public header states the same layout (RINGLOG_FRAME_BYTES, struct ringlog_frame
+ * for ringlog_append_frame): it must not drift from this one. */
+_Static_assert(RL_FRAME_HEADER_BYTES == RINGLOG_FRAME_HEADER_BYTES,
+	       "ringlog.h and format.h disagree on the frame header size");
+_Static_assert(RINGLOG_FRAME_BYTES(1, 1) == RL_FRAME_HEADER_BYTES + 8 &&
+		   RINGLOG_FRAME_BYTES(2, 8) == RL_FRAME_HEADER_BYTES + 16,
+	       "RINGLOG_FRAME_BYTES does not compute what rl_frame_header_fill lays out");
+_Static_assert(RL_ENTRY_LOG_ID + 8 == RL_FRAME_HEADER_BYTES,
+	       "the entry header's fields do not fill its 32 bytes");
 
 static uint32_t crc32c_extend(uint32_t raw, const void *data, size_t len)
 {
@@ -124,27 +136,27 @@ int rl_seg_header_decode(const uint8_t in[RL_SEG_HEADER_BYTES], struct rl_seg_he
 void rl_frame_header_fill(uint8_t *frame, uint32_t frame_len, uint32_t nrecs, uint64_t first_lsn,
 			  uint64_t log_id)
 {
-	rl_put32(frame + 8, frame_len);
-	rl_put32(frame + 12, nrecs);
-	rl_put64(frame + 16, first_lsn);
-	rl_put64(frame + 24, log_id);
+	rl_put32(frame + RL_ENTRY_LEN, frame_len);
+	rl_put32(frame + RL_ENTRY_NRECS, nrecs);
+	rl_put64(frame + RL_ENTRY_FIRST_LSN, first_lsn);
+	rl_put64(frame + RL_ENTRY_LOG_ID, log_id);
 }
 
 uint32_t rl_frame_seal(uint8_t *frame)
 {
-	uint32_t len = rl_get32(frame + 8);
-	uint32_t crc = rl_crc32c(frame + 8, len - 8);
-	rl_put32(frame + 4, crc);
+	uint32_t len = rl_entry_len(frame);
+	uint32_t crc = rl_crc32c(frame + RL_ENTRY_LEN, len - RL_ENTRY_LEN);
+	rl_put32(frame + RL_ENTRY_CRC, crc);
 	return crc;
 }
 
 static uint32_t skip_encode(uint8_t out[RL_FRAME_HEADER_BYTES], uint32_t magic, uint32_t frame_len,
 			    uint32_t nrecs, uint64_t first_lsn, uint64_t log_id)
 {
-	rl_put32(out, magic);
+	rl_put32(out + RL_ENTRY_MAGIC, magic);
 	rl_frame_header_fill(out, frame_len, nrecs, first_lsn, log_id);
-	uint32_t crc = rl_crc32c(out + 8, RL_FRAME_HEADER_BYTES - 8);
-	rl_put32(out + 4, crc);
+	uint32_t crc = rl_crc32c(out + RL_ENTRY_LEN, RL_FRAME_HEADER_BYTES - RL_ENTRY_LEN);
+	rl_put32(out + RL_ENTRY_CRC, crc);
 	return crc;
 }
 
@@ -162,9 +174,8 @@ uint32_t rl_pad_encode(uint8_t out[RL_FRAME_HEADER_BYTES], uint32_t frame_len, u
 
 int rl_frame_is_from(const uint8_t *hdr, uint64_t log_id, uint64_t lsn)
 {
-	uint32_t magic = rl_get32(hdr);
-	return (magic == RL_FRAME_MAGIC || magic == RL_HOLE_MAGIC || magic == RL_PAD_MAGIC) &&
-	       rl_get64(hdr + 24) == log_id && rl_get64(hdr + 16) >= lsn;
+	return rl_is_entry_magic(rl_entry_magic(hdr)) && rl_entry_log_id(hdr) == log_id &&
+	       rl_entry_first_lsn(hdr) >= lsn;
 }
 
 /* LSN rules shared by frames and holes. */
@@ -180,10 +191,10 @@ static enum rl_frame_status check_lsn(const struct rl_frame_info *info, uint64_t
 
 static void read_header(const uint8_t *hdr, struct rl_frame_info *info)
 {
-	info->crc = rl_get32(hdr + 4);
-	info->frame_len = rl_get32(hdr + 8);
-	info->nrecs = rl_get32(hdr + 12);
-	info->first_lsn = rl_get64(hdr + 16);
+	info->crc = rl_entry_crc(hdr);
+	info->frame_len = rl_entry_len(hdr);
+	info->nrecs = rl_entry_nrecs(hdr);
+	info->first_lsn = rl_entry_first_lsn(hdr);
 	info->hole = 0;
 	info->pad = 0;
 }
@@ -193,16 +204,16 @@ static enum rl_frame_status check_hole(const uint8_t *hdr, uint64_t expect_lsn, 
 {
 	read_header(hdr, info);
 	info->hole = 1;
-	info->pad = rl_get32(hdr) == RL_PAD_MAGIC;
+	info->pad = rl_entry_magic(hdr) == RL_PAD_MAGIC;
 	if (info->frame_len % RL_FRAME_ALIGN != 0 || info->frame_len < RL_FRAME_HEADER_BYTES ||
 	    (info->pad && info->nrecs != 0))
 		return RL_FRAME_BAD_LENGTH;
-	if (rl_get64(hdr + 24) != log_id)
+	if (rl_entry_log_id(hdr) != log_id)
 		return RL_FRAME_BAD_LOG_ID;
 	enum rl_frame_status st = check_lsn(info, expect_lsn);
 	if (st != RL_FRAME_OK)
 		return st;
-	if (rl_crc32c(hdr + 8, RL_FRAME_HEADER_BYTES - 8) != info->crc)
+	if (rl_crc32c(hdr + RL_ENTRY_LEN, RL_FRAME_HEADER_BYTES - RL_ENTRY_LEN) != info->crc)
 		return RL_FRAME_BAD_CRC;
 	return RL_FRAME_OK;
 }
@@ -210,7 +221,7 @@ static enum rl_frame_status check_hole(const uint8_t *hdr, uint64_t expect_lsn, 
 enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_lsn, uint64_t log_id,
 					   struct rl_frame_info *info)
 {
-	uint32_t magic = rl_get32(hdr);
+	uint32_t magic = rl_entry_magic(hdr);
 	if (magic == RL_HOLE_MAGIC || magic == RL_PAD_MAGIC)
 		return check_hole(hdr, expect_lsn, log_id, info);
 	if (magic != RL_FRAME_MAGIC) {
@@ -223,7 +234,7 @@ enum rl_frame_status rl_frame_check_header(const uint8_t *hdr, uint64_t expect_l
 	    info->nrecs == 0 ||
 	    (uint64_t)RL_FRAME_HEADER_BYTES + 4ull * info->nrecs > info->frame_len)
 		return RL_FRAME_BAD_LENGTH;
-	if (rl_get64(hdr + 24) != log_id)
+	if (rl_entry_log_id(hdr) != log_id)
 		return RL_FRAME_BAD_LOG_ID;
 	return check_lsn(info, expect_lsn);
 }
@@ -244,7 +255,7 @@ enum rl_frame_status rl_frame_check(const uint8_t *buf, uint64_t avail, uint64_t
 		return RL_FRAME_TRUNCATED;
 	if (info->hole)
 		return RL_FRAME_OK; /* its CRC covers the header only, checked above */
-	if (rl_crc32c(buf + 8, info->frame_len - 8) != info->crc)
+	if (rl_crc32c(buf + RL_ENTRY_LEN, info->frame_len - RL_ENTRY_LEN) != info->crc)
 		return RL_FRAME_BAD_CRC;
 	/* The record lengths must tile the frame exactly (up to zero padding). */
 	uint64_t pos = RL_FRAME_HEADER_BYTES;

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define RL_SEG_MAGIC 0x47534c52u   /* "RLSG" little-endian */
 #define RL_FRAME_MAGIC 0x52464c52u /* "RLFR" little-endian */
@@ -138,6 +139,63 @@ static inline uint32_t rl_get32(const uint8_t *p)
 static inline uint64_t rl_get64(const uint8_t *p)
 {
 	return (uint64_t)rl_get32(p) | (uint64_t)rl_get32(p + 4) << 32;
+}
+
+/*
+ * The fields of an entry header (frame, hole or pad; the layout is at the top of
+ * format.c), read without checking anything: for code that holds an entry already
+ * checked (the ring's frames, a frame that passed rl_frame_check) or that only
+ * looks for where one might start.  No other file spells out these offsets.
+ */
+enum {
+	RL_ENTRY_MAGIC = 0,
+	RL_ENTRY_CRC = 4,
+	RL_ENTRY_LEN = 8,
+	RL_ENTRY_NRECS = 12,
+	RL_ENTRY_FIRST_LSN = 16,
+	RL_ENTRY_LOG_ID = 24,
+};
+static inline uint32_t rl_entry_magic(const uint8_t *e)
+{
+	return rl_get32(e + RL_ENTRY_MAGIC);
+}
+static inline uint32_t rl_entry_crc(const uint8_t *e)
+{
+	return rl_get32(e + RL_ENTRY_CRC);
+}
+static inline uint32_t rl_entry_len(const uint8_t *e)
+{
+	return rl_get32(e + RL_ENTRY_LEN);
+}
+/* LSNs the entry stands for: a frame's records, a hole's lost LSNs, 0 for a pad. */
+static inline uint32_t rl_entry_nrecs(const uint8_t *e)
+{
+	return rl_get32(e + RL_ENTRY_NRECS);
+}
+static inline uint64_t rl_entry_first_lsn(const uint8_t *e)
+{
+	return rl_get64(e + RL_ENTRY_FIRST_LSN);
+}
+static inline uint64_t rl_entry_log_id(const uint8_t *e)
+{
+	return rl_get64(e + RL_ENTRY_LOG_ID);
+}
+/* Whether `magic` is a frame's, a hole's or a pad's. */
+static inline int rl_is_entry_magic(uint32_t magic)
+{
+	return magic == RL_FRAME_MAGIC || magic == RL_HOLE_MAGIC || magic == RL_PAD_MAGIC;
+}
+/* Records a reader gets from the entry: a frame's nrecs, none from a hole or pad. */
+static inline uint32_t rl_entry_records(const uint8_t *e)
+{
+	return rl_entry_magic(e) == RL_FRAME_MAGIC ? rl_entry_nrecs(e) : 0;
+}
+/* Encode one record (its length, then its bytes) at `p`; returns where the next goes. */
+static inline uint8_t *rl_record_put(uint8_t *p, const void *data, uint32_t len)
+{
+	rl_put32(p, len);
+	memcpy(p + 4, data, len);
+	return p + 4 + len;
 }
 
 #endif

@@ -388,11 +388,8 @@ static int append(struct ringlog *log, const struct iovec *recs, unsigned nrecs,
 	uint8_t *f = res.frame;
 	rl_frame_header_fill(f, (uint32_t)bytes, nrecs, res.first_lsn, log->log_id);
 	uint8_t *p = f + RL_FRAME_HEADER_BYTES;
-	for (unsigned i = 0; i < nrecs; i++) {
-		rl_put32(p, (uint32_t)recs[i].iov_len);
-		memcpy(p + 4, recs[i].iov_base, recs[i].iov_len);
-		p += 4 + recs[i].iov_len;
-	}
+	for (unsigned i = 0; i < nrecs; i++)
+		p = rl_record_put(p, recs[i].iov_base, (uint32_t)recs[i].iov_len);
 	memset(p, 0, (size_t)(f + bytes - p));
 	rl_frame_seal(f);
 	if (t0)
@@ -809,10 +806,10 @@ RINGLOG_API int ringlog_append_frame(struct ringlog *log, const void *frame, siz
 	if (err)
 		return log_error(log, err);
 	/* Everything but the magic, which publishes it. */
-	memcpy(res.frame + 4, (const uint8_t *)frame + 4, len - 4);
+	memcpy(res.frame + RL_ENTRY_CRC, (const uint8_t *)frame + RL_ENTRY_CRC, len - RL_ENTRY_CRC);
 	if (log->profile.on)
 		log->profile.enqueue_ns[res.seq % log->profile.slots] = rl_now_ns();
-	rl_ring_publish(&log->ring, &res, rl_get32(frame));
+	rl_ring_publish(&log->ring, &res, rl_entry_magic(frame));
 	if (first_lsn)
 		*first_lsn = res.first_lsn;
 	return 0;

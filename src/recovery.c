@@ -45,26 +45,6 @@
 #include <inttypes.h>
 #include <unistd.h>
 
-/* Why segment `h` (its header read as `h`, -EBADMSG in `read` if invalid) cannot
- * follow the segments before it, or NULL.  `i`: its position; `log_id`, `expect`,
- * `prev_crc`: the log's id, the LSN and chain value due after the previous one. */
-static const char *header_problem(int read, const struct rl_seg_header *h, uint64_t name_lsn,
-				  size_t i, uint64_t log_id, uint64_t expect, uint32_t prev_crc)
-{
-	if (read == -EBADMSG)
-		return "invalid segment header";
-	if (h->first_lsn != name_lsn)
-		return "segment header names another first LSN than the file name";
-	if (i > 0 && h->log_id != log_id)
-		return "segment belongs to another log (log id mismatch)";
-	if (i > 0 && h->first_lsn != expect)
-		return "segment does not start after the previous one (missing or truncated "
-		       "segment)";
-	if (i > 0 && h->prev_tail_crc != prev_crc)
-		return "segment does not chain to the previous one (its last frame differs)";
-	return NULL;
-}
-
 int rl_plan_verify(int dir_fd, uint32_t mode, const uint64_t *lsns, size_t n, struct rl_plan *p)
 {
 	struct ringlog_recovery *rep = &p->report;
@@ -91,7 +71,8 @@ int rl_plan_verify(int dir_fd, uint32_t mode, const uint64_t *lsns, size_t n, st
 			close(fd);
 			return rl_fail(read, "recovery: reading the header of %s", name);
 		}
-		const char *bad = header_problem(read, &h, lsns[i], i, log_id, expect, prev_crc);
+		const char *bad = rl_seg_header_problem(read, &h, lsns[i], i == 0, log_id, expect,
+						 prev_crc);
 		if (bad) {
 			close(fd);
 			/* A rotation torn by a crash: the header never reached the disk, and

@@ -172,7 +172,7 @@ uint32_t rl_ring_peek(const struct rl_ring *r, uint64_t pos)
 	uint32_t magic = __atomic_load_n(magic_word(r, pos), __ATOMIC_SEQ_CST);
 	if (magic != RL_FRAME_MAGIC && magic != RL_HOLE_MAGIC)
 		return 0;
-	return (uint32_t)rl_align_frame(rl_get32(rl_ring_at(r, pos) + 8));
+	return (uint32_t)rl_align_frame(rl_entry_len(rl_ring_at(r, pos)));
 }
 
 void rl_ring_release(struct rl_ring *r, uint64_t upto)

@@ -185,7 +185,7 @@ int rl_seg_torn_tail(int fd, uint64_t log_id, uint64_t end, uint64_t lsn, uint64
 		     i += RL_FRAME_ALIGN) {
 			if (!rl_frame_is_from(buf + i, log_id, lsn))
 				continue;
-			uint64_t len = rl_get32(buf + i + 8);
+			uint64_t len = rl_entry_len(buf + i);
 			if (len < RL_FRAME_HEADER_BYTES || len > RL_FRAME_MAX_BYTES)
 				len = RL_FRAME_HEADER_BYTES;
 			uint64_t stop = at + i + len < size ? at + i + len : size;
@@ -373,10 +373,9 @@ static int find_frame(struct rl_seg_scan *s, uint64_t from, uint64_t want, uint6
 		if (have < 0)
 			return (int)have;
 		const uint8_t *f = s->buf + (p - s->win_off);
-		uint32_t magic = rl_get32(f);
-		if (magic != RL_FRAME_MAGIC && magic != RL_HOLE_MAGIC && magic != RL_PAD_MAGIC)
+		if (!rl_is_entry_magic(rl_entry_magic(f)))
 			continue;
-		uint64_t id = rl_get64(f + 24);
+		uint64_t id = rl_entry_log_id(f);
 		struct rl_frame_info info;
 		if ((want && id != want) || rl_frame_check_header(f, 0, id, &info) != RL_FRAME_OK ||
 		    info.frame_len > s->file_size - p)
@@ -449,4 +448,21 @@ accept:
 	s->expect_lsn += s->info.nrecs;
 	*why = RL_FRAME_OK;
 	return 1;
+}
+
+const char *rl_seg_header_problem(int read, const struct rl_seg_header *h, uint64_t name_lsn,
+				 int first, uint64_t log_id, uint64_t expect, uint32_t prev_crc)
+{
+	if (read == -EBADMSG)
+		return "invalid segment header";
+	if (h->first_lsn != name_lsn)
+		return "segment header names another first LSN than the file name";
+	if (!first && h->log_id != log_id)
+		return "segment belongs to another log (log id mismatch)";
+	if (!first && h->first_lsn != expect)
+		return "segment does not start after the previous one (missing or truncated "
+		       "segment)";
+	if (!first && h->prev_tail_crc != prev_crc)
+		return "segment does not chain to the previous one (its last frame differs)";
+	return NULL;
 }

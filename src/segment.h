@@ -129,6 +129,17 @@ struct rl_seg_verdict {
 };
 int rl_seg_judge(int fd, const struct rl_seg_header *h, int is_last, struct rl_seg_verdict *out);
 
+/*
+ * The chain rule: why a segment file named by `name_lsn`, whose header read gave
+ * `read` (0, or -EBADMSG: invalid) and *h, cannot be the next segment of the log, or
+ * NULL if it can.  `first`: it is the first segment (which sets the log id); else
+ * `log_id`, `expect` and `prev_crc` are the log's id, the LSN due after the previous
+ * segment and the crc field of its last entry.  Recovery and ringlog-dump both judge
+ * by it.
+ */
+const char *rl_seg_header_problem(int read, const struct rl_seg_header *h, uint64_t name_lsn,
+				  int first, uint64_t log_id, uint64_t expect, uint32_t prev_crc);
+
 /* Read and decode the header of segment fd.  Returns 0, -EBADMSG (short or invalid
  * header: *file_size tells which) or -errno. */
 int rl_seg_read_header(int fd, struct rl_seg_header *h, uint64_t *file_size);

@@ -314,6 +314,35 @@ static void dry_run_prints_the_plan_and_backup_holds_what_it_touches(void **stat
 	tu_rmrf(backup);
 }
 
+/* The listing judges by the library's rules, chain included, so it never calls a log
+ * whole that --verify calls damaged: with a middle segment missing, both exit 1 and
+ * name the segment after the gap. */
+static void listing_and_verify_agree_on_a_missing_segment(void **state)
+{
+	const char *dir = *state;
+	make_log(dir);
+	uint64_t *lsns;
+	size_t n = tu_segments(dir, &lsns);
+	assert_true(n >= 4);
+	assert_int_equal(unlink(tu_segment_path(dir, lsns[1])), 0);
+	char after[RL_SEG_NAME_LEN + 1];
+	rl_seg_name(after, lsns[2]);
+	free(lsns);
+	int st;
+	const char *out = dump_on("", dir, &st);
+	assert_int_equal(st, 1);
+	assert_int_equal(count_lines(out, "does not start after the previous one"), 1);
+	char want[160];
+	snprintf(want, sizeof(want), "%s", after);
+	const char *line = strstr(out, want);
+	assert_non_null(line);
+	assert_non_null(strstr(line, "does not start after"));
+	out = dump_on("--verify", dir, &st);
+	assert_int_equal(st, 1);
+	snprintf(want, sizeof(want), "damage: %s at offset 0", after);
+	assert_non_null(strstr(out, want));
+}
+
 static void usage_and_errors(void **state)
 {
 	const char *dir = *state;
@@ -489,6 +518,7 @@ int main(void)
 	    TU_DIR_TEST(damage_verify_and_repair_point_in_time),
 	    TU_DIR_TEST(repair_skip_corrupted_and_show_the_hole),
 	    TU_DIR_TEST(dry_run_prints_the_plan_and_backup_holds_what_it_touches),
+	    TU_DIR_TEST(listing_and_verify_agree_on_a_missing_segment),
 	    TU_DIR_TEST(usage_and_errors),
 	    TU_DIR_TEST(slots_lists_each_slot_with_its_lsn),
 	    TU_DIR_TEST(slots_json_lists_names_and_lsns),

@@ -132,6 +132,13 @@ static int list_segments(const char *dir)
 		printf("%-26s %20s %20s %9s %10s %10s %12s  %s\n", "segment", "first LSN",
 		       "last LSN", "frames", "records", "lost", "bytes", "status");
 	int rc = EXIT_OK;
+	/* The log so far, for the chain rule: its id, the LSN and chain value due next,
+	 * and whether the segment before was whole (after damage, the next segment is
+	 * judged on its own, so that one damage is not reported again on every later
+	 * segment). */
+	uint64_t log_id = 0, expect = 0;
+	uint32_t prev_crc = 0;
+	int prev_ok = 0;
 	for (size_t i = 0; i < n; i++) {
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, lsns[i]);
@@ -139,10 +146,21 @@ static int list_segments(const char *dir)
 		struct rl_seg_header h;
 		uint64_t size = 0, frames = 0, records = 0, lost = 0, holes = 0, end = 0,
 			 last = lsns[i] - 1;
+		uint32_t last_crc = 0;
 		const char *status = "ok";
 		int err = fd < 0 ? -errno : rl_seg_read_header(fd, &h, &size);
-		if (err) {
-			status = err == -EBADMSG ? "invalid header" : strerror(-err);
+		/* The library's rules: the header must fit the chain (the same rule
+		 * recovery and --verify apply), then the entries are judged. */
+		const char *bad = err == 0 || err == -EBADMSG
+				      ? rl_seg_header_problem(err, &h, lsns[i], !prev_ok, log_id,
+							      expect, prev_crc)
+				      : NULL;
+		if (err == 0 && (i == 0 || !log_id))
+			log_id = h.log_id;
+		if (err && err != -EBADMSG) {
+			status = strerror(-err);
+		} else if (bad) {
+			status = bad;
 		} else {
 			/* The library's own verdict: a sealed segment ends at the end of its
 			 * file, the last one where no torn tail follows its last entry. */
@@ -157,10 +175,15 @@ static int list_segments(const char *dir)
 				lost = v.lost;
 				end = v.end;
 				last = v.next_lsn - 1;
+				last_crc = v.last_crc;
 				if (v.damaged)
 					status = v.reason;
 			}
 		}
+		/* The next segment is judged against this one as its file says it ends. */
+		expect = last + 1;
+		prev_crc = last_crc;
+		prev_ok = strcmp(status, "ok") == 0 && (i > 0 || err == 0);
 		if (strcmp(status, "ok") != 0)
 			rc = EXIT_DAMAGED;
 		if (json) {

@@ -104,8 +104,8 @@ static int apply_frame(struct restore *r, uint64_t seq, const uint8_t *f, size_t
 {
 	if (len < RL_FRAME_HEADER_BYTES)
 		return bad_message(r, seq, "%s", "a frame shorter than its header");
-	uint32_t nrecs = rl_get32(f + 12);
-	uint64_t first = rl_get64(f + 16);
+	uint32_t nrecs = rl_entry_nrecs(f);
+	uint64_t first = rl_entry_first_lsn(f);
 	uint64_t last = first + nrecs - 1;
 	if (r->next_lsn && first < r->next_lsn) {
 		/* Already in the log: only where a continued restore starts, inside its first
@@ -149,8 +149,7 @@ static int apply_frame(struct restore *r, uint64_t seq, const uint8_t *f, size_t
 	r->st.last_lsn = last;
 	r->st.frames++;
 	r->st.bytes += len;
-	if (rl_get32(f) == RL_FRAME_MAGIC)
-		r->st.records += nrecs;
+	r->st.records += rl_entry_records(f);
 	r->next_lsn = last + 1;
 	if (r->until_lsn && r->next_lsn > r->until_lsn)
 		r->done = 1;
@@ -199,8 +198,8 @@ static int apply_message(struct restore *r, natsMsg *m, uint64_t seq)
 			return 0;
 		r->chunk_n = 0;
 		if (r->chunk_len < RL_FRAME_HEADER_BYTES ||
-		    rl_get32(r->chunk_buf + 8) != r->chunk_len ||
-		    rl_get64(r->chunk_buf + 16) != meta.first_lsn)
+		    rl_entry_len(r->chunk_buf) != r->chunk_len ||
+		    rl_entry_first_lsn(r->chunk_buf) != meta.first_lsn)
 			return bad_message(r, seq, "%s", "chunks that do not make up their frame");
 		return apply_frame(r, seq, r->chunk_buf, r->chunk_len);
 	}
@@ -217,15 +216,15 @@ static int apply_message(struct restore *r, natsMsg *m, uint64_t seq)
 	while (off < len && !r->done) {
 		if (len - off < RL_FRAME_HEADER_BYTES)
 			return bad_message(r, seq, "%s", "a partial frame at the end");
-		uint32_t fl = rl_get32(data + off + 8);
+		uint32_t fl = rl_entry_len(data + off);
 		if (fl < RL_FRAME_HEADER_BYTES || fl > len - off || fl % 8)
 			return bad_message(r, seq, "%s", "a frame whose length does not fit");
-		if (rl_get64(data + off + 16) != expect)
+		if (rl_entry_first_lsn(data + off) != expect)
 			return bad_message(r, seq, "%s", "frames that do not follow its headers");
 		int err = apply_frame(r, seq, data + off, fl);
 		if (err)
 			return err;
-		expect += rl_get32(data + off + 12);
+		expect += rl_entry_nrecs(data + off);
 		off += fl;
 	}
 	if (!r->done && expect != meta.last_lsn + 1)

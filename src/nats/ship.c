@@ -459,7 +459,7 @@ static int last_frame_in(const uint8_t *p, size_t len, const uint8_t **frame, si
 {
 	size_t off = 0;
 	while (off + RL_FRAME_HEADER_BYTES <= len) {
-		uint32_t fl = rl_get32(p + off + 8);
+		uint32_t fl = rl_entry_len(p + off);
 		if (fl < RL_FRAME_HEADER_BYTES || fl > len - off)
 			return 0;
 		*frame = p + off;

@@ -1,10 +1,13 @@
 /* File operations on the log directory.  Contracts in file_io.h. */
 #include "file_io.h"
 
+#include "errors.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -20,6 +23,40 @@ static int injected(enum rl_file_op op, const char *name, uint64_t off, uint64_t
 		return 0;
 	int err = f->fail(f->arg, op, name, off, len);
 	return err < 0 ? err : 0;
+}
+
+int rl_dir_open(const char *who, const char *path, int create)
+{
+	const char *sep = who ? ": " : "";
+	who = who ? who : "";
+	int err = injected(RL_FOP_OPEN, path, 0, O_RDONLY | O_DIRECTORY);
+	int fd = err ? (errno = -err, -1) : open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0 || errno != ENOENT || !create)
+		return fd >= 0 ? fd : rl_fail(-errno, "%s%sopening log directory %s", who, sep, path);
+	if ((err = injected(RL_FOP_MKDIR, path, 0, 0)) != 0 ||
+	    (mkdir(path, 0755) < 0 && errno != EEXIST))
+		return rl_fail(err ? err : -errno, "%s%screating log directory %s", who, sep, path);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return rl_fail(-errno, "%s%sopening log directory %s", who, sep, path);
+	/* Make the new directory's own entry durable in its parent. */
+	char *parent = strdup(path);
+	if (!parent) {
+		close(fd);
+		return rl_fail(-ENOMEM, "%s%sopening log directory %s", who, sep, path);
+	}
+	char *slash = strrchr(parent, '/');
+	const char *pdir = slash ? (slash == parent ? "/" : (*slash = '\0', parent)) : ".";
+	int pfd = open(pdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	err = pfd < 0 ? -errno : rl_dir_sync(pfd);
+	if (pfd >= 0)
+		close(pfd);
+	free(parent);
+	if (err) {
+		close(fd);
+		return rl_fail(err, "%s%sfsync of the parent of %s", who, sep, path);
+	}
+	return fd;
 }
 
 int rl_file_open(int dir_fd, const char *name, int flags)

@@ -25,6 +25,7 @@ enum rl_file_op {
 	RL_FOP_UNLINK,	   /* unlinkat */
 	RL_FOP_DIRSYNC,	   /* fsync of the directory */
 	RL_FOP_NOCOW,	   /* marking a new file no-copy-on-write (btrfs) */
+	RL_FOP_MKDIR,	   /* creating the log directory */
 	RL_FOP_COUNT
 };
 
@@ -41,6 +42,14 @@ struct rl_file_faults {
 	void *arg;
 };
 extern struct rl_file_faults *_Atomic rl_file_faults;
+
+/*
+ * Open the log directory `path` (RL_FOP_OPEN with name = path); when it does not exist
+ * and `create` is set, create it (RL_FOP_MKDIR) and make its entry durable in its
+ * parent (RL_FOP_DIRSYNC).  Returns the fd, or -errno (-ENOENT, -ENOTDIR as such) with
+ * ringlog_last_error() set, prefixed with "who: " unless who is NULL.
+ */
+int rl_dir_open(const char *who, const char *path, int create);
 
 /* openat(dir_fd, name, flags | O_CLOEXEC, 0644).  Returns the fd or -errno. */
 int rl_file_open(int dir_fd, const char *name, int flags);

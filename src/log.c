@@ -92,42 +92,11 @@ static int check_options(const struct ringlog_options *o)
 	return 0;
 }
 
-/* Open (creating if allowed) the directory; ENOTDIR/ENOENT come out as such. */
-static int open_dir(const char *dir, int create)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0 || errno != ENOENT || !create)
-		return fd >= 0 ? fd : rl_fail(-errno, "opening log directory %s", dir);
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return rl_fail(-errno, "creating log directory %s", dir);
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return rl_fail(-errno, "opening log directory %s", dir);
-	/* Make the new directory's own entry durable in its parent. */
-	char *parent = strdup(dir);
-	if (!parent) {
-		close(fd);
-		return -ENOMEM;
-	}
-	char *slash = strrchr(parent, '/');
-	const char *pdir = slash ? (slash == parent ? "/" : (*slash = '\0', parent)) : ".";
-	int pfd = open(pdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int err = pfd < 0 ? -errno : rl_dir_sync(pfd);
-	if (pfd >= 0)
-		close(pfd);
-	free(parent);
-	if (err) {
-		close(fd);
-		return rl_fail(err, "fsync of the parent of %s", dir);
-	}
-	return fd;
-}
-
 static int lock_dir(int dir_fd, const char *dir)
 {
-	int fd = openat(dir_fd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = rl_file_open(dir_fd, "LOCK", O_RDWR | O_CREAT);
 	if (fd < 0)
-		return rl_fail(-errno, "creating %s/LOCK", dir);
+		return rl_fail(fd, "creating %s/LOCK", dir);
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		close(fd);
@@ -278,7 +247,7 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 		err = rl_fail(-ENOMEM, "allocating the log");
 		goto fail;
 	}
-	log->dir_fd = open_dir(dir, (int)opts->create_if_missing);
+	log->dir_fd = rl_dir_open(NULL, dir, (int)opts->create_if_missing);
 	if (log->dir_fd < 0) {
 		err = log->dir_fd;
 		goto fail;
@@ -649,9 +618,9 @@ RINGLOG_API int ringlog_check_plan(const char *dir, uint32_t mode, struct ringlo
 		return rl_fail(-EINVAL, "check: dir must not be NULL");
 	if (mode > RL_RECOVER_MODE_LAST)
 		return rl_fail(-EINVAL, "check: unknown recovery mode %u", mode);
-	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dir_fd = rl_dir_open("check", dir, 0);
 	if (dir_fd < 0)
-		return rl_fail(-errno, "check: opening log directory %s", dir);
+		return dir_fd;
 	struct rl_plan plan;
 	int err = rl_plan_recovery(dir_fd, mode, 0, &plan);
 	close(dir_fd);
@@ -719,9 +688,9 @@ RINGLOG_API int ringlog_published_durable(const char *dir, uint64_t *durable_lsn
 {
 	if (!dir || !durable_lsn || !log_id)
 		return rl_fail(-EINVAL, "published_durable: NULL argument");
-	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dir_fd = rl_dir_open("published_durable", dir, 0);
 	if (dir_fd < 0)
-		return rl_fail(-errno, "published_durable: opening log directory %s", dir);
+		return dir_fd;
 	struct rl_published p;
 	int err = rl_published_map(dir_fd, &p, log_id);
 	close(dir_fd);
@@ -745,7 +714,7 @@ RINGLOG_API int ringlog_init_dir(const char *dir, uint64_t log_id, uint64_t firs
 	if (!dir || log_id == 0 || first_lsn == 0 || first_lsn == UINT64_MAX)
 		return rl_fail(-EINVAL, "init_dir: needs a directory, a log id and a first LSN "
 					"(not 0)");
-	int dir_fd = open_dir(dir, 1);
+	int dir_fd = rl_dir_open("init_dir", dir, 1);
 	if (dir_fd < 0)
 		return dir_fd;
 	uint64_t *lsns;

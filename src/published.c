@@ -65,8 +65,7 @@ void rl_published_set(struct rl_published *p, uint64_t durable_lsn)
 		return;
 	uint8_t b[16];
 	put_value(b, durable_lsn);
-	ssize_t n = pwrite(p->fd, b, sizeof(b), OFF_DURABLE);
-	p->write_err = n == (ssize_t)sizeof(b) ? 0 : n < 0 ? -errno : -EIO;
+	p->write_err = rl_file_pwrite(p->fd, RL_PUBLISHED_NAME, b, sizeof(b), OFF_DURABLE);
 	if (!p->write_err)
 		p->last = durable_lsn;
 }

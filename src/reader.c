@@ -74,9 +74,9 @@ static int enter_segment(struct ringlog_reader *r, uint64_t first)
 {
 	char name[RL_SEG_NAME_LEN + 1];
 	rl_seg_name(name, first);
-	int fd = openat(r->dir_fd, name, O_RDONLY | O_CLOEXEC);
+	int fd = rl_file_open(r->dir_fd, name, O_RDONLY);
 	if (fd < 0)
-		return rl_fail(-errno, "reader: opening %s", name);
+		return rl_fail(fd, "reader: opening %s", name);
 	struct rl_seg_header h;
 	uint64_t size;
 	int err = rl_seg_read_header(fd, &h, &size);
@@ -172,9 +172,9 @@ RINGLOG_API int ringlog_reader_open(const char *dir, uint64_t from_lsn, struct r
 	if (!dir || !out)
 		return rl_fail(-EINVAL, "reader_open: dir and out must not be NULL");
 	*out = NULL;
-	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dir_fd = rl_dir_open("reader", dir, 0);
 	if (dir_fd < 0)
-		return rl_fail(-errno, "reader: opening log directory %s", dir);
+		return dir_fd;
 	return reader_open(dir_fd, dir, from_lsn, NULL, 0, out);
 }
 
@@ -186,9 +186,9 @@ RINGLOG_API int ringlog_reader_open_ex(const char *dir, uint64_t from_lsn, uint3
 	*out = NULL;
 	if (flags & ~RINGLOG_READ_DURABLE)
 		return rl_fail(-EINVAL, "reader_open_ex: unknown flags 0x%x", flags);
-	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dir_fd = rl_dir_open("reader", dir, 0);
 	if (dir_fd < 0)
-		return rl_fail(-errno, "reader: opening log directory %s", dir);
+		return dir_fd;
 	return reader_open(dir_fd, dir, from_lsn, NULL, flags, out);
 }
 

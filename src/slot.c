@@ -115,8 +115,8 @@ RINGLOG_API int ringlog_slot_open(const char *dir, const char *name, int create,
 		return rl_fail(-ENOMEM, "slot_open: allocating");
 	s->fd = -1;
 	snprintf(s->file, sizeof(s->file), RL_SLOT_PREFIX "%s", name);
-	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int err = dir_fd < 0 ? rl_fail(-errno, "slot_open: opening log directory %s", dir) : 0;
+	int dir_fd = rl_dir_open("slot_open", dir, 0);
+	int err = dir_fd < 0 ? dir_fd : 0;
 	if (!err) {
 		s->fd = rl_file_open(dir_fd, s->file, O_RDWR);
 		if (s->fd == -ENOENT && create &&
@@ -180,9 +180,9 @@ RINGLOG_API int ringlog_slot_drop(const char *dir, const char *name)
 		return rl_fail(-EINVAL, "slot_drop: bad directory or slot name");
 	char file[sizeof(RL_SLOT_PREFIX) + RL_SLOT_NAME_MAX];
 	snprintf(file, sizeof(file), RL_SLOT_PREFIX "%s", name);
-	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dir_fd = rl_dir_open("slot_drop", dir, 0);
 	if (dir_fd < 0)
-		return rl_fail(-errno, "slot_drop: opening log directory %s", dir);
+		return dir_fd;
 	int err = faccessat(dir_fd, file, F_OK, 0) < 0 ? -errno : 0;
 	if (!err)
 		err = rl_file_unlink(dir_fd, file);

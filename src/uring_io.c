@@ -2,6 +2,8 @@
 #include "uring_io.h"
 
 #include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct rl_io_faults *rl_io_faults;
@@ -18,6 +20,9 @@ int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register)
 		if (err < 0)
 			return err;
 	}
+	struct io_uring *ring = calloc(1, sizeof(*ring));
+	if (!ring)
+		return -ENOMEM;
 	/* Newest flags first; older kernels reject them with -EINVAL. Only this
 	 * thread ever submits, and it reaps completions itself. */
 	static const unsigned try_flags[] = {
@@ -27,19 +32,22 @@ int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register)
 	};
 	int err = -EINVAL;
 	for (size_t i = 0; i < sizeof(try_flags) / sizeof(try_flags[0]); i++) {
-		err = io_uring_queue_init(RL_IO_ENTRIES, &io->uring, try_flags[i]);
+		err = io_uring_queue_init(RL_IO_ENTRIES, ring, try_flags[i]);
 		if (err != -EINVAL)
 			break;
 	}
-	if (err < 0)
+	if (err < 0) {
+		free(ring);
 		return err;
+	}
+	io->uring = ring;
 	if (!no_register) {
 		int rerr = 0;
 		if (rl_io_faults && rl_io_faults->register_buffer)
 			rerr = rl_io_faults->register_buffer(rl_io_faults->arg);
 		if (rerr == 0) {
 			struct iovec iov = {.iov_base = buf, .iov_len = len};
-			rerr = io_uring_register_buffers(&io->uring, &iov, 1);
+			rerr = io_uring_register_buffers(io->uring, &iov, 1);
 		}
 		io->registered = rerr == 0;
 	}
@@ -48,15 +56,18 @@ int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register)
 
 void rl_io_exit(struct rl_io *io)
 {
-	if (io->uring.ring_fd > 0)
-		io_uring_queue_exit(&io->uring);
+	if (io->uring) {
+		io_uring_queue_exit(io->uring);
+		free(io->uring);
+	}
 	memset(io, 0, sizeof(*io));
 }
 
-static int submit(struct rl_io *io, unsigned expect)
+/* Submit what is queued (`expect` entries) after the fault hook `hook` (NULL: none). */
+static int submit(struct rl_io *io, unsigned expect, int (*hook)(void *))
 {
-	if (rl_io_faults && rl_io_faults->submit) {
-		int err = rl_io_faults->submit(rl_io_faults->arg);
+	if (hook) {
+		int err = hook(rl_io_faults->arg);
 		/* The prepared entries stay unsubmitted: a failed submit fails the log,
 		 * and nothing submits on this ring again. */
 		if (err < 0)
@@ -64,7 +75,7 @@ static int submit(struct rl_io *io, unsigned expect)
 	}
 	int n;
 	do
-		n = io_uring_submit(&io->uring);
+		n = io_uring_submit(io->uring);
 	while (n == -EINTR);
 	if (n < 0)
 		return n;
@@ -86,7 +97,7 @@ static void prep_fsync(struct io_uring_sqe *sqe, int fd, unsigned tag)
 int rl_io_write_sync(struct rl_io *io, int fd, const void *src, uint32_t len, uint64_t off,
 		     int sync, unsigned tag)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->uring);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(io->uring);
 	if (io->registered)
 		io_uring_prep_write_fixed(sqe, fd, src, len, off, 0);
 	else
@@ -96,27 +107,23 @@ int rl_io_write_sync(struct rl_io *io, int fd, const void *src, uint32_t len, ui
 		/* The link makes the fdatasync start only after the write completed in
 		 * full; a short or failed write cancels it (-ECANCELED). */
 		sqe->flags |= IOSQE_IO_LINK;
-		prep_fsync(io_uring_get_sqe(&io->uring), fd, tag);
+		prep_fsync(io_uring_get_sqe(io->uring), fd, tag);
 	}
-	return submit(io, sync ? 2 : 1);
+	return submit(io, sync ? 2 : 1, rl_io_faults ? rl_io_faults->submit : NULL);
 }
 
 int rl_io_sync(struct rl_io *io, int fd, unsigned tag)
 {
-	prep_fsync(io_uring_get_sqe(&io->uring), fd, tag);
-	return submit(io, 1);
+	prep_fsync(io_uring_get_sqe(io->uring), fd, tag);
+	return submit(io, 1, rl_io_faults ? rl_io_faults->submit : NULL);
 }
 
 int rl_io_arm_wake(struct rl_io *io, int efd)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->uring);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(io->uring);
 	io_uring_prep_read(sqe, efd, &io->wake_buf, sizeof(io->wake_buf), 0);
 	io_uring_sqe_set_data64(sqe, user_data(RL_IO_WAKE, 0, 0));
-	int n;
-	do
-		n = io_uring_submit(&io->uring);
-	while (n == -EINTR);
-	return n < 0 ? n : n == 1 ? 0 : -EIO;
+	return submit(io, 1, rl_io_faults ? rl_io_faults->arm_wake : NULL);
 }
 
 int rl_io_wait(struct rl_io *io, enum rl_io_op *op, unsigned *tag, int *res)
@@ -124,7 +131,7 @@ int rl_io_wait(struct rl_io *io, enum rl_io_op *op, unsigned *tag, int *res)
 	struct io_uring_cqe *cqe;
 	int err;
 	do
-		err = io_uring_wait_cqe(&io->uring, &cqe);
+		err = io_uring_wait_cqe(io->uring, &cqe);
 	while (err == -EINTR);
 	if (err < 0)
 		return err;
@@ -132,8 +139,8 @@ int rl_io_wait(struct rl_io *io, enum rl_io_op *op, unsigned *tag, int *res)
 	*op = (enum rl_io_op)(ud & 0xff);
 	*tag = (unsigned)(ud >> 8 & 0xff);
 	*res = cqe->res;
-	io_uring_cqe_seen(&io->uring, cqe);
-	if (*op != RL_IO_WAKE && rl_io_faults && rl_io_faults->complete)
+	io_uring_cqe_seen(io->uring, cqe);
+	if (rl_io_faults && rl_io_faults->complete)
 		*res = rl_io_faults->complete(rl_io_faults->arg, *op, *res, (uint32_t)(ud >> 32));
 	return 0;
 }

@@ -7,9 +7,10 @@
 #ifndef RL_URING_IO_H
 #define RL_URING_IO_H
 
-#include <liburing.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct io_uring; /* liburing.h is included by uring_io.c only */
 
 enum rl_io_op {
 	RL_IO_WRITE = 1,
@@ -18,7 +19,7 @@ enum rl_io_op {
 };
 
 struct rl_io {
-	struct io_uring uring;
+	struct io_uring *uring; /* NULL before rl_io_init succeeds */
 	int registered; /* the buffer is registered as fixed buffer 0 */
 	uint64_t wake_buf; /* target of the wake eventfd read */
 };
@@ -33,11 +34,15 @@ struct rl_io_faults {
 	int (*setup)(void *arg);
 	/* Return < 0 to make buffer registration fail with that error. */
 	int (*register_buffer)(void *arg);
-	/* Called before each io_uring_submit; return < 0 to make it fail. May block
-	 * (tests use that to hold the consumer while the ring fills). */
+	/* Called before each io_uring_submit of writes and fdatasyncs; return < 0 to make
+	 * it fail. May block (tests use that to hold the consumer while the ring fills). */
 	int (*submit)(void *arg);
+	/* Called before the submission of the read of the consumer's wake eventfd (when
+	 * it goes idle); return < 0 to make it fail. */
+	int (*arm_wake)(void *arg);
 	/* Rewrite a completion's result: `res` is what the kernel returned for an
-	 * operation of `len` bytes (0 for fsync); return the result to act on. */
+	 * operation of `len` bytes (0 for fsync and the wake read); return the result to
+	 * act on. */
 	int (*complete)(void *arg, enum rl_io_op op, int res, uint32_t len);
 	void *arg;
 };
@@ -45,7 +50,8 @@ extern struct rl_io_faults *rl_io_faults;
 
 /* Set up the io_uring instance (on the thread that will submit) and register
  * [buf, buf + len) unless no_register.  Registration failure is not an error: the
- * writes then use plain write SQEs.  Returns 0 or -errno from io_uring_queue_init. */
+ * writes then use plain write SQEs.  Returns 0 or -errno from io_uring_queue_init
+ * (-ENOMEM if the instance cannot be allocated). */
 int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register);
 void rl_io_exit(struct rl_io *io);
 

@@ -25,15 +25,15 @@
 enum mode { SET, SHORT };
 
 static struct {
-	int op;	   /* RL_IO_WRITE or RL_IO_FSYNC, 0 = off */
+	int op;	   /* RL_IO_WRITE, RL_IO_FSYNC or RL_IO_WAKE, 0 = off */
 	int nth;   /* first occurrence (1-based) it applies to */
 	int times; /* how many occurrences from nth (0 = all) */
 	enum mode mode;
 	int value;
-	int seen[3]; /* completions per op */
+	int seen[4]; /* completions per op */
 	uint32_t write_lens[16];
 	int cancel_next_fsync;
-	int setup_err, register_err, submit_err;
+	int setup_err, register_err, submit_err, arm_wake_err;
 	/* Before the armed fault fires, wait (up to 5 s) until this many threads sleep in
 	 * ringlog_wait on fx_log: the failure must wake them, not just be seen early. */
 	struct ringlog *log;
@@ -96,11 +96,17 @@ static int fx_submit(void *arg)
 	(void)arg;
 	return fx.submit_err;
 }
+static int fx_arm_wake(void *arg)
+{
+	(void)arg;
+	return fx.arm_wake_err;
+}
 
 static struct rl_io_faults hooks = {
     .setup = fx_setup,
     .register_buffer = fx_register,
     .submit = fx_submit,
+    .arm_wake = fx_arm_wake,
     .complete = fx_complete,
 };
 
@@ -322,6 +328,48 @@ static void submit_failure_fails_stop(void **state)
 	assert_int_equal(ringlog_close(log), -ENOMEM);
 }
 
+/* The consumer, idle, arms a read of its wake eventfd; if that submission fails, the
+ * log fails (it could no longer be woken for new work) and says so. */
+static void wake_arm_failure_fails_stop(void **state)
+{
+	const char *dir = *state;
+	fx.arm_wake_err = -EIO;
+	struct ringlog *log = tu_open(dir, NULL);
+	static char rec[100];
+	struct iovec iov = {rec, sizeof(rec)};
+	uint64_t lsn = 0;
+	int err = ringlog_append(log, &iov, 1, &lsn);
+	if (err == 0)
+		err = ringlog_wait(log, lsn);
+	assert_int_equal(err, -EIO);
+	assert_int_equal(ringlog_error(log), -EIO);
+	assert_int_equal(ringlog_close(log), -EIO);
+	assert_non_null(strstr(ringlog_last_error(), "arming the wake-up read"));
+}
+
+/* The wake read completing with an error (not -EAGAIN or -EINTR) fails the log. */
+static void wake_read_error_fails_stop(void **state)
+{
+	const char *dir = *state;
+	arm(RL_IO_WAKE, 1, 0, SET, -EBADF);
+	struct ringlog *log = tu_open(dir, NULL);
+	static char rec[100];
+	struct iovec iov = {rec, sizeof(rec)};
+	/* Let the consumer go idle (past its spin) so that an append wakes it through
+	 * the eventfd; an append it still caught spinning takes another round. */
+	int err = 0;
+	for (int i = 0; i < 200 && !err; i++) {
+		usleep(10000);
+		uint64_t lsn = 0;
+		err = ringlog_append(log, &iov, 1, &lsn);
+		if (err == 0)
+			err = ringlog_wait(log, lsn);
+	}
+	assert_int_equal(err, -EBADF);
+	assert_int_equal(ringlog_close(log), -EBADF);
+	assert_non_null(strstr(ringlog_last_error(), "reading the wake eventfd"));
+}
+
 /* An io_uring error that means something else in this API (-EAGAIN: "ring full")
  * fails the log as -EIO, the original named in the detail. */
 static void ambiguous_errors_become_eio(void **state)
@@ -473,6 +521,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(ambiguous_errors_become_eio, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unregistered_buffer_fallback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(io_uring_unavailable_is_a_clear_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(wake_arm_failure_fails_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(wake_read_error_fails_stop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(blocked_appender_gets_the_failure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rotation_failure_fails_stop_and_recovers, setup,
 					    teardown),

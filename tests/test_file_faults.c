@@ -810,7 +810,8 @@ static void open_probe_einval_fails_direct_mode(void **state)
 	assert_int_equal(ringlog_open(dir, &o, &log), -EINVAL);
 	assert_null(log);
 	expect_detail("O_DIRECT", dir, NULL);
-	assert_int_equal(ops(RL_FOP_OPEN), 1); /* the probe only: no pool, no segment */
+	/* The directory, LOCK and the probe: no pool file, no segment. */
+	assert_int_equal(ops(RL_FOP_OPEN), 3);
 	assert_int_equal(nsegments(dir), 0);
 	assert_int_equal(fd_count(), fds);
 	clear_faults();
@@ -1033,6 +1034,50 @@ static void open_new_directory_parent_sync_fails(void **state)
 	assert_int_equal(ringlog_wait(log, tu_append_tagged(log, 1, 1, 100)), 0);
 	assert_int_equal(ringlog_close(log), 0);
 	assert_int_equal(fd_count(), fds);
+}
+
+/* Creating the log directory fails: the open fails with that error and says so; the
+ * directory is created by the next open. */
+static void open_new_directory_mkdir_fails(void **state)
+{
+	char sub[4096];
+	snprintf(sub, sizeof(sub), "%s/log", (const char *)*state);
+	struct ringlog_options o;
+	options(&o);
+	int slot = add_fault(fault(RL_FOP_MKDIR, "/log", 1, -EACCES, 1));
+	struct ringlog *log = NULL;
+	assert_int_equal(ringlog_open(sub, &o, &log), -EACCES);
+	assert_null(log);
+	assert_int_equal(fired(slot), 1);
+	expect_detail("creating log directory", sub, NULL);
+	assert_int_not_equal(access(sub, F_OK), 0);
+	clear_faults();
+	log = tu_open(sub, &o);
+	assert_int_equal(ringlog_close(log), 0);
+}
+
+/* Opening an existing log directory fails (the readers and checks open it the same
+ * way): the error and the directory are named. */
+static void open_directory_fails(void **state)
+{
+	const char *dir = *state;
+	struct ringlog_options o;
+	options(&o);
+	make_log(dir, &o);
+	int slot = add_fault(with_flags(fault(RL_FOP_OPEN, dir, 1, -EMFILE, 0), O_DIRECTORY));
+	struct ringlog *log = NULL;
+	assert_int_equal(ringlog_open(dir, &o, &log), -EMFILE);
+	expect_detail("opening log directory", dir, NULL);
+	struct ringlog_reader *r = NULL;
+	assert_int_equal(ringlog_reader_open(dir, 0, &r), -EMFILE);
+	expect_detail("reader: opening log directory", dir, NULL);
+	struct ringlog_recovery rep;
+	assert_int_equal(ringlog_check(dir, 0, &rep), -EMFILE);
+	expect_detail("check: opening log directory", dir, NULL);
+	assert_true(fired(slot) >= 3);
+	clear_faults();
+	log = tu_open(dir, &o);
+	assert_int_equal(ringlog_close(log), 0);
 }
 
 /* ---- Recovery ---- */
@@ -1497,6 +1542,8 @@ int main(void)
 	    T(open_pool_wrong_size_rename_fails),
 	    T(open_pool_size_check_open_fails),
 	    T(open_new_directory_parent_sync_fails),
+	    T(open_new_directory_mkdir_fails),
+	    T(open_directory_fails),
 	    T(recovery_cut_zeroing_fails),
 	    T(recovery_cut_truncate_fails),
 	    T(recovery_cut_fdatasync_fails),

@@ -8,7 +8,6 @@
 #include "futex.h"
 #include "probes.h"
 #include "recovery.h"
-#include "slot.h"
 #include "spin.h"
 
 #include <errno.h>
@@ -510,150 +509,6 @@ RINGLOG_API int ringlog_wait(struct ringlog *log, uint64_t lsn)
 	return ringlog_wait_timeout(log, lsn, -1);
 }
 
-RINGLOG_API int ringlog_stats(struct ringlog *log, struct ringlog_stats *out)
-{
-	memset(out, 0, sizeof(*out));
-#define LOAD(c) atomic_load_explicit(&log->c, memory_order_relaxed)
-	out->batches = LOAD(st_batches);
-	out->records = LOAD(st_records);
-	out->bytes = LOAD(st_bytes);
-	out->groups = LOAD(st_groups);
-	out->writes = LOAD(st_writes);
-	out->fdatasyncs = LOAD(st_fdatasyncs);
-	out->retries = LOAD(st_retries);
-	out->rotations = LOAD(st_rotations);
-	out->segment_first_lsn = LOAD(st_segment_first_lsn);
-	out->ring_full_waits = LOAD(ring.full_waits);
-	out->bytes_written = LOAD(st_bytes_written);
-	out->segments_prepared = LOAD(pool.prepared);
-	out->segments_recycled = LOAD(pool.recycled);
-	out->rotation_waits = LOAD(pool.waits);
-	out->prepared_ready = LOAD(pool.ready_now);
-	out->retention_held = LOAD(st_retention_held);
-	out->retention_held_lsn = LOAD(st_retention_held_lsn);
-#undef LOAD
-	out->direct_io = (uint64_t)log->direct;
-	out->io_align = log->align;
-	out->pipeline_depth = log->opts.pipeline_depth;
-	out->durable_lsn = ringlog_durable_lsn(log);
-	out->next_lsn = ringlog_next_lsn(log);
-	return 0;
-}
-
-RINGLOG_API int ringlog_truncate_before(struct ringlog *log, uint64_t lsn)
-{
-	pthread_mutex_lock(&log->retention_lock);
-	uint64_t *lsns;
-	size_t n;
-	int err = rl_seg_list(log->dir_fd, &lsns, &n);
-	int removed = 0;
-	if (err) {
-		err = rl_fail(err, "truncate_before: listing the log directory");
-		goto out;
-	}
-	/* A replication slot holds back what it has not released (ringlog.h). */
-	uint64_t slot_lsn;
-	char slot[80];
-	int slots = rl_slots_oldest(log->dir_fd, &slot_lsn, slot, sizeof(slot));
-	if (slots < 0) {
-		err = rl_fail(slots, "truncate_before: reading the replication slots");
-		free(lsns);
-		goto out;
-	}
-	if (slots && slot_lsn + 1 < lsn) {
-		lsn = slot_lsn + 1;
-		rl_count(&log->st_retention_held, 1);
-		atomic_store_explicit(&log->st_retention_held_lsn, lsn, memory_order_relaxed);
-	}
-	/* Segment i holds LSNs [lsns[i], lsns[i+1]).  One with a successor is sealed,
-	 * hence durable in full; the last is being written and always stays. */
-	for (size_t i = 0; i + 1 < n && lsns[i + 1] <= lsn; i++) {
-		char name[RL_SEG_NAME_LEN + 1];
-		rl_seg_name(name, lsns[i]);
-		/* Into the pool for reuse if it has room (its frames all lie below the next
-		 * segment's first LSN), else deleted. */
-		int recycled = log->opts.recycle_segments
-				   ? rl_pool_retire(&log->pool, name, lsns[i + 1] - 1)
-				   : 0;
-		if (recycled < 0) {
-			err = rl_fail(recycled, "truncate_before: moving %s to the pool", name);
-			break;
-		}
-		if (!recycled && (err = rl_file_unlink(log->dir_fd, name)) != 0) {
-			err = rl_fail(err, "truncate_before: removing %s", name);
-			break;
-		}
-		/* Oldest first, each durable: a crash leaves a contiguous log. */
-		if ((err = rl_dir_sync(log->dir_fd)) != 0) {
-			err = rl_fail(err, "truncate_before: fsync of the log directory");
-			break;
-		}
-		removed++;
-	}
-	free(lsns);
-	if (removed)
-		rl_pool_kick(&log->pool); /* space was freed, or a file came to reuse */
-out:
-	pthread_mutex_unlock(&log->retention_lock);
-	return err ? err : removed;
-}
-
-RINGLOG_API int ringlog_recovery_report(struct ringlog *log, struct ringlog_recovery *out)
-{
-	*out = log->recovery;
-	return 0;
-}
-
-RINGLOG_API int ringlog_check_plan(const char *dir, uint32_t mode, struct ringlog_recovery *out,
-				   struct ringlog_repair_action **actions, size_t *count)
-{
-	if (actions)
-		*actions = NULL;
-	if (count)
-		*count = 0;
-	if (!out)
-		return rl_fail(-EINVAL, "check: out must not be NULL");
-	memset(out, 0, sizeof(*out));
-	if (!dir)
-		return rl_fail(-EINVAL, "check: dir must not be NULL");
-	if (mode > RL_RECOVER_MODE_LAST)
-		return rl_fail(-EINVAL, "check: unknown recovery mode %u", mode);
-	int dir_fd = rl_dir_open("check", dir, 0);
-	if (dir_fd < 0)
-		return dir_fd;
-	struct rl_plan plan;
-	int err = rl_plan_recovery(dir_fd, mode, 0, &plan);
-	close(dir_fd);
-	*out = plan.report;
-	if (!err && actions && plan.nactions) {
-		*actions = calloc(plan.nactions, sizeof(**actions));
-		if (!*actions)
-			err = rl_fail(-ENOMEM, "check: allocating the plan");
-		for (size_t i = 0; !err && i < plan.nactions; i++)
-			rl_action_export(&plan.actions[i], &(*actions)[i]);
-		if (!err && count)
-			*count = plan.nactions;
-	}
-	rl_plan_free(&plan);
-	return err;
-}
-
-RINGLOG_API int ringlog_check(const char *dir, uint32_t mode, struct ringlog_recovery *out)
-{
-	return ringlog_check_plan(dir, mode, out, NULL, NULL);
-}
-
-RINGLOG_API int ringlog_latency(struct ringlog *log, struct ringlog_latency *out, int reset)
-{
-	int err = rl_profile_read(&log->profile, out, reset);
-	return err ? rl_fail(err, "latency: the log was opened without options.profile") : 0;
-}
-
-RINGLOG_API uint64_t ringlog_latency_percentile(struct ringlog *log, unsigned stage, double p)
-{
-	return rl_profile_percentile(&log->profile, stage, p);
-}
-
 RINGLOG_API int ringlog_event_fd(struct ringlog *log)
 {
 	atomic_store_explicit(&log->event_fd_used, 1, memory_order_seq_cst);
@@ -727,7 +582,8 @@ RINGLOG_API int ringlog_init_dir(const char *dir, uint64_t log_id, uint64_t firs
 	free(lsns);
 	if (!err) {
 		/* A first segment of a header only: appends continue it. */
-		struct rl_seg_header h = {first_lsn, log_id, first_lsn - 1, 0};
+		struct rl_seg_header h = {.first_lsn = first_lsn, .log_id = log_id,
+					  .prev_last_lsn = first_lsn - 1};
 		char name[RL_SEG_NAME_LEN + 1];
 		rl_seg_name(name, first_lsn);
 		int direct = 0;

@@ -72,7 +72,8 @@ static int add_entry(struct rl_pool *p, uint64_t seq, uint64_t stale, int ready)
 		p->files = f;
 		p->cap = cap;
 	}
-	p->files[p->nfiles++] = (struct rl_pool_entry){seq, stale, ready};
+	p->files[p->nfiles++] =
+	    (struct rl_pool_entry){.seq = seq, .stale = stale, .ready = ready};
 	if (ready)
 		atomic_fetch_add_explicit(&p->ready_now, 1, memory_order_relaxed);
 	return 0;
@@ -108,7 +109,7 @@ static int prepare(struct rl_pool *p, const struct rl_pool_entry *e, uint64_t se
 		   const uint8_t *zeros)
 {
 	char from[RL_POOL_NAME_MAX], to[RL_POOL_NAME_MAX];
-	struct rl_pool_entry done = {seq, e ? e->stale : 0, 1};
+	struct rl_pool_entry done = {.seq = seq, .stale = e ? e->stale : 0, .ready = 1};
 	if (e)
 		ready_name(from, e);
 	else
@@ -204,7 +205,7 @@ static void *preparer_main(void *arg)
 		p->busy = 1;
 		int retired = job < p->nfiles;
 		p->busy_new = !retired;
-		struct rl_pool_entry e = retired ? p->files[job] : (struct rl_pool_entry){0};
+		struct rl_pool_entry e = retired ? p->files[job] : (struct rl_pool_entry){.seq = 0};
 		uint64_t seq = p->next_seq++;
 		pthread_mutex_unlock(&p->lock);
 		int err = prepare(p, retired ? &e : NULL, seq, zeros);
@@ -291,7 +292,8 @@ int rl_pool_start(struct rl_pool *p, int dir_fd, uint64_t file_bytes, int direct
 				p->files[p->nfiles - 1].ready = 1;
 				atomic_fetch_add_explicit(&p->ready_now, 1, memory_order_relaxed);
 			} else {
-				struct rl_pool_entry r = {seq, stale, 1}, t = {seq, stale, 0};
+				struct rl_pool_entry r = {.seq = seq, .stale = stale, .ready = 1},
+						     t = {.seq = seq, .stale = stale, .ready = 0};
 				char a[RL_POOL_NAME_MAX], b[RL_POOL_NAME_MAX];
 				ready_name(a, &r);
 				ready_name(b, &t);
@@ -403,7 +405,7 @@ int rl_pool_retire(struct rl_pool *p, const char *seg_name, uint64_t stale)
 		pthread_mutex_unlock(&p->lock);
 		return 0;
 	}
-	struct rl_pool_entry e = {p->next_seq++, stale, 0};
+	struct rl_pool_entry e = {.seq = p->next_seq++, .stale = stale, .ready = 0};
 	pthread_mutex_unlock(&p->lock);
 	char to[RL_POOL_NAME_MAX];
 	ready_name(to, &e);

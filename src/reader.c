@@ -372,7 +372,7 @@ RINGLOG_API int ringlog_reader_next(struct ringlog_reader *r, struct ringlog_rec
 		if (got <= 0)
 			return got;
 		r->in_frame = 1;
-		r->rec = (struct rl_record_cursor){0, 0};
+		r->rec = (struct rl_record_cursor){.pos = 0, .index = 0};
 		r->rec_lsn = r->scan.info.first_lsn;
 	}
 }

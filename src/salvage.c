@@ -267,7 +267,8 @@ static int salvage_frames(struct salvage *sv, int fd, const char *name,
 	rl_scan_free(&scan);
 	if (err)
 		return err;
-	*seg = (struct rl_segment){fd, h->first_lsn, scan.off, last_crc};
+	*seg = (struct rl_segment){.fd = fd, .first_lsn = h->first_lsn, .size = scan.off,
+				   .last_crc = last_crc};
 	*next_lsn = scan.expect_lsn;
 	return 0;
 }
@@ -349,7 +350,7 @@ static int first_frame(struct salvage *sv, uint64_t lsn, uint64_t *id, uint64_t 
 	int fd = rl_file_open(sv->dir_fd, name, O_RDONLY);
 	if (fd < 0)
 		return rl_fail(fd, "salvage: opening %s", name);
-	struct rl_seg_header any = {lsn, 0, lsn - 1, 0};
+	struct rl_seg_header any = {.first_lsn = lsn, .prev_last_lsn = lsn - 1};
 	struct rl_seg_scan scan;
 	int got = rl_scan_init(&scan, fd, &any);
 	if (got == 0) {
@@ -404,7 +405,7 @@ static int find_log_id(struct salvage *sv, const uint64_t *lsns, size_t n)
 			return rl_fail(-ENOMEM, "salvage: allocating");
 		}
 		for (size_t a = 0; a < m; a++)
-			v[a] = (struct vote){ids[a], a};
+			v[a] = (struct vote){.id = ids[a], .pos = a};
 		qsort(v, m, sizeof(*v), cmp_vote);
 		for (size_t a = 0; a < m;) {
 			size_t b = a;
@@ -492,7 +493,8 @@ static int note_aside(struct salvage *sv, uint64_t lsn, int why)
 			err = 0;
 	}
 	if (!err) {
-		struct rl_seg_header from = {start, sv->log_id, start - 1, 0};
+		struct rl_seg_header from = {.first_lsn = start, .log_id = sv->log_id,
+					     .prev_last_lsn = start - 1};
 		struct ringlog_recovery scratch;
 		memset(&scratch, 0, sizeof(scratch));
 		struct salvage probe = {.dir_fd = sv->dir_fd, .log_id = sv->log_id,

@@ -278,7 +278,7 @@ static int find_seq(struct restore *r, uint64_t lsn, uint64_t lo, uint64_t hi, u
 
 static void sleep_ms(unsigned ms)
 {
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
 }
 

@@ -374,8 +374,11 @@ static int ship_chunks(struct ringlog_nats_shipper *s, const struct ringlog_fram
 					"1..%u of %u of its frame, and the rest no longer fits "
 					"%u-byte messages (was max_message_bytes lowered?)",
 					f->first_lsn, k - 1, n, s->msg_max);
-		struct rln_meta meta = {s->log_id, f->first_lsn, f->first_lsn + f->nrecs - 1,
-					k,	   n,		 0};
+		struct rln_meta meta = {.log_id = s->log_id,
+					.first_lsn = f->first_lsn,
+					.last_lsn = f->first_lsn + f->nrecs - 1,
+					.chunk = k,
+					.chunks = n};
 		int err = publish(s, (const uint8_t *)f->bytes + off, part, &meta,
 				  k == n ? f->nrecs : 0);
 		if (err)

@@ -1,6 +1,6 @@
 /*
  * A log directory held in memory, file by file, for the tests that damage a log and
- * compare what recovery left with what they predicted (test_powerloss.c,
+ * compare what recovery left with what they predicted (tests/powerloss.c,
  * test_prepared.c): load it, copy it, edit it, write it back as a fresh directory.
  */
 #ifndef RL_TEST_SNAPSHOT_H

@@ -2,7 +2,7 @@
  * Salvage recovery (RINGLOG_RECOVER_SKIP_CORRUPTED), one kind of damage at a time:
  * what is kept, what is lost (exactly the damaged batches), the holes that stand
  * for them, what the other modes and readers make of a salvaged log, and every way
- * salvage can fail.  tests/test_powerloss.c adds random damage and interrupted
+ * salvage can fail.  tests/test_powerloss_salvage.c adds random damage and interrupted
  * salvages.
  *
  * The log: 40 batches of 3 records of 100 bytes (batch b = LSNs 3b+1..3b+3, tag b),

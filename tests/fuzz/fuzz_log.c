@@ -30,11 +30,11 @@
  * (emptied after every run), then:
  *   (a) rl_frame_check / rl_frame_check_header at every 8-aligned offset of every
  *       segment, and rl_seg_header_decode on its first 64 bytes;
- *   (b) rl_recover read-only in all four modes, cross-checking the modes;
+ *   (b) rl_plan_recovery read-only in all four modes, cross-checking the modes;
  *   (c) a full read with ringlog_reader_open / ringlog_reader_next, checking LSN
  *       continuity and bounds, and that it agrees with read-only TOLERATE_TAIL
  *       recovery; then that nothing read-only changed a byte on disk;
- *   (d) rl_recover applied in the mode the input picks, which must do exactly what
+ *   (d) rl_plan_recovery applied in the mode the input picks, which must do exactly what
  *       the read-only run of that mode predicted; after it the log must be clean
  *       (read-only TOLERATE_TAIL and ABSOLUTE succeed with no damage; nothing after
  *       the last segment's end can pass for this log's write: tail_is_clean) and read
@@ -52,6 +52,7 @@
  * one input).
  */
 #include "format.h"
+#include "layout_oracle.h"
 #include "log_internal.h"
 #include "recovery.h"
 #include "ringlog.h"
@@ -639,9 +640,9 @@ static void check_segment_bytes(const struct fz_seg *s)
 
 /* ---- (b) recovery ---- */
 
-/* The end rule of the last segment (docs/format.md), written out again: nothing after
- * its end `end` is a frame, hole or pad header of log `log_id` at LSN `lsn` or
- * later, at any 8-byte offset. */
+/* The end rule of the last segment, as the tests read docs/format.md (layout_oracle.h,
+ * shared with the power-loss tests): nothing after its end `end` is a frame, hole or
+ * pad header of log `log_id` at LSN `lsn` or later, at any 8-byte offset. */
 static int tail_is_clean(int fd, uint64_t log_id, uint64_t end, uint64_t lsn)
 {
 	struct stat st;
@@ -649,16 +650,10 @@ static int tail_is_clean(int fd, uint64_t log_id, uint64_t end, uint64_t lsn)
 	uint64_t size = (uint64_t)st.st_size;
 	if (end >= size)
 		return 1;
-	uint8_t *buf = malloc(size - end);
+	uint8_t *buf = malloc(size);
 	CHECK(buf != NULL);
-	CHECK(pread(fd, buf, size - end, (off_t)end) == (ssize_t)(size - end));
-	int clean = 1;
-	for (uint64_t x = 0; x + RL_FRAME_HEADER_BYTES <= size - end; x += RL_FRAME_ALIGN) {
-		uint32_t magic = rl_get32(buf + x);
-		if ((magic == RL_FRAME_MAGIC || magic == RL_HOLE_MAGIC || magic == RL_PAD_MAGIC) &&
-		    rl_get64(buf + x + 24) == log_id && rl_get64(buf + x + 16) >= lsn)
-			clean = 0;
-	}
+	CHECK(pread(fd, buf, size, 0) == (ssize_t)size);
+	int clean = lo_torn_end(buf, size, end, log_id, lsn) == 0;
 	free(buf);
 	return clean;
 }

@@ -137,6 +137,10 @@ static int collect(struct ringlog *log, struct group *g, int seg_empty, int *ful
 			break;
 	}
 	g->end = log->scan;
+	/* The ring's order (ring.h): what the consumer scanned lies between what it
+	 * released and what producers published. */
+	assert(atomic_load_explicit(&r->tail, memory_order_relaxed) <= log->scan &&
+	       log->scan <= atomic_load_explicit(&r->head_pub, memory_order_relaxed));
 	if (!g->batches)
 		return 0;
 	uint64_t a = log->align;

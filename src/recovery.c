@@ -40,6 +40,7 @@
 
 #include "errors.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -138,5 +139,10 @@ int rl_plan_verify(int dir_fd, uint32_t mode, const uint64_t *lsns, size_t n, st
 	p->log_id = log_id;
 	p->next_lsn = expect;
 	rep->last_lsn = expect - 1;
+	/* What the writer starts from: a kept segment that ends after its header, at an
+	 * entry boundary, and LSNs that only go forward from the first segment's. */
+	assert(p->last.size >= RL_SEG_HEADER_BYTES && p->last.size % RL_FRAME_ALIGN == 0);
+	assert(p->next_lsn >= lsns[0] && p->last.first_lsn <= p->next_lsn);
+	assert(kept >= 1 && kept <= n && rep->dropped_segments == n - kept);
 	return 0;
 }

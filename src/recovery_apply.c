@@ -9,6 +9,7 @@
 
 #include "errors.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -89,9 +90,15 @@ static int apply_one(int dir_fd, const struct rl_action *a)
 		break;
 	case RINGLOG_REPAIR_WRITE_HEADER:
 	case RINGLOG_REPAIR_WRITE_HOLES:
+		/* Whole headers at entry boundaries: 64 bytes at 0, or holes of 32 each. */
+		assert(a->op == RINGLOG_REPAIR_WRITE_HEADER
+			   ? a->off == 0 && a->len == RL_SEG_HEADER_BYTES
+			   : a->off >= RL_SEG_HEADER_BYTES && a->off % RL_FRAME_ALIGN == 0 &&
+				 a->len % RL_FRAME_HEADER_BYTES == 0);
 		err = write_durably(fd, name, a);
 		break;
 	case RINGLOG_REPAIR_CUT:
+		assert(a->off >= RL_SEG_HEADER_BYTES && a->off <= a->end);
 		err = rl_seg_cut(fd, name, a->off, a->truncate ? UINT64_MAX : a->end);
 		break;
 	default:

@@ -48,6 +48,7 @@
 
 #include "errors.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -125,9 +126,12 @@ static int plan_hole(struct salvage *sv, uint64_t seg, uint64_t off, uint32_t fr
 static int plan_holes(struct salvage *sv, uint64_t seg, uint64_t off, uint64_t len, uint64_t lost,
 		      uint64_t first)
 {
+	/* A damaged stretch is whole entries' worth of bytes, and its LSNs fit a hole. */
+	assert(len >= RL_FRAME_HEADER_BYTES && len % RL_FRAME_ALIGN == 0 && lost <= UINT32_MAX);
 	uint64_t max = rl_salvage_max_hole_bytes < 64 ? 64 : rl_salvage_max_hole_bytes;
 	uint64_t chunk = (max / 2) & ~(uint64_t)(RL_FRAME_ALIGN - 1);
 	uint64_t head = len - (len - RL_FRAME_HEADER_BYTES) / chunk * chunk;
+	assert(head >= RL_FRAME_HEADER_BYTES && head < RL_FRAME_HEADER_BYTES + chunk);
 	for (uint64_t at = off + head; at < off + len; at += chunk) {
 		int err = plan_hole(sv, seg, at, (uint32_t)chunk, 0, first + lost);
 		if (err)
@@ -690,6 +694,9 @@ int rl_plan_salvage(int dir_fd, const uint64_t *lsns, size_t n, struct rl_plan *
 	p->log_id = sv.log_id;
 	p->next_lsn = expect;
 	rep->last_lsn = expect - 1;
+	/* The writer starts after every LSN kept or claimed, in a segment of this log. */
+	assert(p->last.size >= RL_SEG_HEADER_BYTES && p->last.size % RL_FRAME_ALIGN == 0);
+	assert(p->next_lsn >= p->last.first_lsn && p->next_lsn >= claimed);
 out:
 	if (fd >= 0)
 		close(fd);

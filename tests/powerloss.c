@@ -9,32 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Fewer scenarios under sanitizers: there every recovery pass costs far more (each
- * segment scan allocates a 1 MiB window, which ASan maps and unmaps). */
-unsigned iters(unsigned n)
-{
-	return PL_SANITIZED ? (n + 4) / 5 : n;
-}
 
-uint64_t g_seed;
 unsigned g_test_no;
-char g_what[256];
 
-/* ---- PRNG (splitmix64) ---- */
 
-uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
-/* Uniform in [0, n); n > 0. */
-uint64_t below(uint64_t *s, uint64_t n)
-{
-	return rnd(s) % n;
-}
 
 
 /* ---- a directory held in memory ---- */
@@ -627,7 +606,7 @@ int verify_mode(struct world *w, const struct snap *dmg, const struct expect *gi
 	struct ringlog_recovery crep[3];
 	int crc[3];
 	/* Under sanitizers, the other modes' checks only for every fourth scenario. */
-	int all_modes = !PL_SANITIZED || w->scenarios % 4 == 1;
+	int all_modes = !SCN_SANITIZED || w->scenarios % 4 == 1;
 	for (uint32_t m = 0; m < 3; m++) {
 		if (m != mode && !all_modes)
 			continue;
@@ -710,27 +689,16 @@ struct expect expect_at_byte(const struct world *w, size_t s, uint64_t off)
 	return e;
 }
 
-uint64_t pick_seed(void)
-{
-	const char *env = getenv("RINGLOG_POWERLOSS_SEED");
-	if (env && *env)
-		return strtoull(env, NULL, 0);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t s =
-	    (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
-	return rnd(&s);
-}
 
 int pl_run(const char *name, const struct CMUnitTest *tests, size_t n)
 {
 	tu_require_uring();
-	g_seed = pick_seed();
+	g_seed = pick_seed("RINGLOG_POWERLOSS_SEED");
 	g_strict =
 	    !(getenv("RINGLOG_POWERLOSS_STRICT") && *getenv("RINGLOG_POWERLOSS_STRICT") == '0');
 	printf("%s: seed 0x%016" PRIx64 " (RINGLOG_POWERLOSS_SEED=0x%016" PRIx64
 	       " repeats this run)%s\n",
-	       name, g_seed, g_seed, PL_SANITIZED ? "; sanitizer build: fewer scenarios" : "");
+	       name, g_seed, g_seed, SCN_SANITIZED ? "; sanitizer build: fewer scenarios" : "");
 	fflush(stdout);
 	int failed = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
 	if (g_reader_bug)

@@ -33,8 +33,8 @@
 #ifndef RL_TEST_POWERLOSS_H
 #define RL_TEST_POWERLOSS_H
 
-#include "testutil.h"
 #include "layout_oracle.h"
+#include "scenario.h"
 #include "snapshot.h"
 
 #include <inttypes.h>
@@ -52,52 +52,10 @@
 #define ABSOLUTE RINGLOG_RECOVER_ABSOLUTE
 #define PIT RINGLOG_RECOVER_POINT_IN_TIME
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define PL_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
-    __has_feature(undefined_behavior_sanitizer)
-#define PL_SANITIZED 1
-#endif
-#endif
-#ifndef PL_SANITIZED
-#define PL_SANITIZED 0
-#endif
 
-extern uint64_t g_seed;
-extern unsigned g_test_no;
-extern char g_what[256]; /* the scenario being checked, for failure messages */
+extern unsigned g_test_no; /* cases run so far: each builds its own world */
 extern int g_strict;
 extern unsigned g_reader_bug;
-
-#define SCEN(...) snprintf(g_what, sizeof(g_what), __VA_ARGS__)
-
-#define EXPECT(c)                                                                                  \
-	do {                                                                                       \
-		if (!(c))                                                                          \
-			fail_msg("%s:%d: expected %s [scenario: %s; seed 0x%016" PRIx64 "]",       \
-				 __FILE__, __LINE__, #c, g_what, g_seed);                          \
-	} while (0)
-
-#define EXPECT_U64(a, b)                                                                           \
-	do {                                                                                       \
-		uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                                   \
-		if (a_ != b_)                                                                      \
-			fail_msg("%s:%d: %s == %s: %" PRIu64 " != %" PRIu64                        \
-				 " [scenario: %s; seed 0x%016" PRIx64 "]",                         \
-				 __FILE__, __LINE__, #a, #b, a_, b_, g_what, g_seed);              \
-	} while (0)
-
-#define EXPECT_INT(a, b)                                                                           \
-	do {                                                                                       \
-		long long a_ = (long long)(a), b_ = (long long)(b);                                \
-		if (a_ != b_)                                                                      \
-			fail_msg(                                                                  \
-			    "%s:%d: %s == %s: %lld != %lld [scenario: %s; last ringlog error: "    \
-			    "%s; seed 0x%016" PRIx64 "]",                                          \
-			    __FILE__, __LINE__, #a, #b, a_, b_, g_what, ringlog_last_error(),      \
-			    g_seed);                                                               \
-	} while (0)
 
 struct batch {
 	uint64_t first_lsn, tag;
@@ -157,9 +115,6 @@ struct extra {
 	unsigned nrecs, len;
 };
 
-unsigned iters(unsigned n);
-uint64_t rnd(uint64_t *s);
-uint64_t below(uint64_t *s, uint64_t n);
 void expect_dir_is(const char *dir, const struct snap *s, int ignore_lock, const char *after);
 void add_batches(struct world *w, size_t count, int small);
 void exact_last_segment(const char *dir);
@@ -193,7 +148,6 @@ void expect_segments_after_open(const struct world *w, const struct snap *dmg,
 int verify_mode(struct world *w, const struct snap *dmg, const struct expect *given,
 		       uint32_t mode, int full);
 struct expect expect_at_byte(const struct world *w, size_t s, uint64_t off);
-uint64_t pick_seed(void);
 
 /* Run `tests` (each with pl_setup/pl_teardown) after printing the seed; `name` is the
  * program's.  Returns what cmocka_run_group_tests returns. */

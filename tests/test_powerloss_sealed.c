@@ -109,7 +109,7 @@ static void sealed_segment_damage(void **state)
 
 	/* Under sanitizers, only the first, a middle and the last candidate segment. */
 #define SOME(s, first, last)                                                                       \
-	(!PL_SANITIZED || (s) == (first) || (s) == (last) || (s) == ((first) + (last)) / 2)
+	(!SCN_SANITIZED || (s) == (first) || (s) == (last) || (s) == ((first) + (last)) / 2)
 	/* A middle segment deleted: its successor does not chain. */
 	for (size_t s = 1; s < L; s++) {
 		if (!SOME(s, 1, L - 1))

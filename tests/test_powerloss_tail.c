@@ -24,13 +24,13 @@ static void cut_last_segment(void **state)
 	size_t n = 0;
 	const uint64_t fixed[] = {0, 31, 63, HDR, HDR + 8, HDR + 32,
 				  1, 7,	 32, 33,  HDR + 1, HDR + 31};
-	size_t nfixed = PL_SANITIZED ? 6 : sizeof(fixed) / sizeof(fixed[0]);
+	size_t nfixed = SCN_SANITIZED ? 6 : sizeof(fixed) / sizeof(fixed[0]);
 	for (size_t i = 0; i < nfixed; i++)
 		offs[n++] = fixed[i];
 	for (size_t i = 0; i < sg->nfr; i++) { /* at, just after and inside every frame */
 		const struct frame *f = &sg->fr[i];
 		const uint64_t rel[] = {f->len, 33, f->len - 1, 8};
-		size_t nrel = !PL_SANITIZED ? sizeof(rel) / sizeof(rel[0]) : i % 2 ? 1 : 2;
+		size_t nrel = !SCN_SANITIZED ? sizeof(rel) / sizeof(rel[0]) : i % 2 ? 1 : 2;
 		for (size_t j = 0; j < nrel && n < 600; j++)
 			offs[n++] = f->off + rel[j];
 	}

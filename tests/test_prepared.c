@@ -38,7 +38,7 @@
  * Seeded: the seed is printed, RINGLOG_PREPARED_SEED=0x... repeats the random choices
  * (the logs' layouts also depend on thread timing; failures print the offsets).
  */
-#include "testutil.h"
+#include "scenario.h"
 #include "snapshot.h"
 #include "uring_io.h" /* rl_io_faults: hold the consumer so that groups take several frames */
 
@@ -77,69 +77,6 @@
 
 #define REASON_GAP "a frame written after a gap"
 #define REASON_AFTER "bytes after the last frame"
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define PR_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define PR_SANITIZED 1
-#endif
-#endif
-#ifndef PR_SANITIZED
-#define PR_SANITIZED 0
-#endif
-
-/* Fewer scenarios under sanitizers, where every open and scan costs far more. */
-static unsigned iters(unsigned n)
-{
-	return PR_SANITIZED ? (n + 4) / 5 : n;
-}
-
-static uint64_t g_seed;
-static char g_what[400]; /* the scenario being checked, for failure messages */
-
-#define SCEN(...) snprintf(g_what, sizeof(g_what), __VA_ARGS__)
-
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c))                                                                          \
-			fail_msg("%s:%d: expected %s [scenario: %s; seed 0x%016" PRIx64 "]",       \
-				 __FILE__, __LINE__, #c, g_what, g_seed);                          \
-	} while (0)
-
-#define CHECK_U64(a, b)                                                                            \
-	do {                                                                                       \
-		uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                                   \
-		if (a_ != b_)                                                                      \
-			fail_msg("%s:%d: %s == %s: %" PRIu64 " != %" PRIu64                        \
-				 " [scenario: %s; seed 0x%016" PRIx64 "]",                         \
-				 __FILE__, __LINE__, #a, #b, a_, b_, g_what, g_seed);              \
-	} while (0)
-
-#define CHECK_INT(a, b)                                                                            \
-	do {                                                                                       \
-		long long a_ = (long long)(a), b_ = (long long)(b);                                \
-		if (a_ != b_)                                                                      \
-			fail_msg("%s:%d: %s == %s: %lld != %lld [scenario: %s; last ringlog "      \
-				 "error: %s; seed 0x%016" PRIx64 "]",                              \
-				 __FILE__, __LINE__, #a, #b, a_, b_, g_what, ringlog_last_error(), \
-				 g_seed);                                                          \
-	} while (0)
-
-/* ---- PRNG (splitmix64) ---- */
-
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t *s, uint64_t n)
-{
-	return n ? rnd(s) % n : 0;
-}
 
 /* ---- little-endian fields and CRC32C, this file's own ---- */
 
@@ -453,7 +390,7 @@ static void scan_free(struct seg_scan *s)
 static uint64_t data_end(const uint8_t *d, uint64_t size, uint64_t *next_lsn)
 {
 	struct shdr h;
-	CHECK(parse_shdr(d, size, &h));
+	EXPECT(parse_shdr(d, size, &h));
 	struct seg_scan s;
 	scan_seg(d, size, h.id, h.first, &s);
 	scan_free(&s);
@@ -602,7 +539,7 @@ static void predict(const struct snap *dmg, uint32_t mode, struct pred *p)
 	snap_clone(dmg, &p->after);
 	size_t idx[MAX_SEGS];
 	size_t n = snap_segs(&p->after, idx, MAX_SEGS);
-	CHECK(n > 0);
+	EXPECT(n > 0);
 	p->segments = (uint32_t)n;
 	uint64_t id = 0, expect = 0;
 	uint32_t prev_crc = 0;
@@ -691,7 +628,7 @@ static int reader_expect(const struct snap *dmg, struct pred *out)
 	for (size_t i = 0; i < n; i++) {
 		const struct file *f = &dmg->f[idx[i]];
 		struct shdr h;
-		CHECK(parse_shdr(f->data, f->size, &h));
+		EXPECT(parse_shdr(f->data, f->size, &h));
 		if (i == 0)
 			id = h.id;
 		struct seg_scan s;
@@ -815,13 +752,13 @@ static void append_one(struct world *w, struct ringlog *log, unsigned nrecs, uns
 {
 	uint64_t tag = TAG_BASE + w->tag_next++;
 	uint64_t first = tu_append_tagged(log, tag, nrecs, len);
-	CHECK_U64(first, w->next_lsn);
+	EXPECT_U64(first, w->next_lsn);
 	add_batch(w, first, tag, nrecs, len);
 }
 
 static void wait_all(struct world *w, struct ringlog *log)
 {
-	CHECK_INT(ringlog_wait(log, w->next_lsn - 1), 0);
+	EXPECT_INT(ringlog_wait(log, w->next_lsn - 1), 0);
 }
 
 static void step_single(struct world *w, struct ringlog *log, int small)
@@ -911,7 +848,7 @@ static void step_threads(struct world *w, struct ringlog *log)
 	}
 	qsort(all, n, sizeof(all[0]), cmp_batch);
 	for (size_t i = 0; i < n; i++) {
-		CHECK_U64(all[i].first_lsn, w->next_lsn); /* dense, in LSN order */
+		EXPECT_U64(all[i].first_lsn, w->next_lsn); /* dense, in LSN order */
 		add_batch(w, all[i].first_lsn, all[i].tag, all[i].nrecs, all[i].len);
 	}
 	wait_all(w, log);
@@ -947,7 +884,7 @@ static void keep_segments(struct world *w, struct ringlog *log, size_t keep)
 	if (n <= keep)
 		return;
 	int got = ringlog_truncate_before(log, name_lsn(names[n - keep]));
-	CHECK_INT(got, (int)(n - keep));
+	EXPECT_INT(got, (int)(n - keep));
 }
 
 /* The last segment of the open log, read now (everything appended is durable). */
@@ -955,7 +892,7 @@ static void read_last(struct world *w, char *name, uint8_t **data, size_t *size)
 {
 	char names[MAX_SEGS][32];
 	size_t n = list_segs(w->pristine, names, MAX_SEGS);
-	CHECK(n > 0);
+	EXPECT(n > 0);
 	snprintf(name, 32, "%s", names[n - 1]);
 	*data = read_whole(tu_path(w->pristine, name), size);
 }
@@ -966,7 +903,7 @@ static void read_last(struct world *w, char *name, uint8_t **data, size_t *size)
 static size_t frames_in(const uint8_t *d, size_t size, uint32_t align, int *stale)
 {
 	struct shdr h;
-	CHECK(parse_shdr(d, size, &h));
+	EXPECT(parse_shdr(d, size, &h));
 	struct seg_scan s;
 	scan_seg(d, size, h.id, h.first, &s);
 	size_t n = 0;
@@ -986,15 +923,15 @@ static struct ringlog *world_open(struct world *w)
 	struct ringlog_stats st;
 	ringlog_stats(log, &st);
 	w->align = (uint32_t)st.io_align;
-	CHECK_U64(st.direct_io, 1); /* io_mode AUTO on this filesystem */
-	CHECK(w->align >= SECTOR && w->align % SECTOR == 0);
+	EXPECT_U64(st.direct_io, 1); /* io_mode AUTO on this filesystem */
+	EXPECT(w->align >= SECTOR && w->align % SECTOR == 0);
 	return log;
 }
 
 static void world_close(struct world *w, struct ringlog *log)
 {
 	ringlog_stats(log, &w->stats);
-	CHECK_INT(ringlog_close(log), 0);
+	EXPECT_INT(ringlog_close(log), 0);
 	rl_io_faults = NULL;
 }
 
@@ -1013,7 +950,7 @@ static void build_bursts(struct world *w)
 	append_one(w, log, 40, 500); /* > SEG_BYTES: a segment of its own */
 	wait_all(w, log);
 	for (unsigned it = 0;; it++) {
-		CHECK(it < 600);
+		EXPECT(it < 600);
 		uint64_t r = below(&w->rng, 4);
 		if (r < 2)
 			step_single(w, log, 0);
@@ -1044,7 +981,7 @@ static void build_steps(struct world *w)
 	struct ringlog *log = world_open(w);
 	char prev[32] = "";
 	for (unsigned it = 0;; it++) {
-		CHECK(it < 4000);
+		EXPECT(it < 4000);
 		if (below(&w->rng, 4) == 0)
 			step_burst(w, log, 2 + (unsigned)below(&w->rng, 3));
 		else
@@ -1079,10 +1016,10 @@ static void parse_world(struct world *w)
 {
 	size_t idx[MAX_SEGS];
 	size_t n = snap_segs(&w->snap, idx, MAX_SEGS);
-	CHECK(n >= 3);
+	EXPECT(n >= 3);
 	w->nseg = n;
 	const struct batch *first = find_batch(w, name_lsn(w->snap.f[idx[0]].name));
-	CHECK(first != NULL);
+	EXPECT(first != NULL);
 	w->b0 = (size_t)(first - w->b);
 	size_t bi = w->b0;
 	uint32_t prev_crc = 0;
@@ -1094,54 +1031,54 @@ static void parse_world(struct world *w)
 		snprintf(sg->name, sizeof(sg->name), "%.25s", f->name);
 		sg->size = f->size;
 		struct shdr h;
-		CHECK(parse_shdr(f->data, f->size, &h));
-		CHECK_U64(h.version, 2);
-		CHECK_U64(h.first, name_lsn(f->name));
-		CHECK_U64(h.first, expect);
+		EXPECT(parse_shdr(f->data, f->size, &h));
+		EXPECT_U64(h.version, 2);
+		EXPECT_U64(h.first, name_lsn(f->name));
+		EXPECT_U64(h.first, expect);
 		if (k == 0)
 			w->log_id = h.id;
 		else
-			CHECK_U64(h.prev_crc, prev_crc);
-		CHECK_U64(h.id, w->log_id);
+			EXPECT_U64(h.prev_crc, prev_crc);
+		EXPECT_U64(h.id, w->log_id);
 		sg->first_lsn = h.first;
 		struct seg_scan s;
 		scan_seg(f->data, f->size, h.id, h.first, &s);
-		CHECK(s.n >= 2);
+		EXPECT(s.n >= 2);
 		const struct ent *pad = &s.e[0];
-		CHECK_U64(pad->kind, E_PAD);
-		CHECK_U64(pad->off, HDR);
-		CHECK_U64(pad->lsn, h.first);
+		EXPECT_U64(pad->kind, E_PAD);
+		EXPECT_U64(pad->off, HDR);
+		EXPECT_U64(pad->lsn, h.first);
 		sg->start = HDR + pad->len;
 		uint64_t a = w->align, lo = align_up(HDR + 32, a);
-		CHECK(sg->start >= lo && sg->start < lo + a);
+		EXPECT(sg->start >= lo && sg->start < lo + a);
 		sg->fr = malloc(s.n * sizeof(*sg->fr));
 		assert_non_null(sg->fr);
 		for (size_t i = 1; i < s.n; i++) {
 			const struct ent *e = &s.e[i];
-			CHECK_U64(e->kind, E_FRAME);
-			CHECK(bi < w->nb);
+			EXPECT_U64(e->kind, E_FRAME);
+			EXPECT(bi < w->nb);
 			const struct batch *b = &w->b[bi++];
-			CHECK_U64(e->lsn, b->first_lsn);
-			CHECK_U64(e->nrecs, b->nrecs);
-			CHECK_U64(e->len,
+			EXPECT_U64(e->lsn, b->first_lsn);
+			EXPECT_U64(e->nrecs, b->nrecs);
+			EXPECT_U64(e->len,
 				  RINGLOG_FRAME_BYTES(b->nrecs, (uint64_t)b->nrecs * b->len));
 			sg->fr[sg->nfr++] = *e;
 		}
 		sg->end = s.end;
 		if (k + 1 < n) {
-			CHECK_U64(s.end, f->size); /* sealed: cut at its last frame */
+			EXPECT_U64(s.end, f->size); /* sealed: cut at its last frame */
 		} else {
 			uint64_t te;
-			CHECK_U64(f->size, SEG_BYTES); /* a prepared file ... */
-			CHECK(s.end < f->size);	       /* ... longer than its frames */
-			CHECK(!torn_tail(f->data, f->size, h.id, s.end, s.next, &te));
+			EXPECT_U64(f->size, SEG_BYTES); /* a prepared file ... */
+			EXPECT(s.end < f->size);	       /* ... longer than its frames */
+			EXPECT(!torn_tail(f->data, f->size, h.id, s.end, s.next, &te));
 		}
 		expect = s.next;
 		prev_crc = s.last_crc;
 		scan_free(&s);
 	}
-	CHECK_U64(bi, w->nb);
-	CHECK_U64(expect, w->next_lsn);
+	EXPECT_U64(bi, w->nb);
+	EXPECT_U64(expect, w->next_lsn);
 }
 
 static void build_world(struct world *w, const char *label, unsigned no)
@@ -1165,8 +1102,8 @@ static void build_world(struct world *w, const char *label, unsigned no)
 	if (w->nst) {
 		const struct step *s = &w->st[w->nst - 1];
 		const struct file *f = snap_last(&w->snap);
-		CHECK(strcmp(s->name, f->name) == 0);
-		CHECK(s->size == f->size && memcmp(s->data, f->data, f->size) == 0);
+		EXPECT(strcmp(s->name, f->name) == 0);
+		EXPECT(s->size == f->size && memcmp(s->data, f->data, f->size) == 0);
 	}
 	size_t frames = 0;
 	for (size_t k = 0; k < w->nseg; k++)
@@ -1231,39 +1168,39 @@ static const char *mode_name(uint32_t m)
 
 static void expect_report(const struct ringlog_recovery *r, int rc, const struct pred *p)
 {
-	CHECK_INT(rc, p->rc);
-	CHECK_U64(r->mode, p->mode);
-	CHECK_U64(r->segments, p->segments);
-	CHECK_U64(r->first_lsn, p->first_lsn);
-	CHECK_U64(r->last_lsn, p->last_lsn);
+	EXPECT_INT(rc, p->rc);
+	EXPECT_U64(r->mode, p->mode);
+	EXPECT_U64(r->segments, p->segments);
+	EXPECT_U64(r->first_lsn, p->first_lsn);
+	EXPECT_U64(r->last_lsn, p->last_lsn);
 	for (size_t i = 0; i < sizeof(r->reserved) / sizeof(r->reserved[0]); i++)
-		CHECK_U64(r->reserved[i], 0);
+		EXPECT_U64(r->reserved[i], 0);
 	if (p->damaged) {
-		CHECK_INT(r->damage, -EBADMSG);
+		EXPECT_INT(r->damage, -EBADMSG);
 		if (strcmp(r->damage_file, p->dfile) != 0)
 			fail_msg("damage_file \"%s\", expected \"%s\" [scenario: %s; seed "
 				 "0x%016" PRIx64 "]",
 				 r->damage_file, p->dfile, g_what, g_seed);
-		CHECK_U64(r->damage_offset, p->doff);
-		CHECK_U64(r->damage_lsn, p->dlsn);
-		CHECK(r->damage_reason[0] != '\0');
+		EXPECT_U64(r->damage_offset, p->doff);
+		EXPECT_U64(r->damage_lsn, p->dlsn);
+		EXPECT(r->damage_reason[0] != '\0');
 		if (p->reason && !strstr(r->damage_reason, p->reason))
 			fail_msg(
 			    "damage_reason \"%s\" lacks \"%s\" [scenario: %s; seed 0x%016" PRIx64
 			    "]",
 			    r->damage_reason, p->reason, g_what, g_seed);
 	} else {
-		CHECK_INT(r->damage, 0);
-		CHECK(r->damage_file[0] == '\0');
+		EXPECT_INT(r->damage, 0);
+		EXPECT(r->damage_file[0] == '\0');
 	}
 	if (rc != 0)
 		return;
-	CHECK_U64(r->cut_bytes, p->cut_bytes);
-	CHECK_U64(r->dropped_segments, p->dropped);
-	CHECK_U64(r->lost_lsns, p->lost_lsns);
-	CHECK_U64(r->holes, p->holes);
-	CHECK_U64(r->set_aside_segments, 0);
-	CHECK_U64(r->rewritten_headers, 0);
+	EXPECT_U64(r->cut_bytes, p->cut_bytes);
+	EXPECT_U64(r->dropped_segments, p->dropped);
+	EXPECT_U64(r->lost_lsns, p->lost_lsns);
+	EXPECT_U64(r->holes, p->holes);
+	EXPECT_U64(r->set_aside_segments, 0);
+	EXPECT_U64(r->rewritten_headers, 0);
 }
 
 /* The last error names the file and the offset. */
@@ -1289,7 +1226,7 @@ static void expect_records(const struct world *w, const char *dir, const struct 
 			   const struct extra *x, size_t nx, int want_rc)
 {
 	struct ringlog_reader *r = NULL;
-	CHECK_INT(ringlog_reader_open(dir, 0, &r), 0);
+	EXPECT_INT(ringlog_reader_open(dir, 0, &r), 0);
 	struct ringlog_record rec;
 	uint8_t *buf = malloc(1024);
 	assert_non_null(buf);
@@ -1298,8 +1235,8 @@ static void expect_records(const struct world *w, const char *dir, const struct 
 		unsigned nrecs, len;
 		if (k < n) {
 			const struct batch *b = find_batch(w, fr[k].lsn);
-			CHECK(b != NULL);
-			CHECK_U64(b->nrecs, fr[k].nrecs);
+			EXPECT(b != NULL);
+			EXPECT_U64(b->nrecs, fr[k].nrecs);
 			first = b->first_lsn, tag = b->tag, nrecs = b->nrecs, len = b->len;
 		} else {
 			const struct extra *e = &x[k - n];
@@ -1314,13 +1251,13 @@ static void expect_records(const struct world *w, const char *dir, const struct 
 					 "0x%016" PRIx64 "]",
 					 got, first + i, i, first, k, n + nx, ringlog_last_error(),
 					 g_what, g_seed);
-			CHECK_U64(rec.lsn, first + i);
-			CHECK_U64(rec.batch_first_lsn, first);
-			CHECK_U64(rec.batch_nrecs, nrecs);
-			CHECK_U64(rec.len, len);
-			CHECK(len <= 1024);
+			EXPECT_U64(rec.lsn, first + i);
+			EXPECT_U64(rec.batch_first_lsn, first);
+			EXPECT_U64(rec.batch_nrecs, nrecs);
+			EXPECT_U64(rec.len, len);
+			EXPECT(len <= 1024);
 			tu_fill_record(buf, len, tag, i);
-			CHECK(memcmp(buf, rec.data, len) == 0);
+			EXPECT(memcmp(buf, rec.data, len) == 0);
 		}
 	}
 	int end = ringlog_reader_next(r, &rec);
@@ -1329,7 +1266,7 @@ static void expect_records(const struct world *w, const char *dir, const struct 
 			 ") after the expected "
 			 "end [scenario: %s; seed 0x%016" PRIx64 "]",
 			 rec.lsn, rec.batch_first_lsn, g_what, g_seed);
-	CHECK_INT(end, want_rc);
+	EXPECT_INT(end, want_rc);
 	ringlog_reader_close(r);
 	free(buf);
 }
@@ -1341,8 +1278,8 @@ static void expect_reader_before_recovery(const struct world *w, const struct sn
 	struct pred rp;
 	int rc = reader_expect(dmg, &rp);
 	for (size_t k = 0; k < rp.nkept; k++) {
-		CHECK(w->b0 + k < w->nb);
-		CHECK_U64(rp.kept[k].lsn, w->b[w->b0 + k].first_lsn); /* a prefix of the batches */
+		EXPECT(w->b0 + k < w->nb);
+		EXPECT_U64(rp.kept[k].lsn, w->b[w->b0 + k].first_lsn); /* a prefix of the batches */
 	}
 	expect_records(w, w->work, rp.kept, rp.nkept, NULL, 0, rc);
 	free(rp.kept);
@@ -1394,18 +1331,18 @@ static void verify(struct world *w, const struct snap *dmg, const struct pred *p
 		struct ringlog *log = NULL;
 		int err = ringlog_open(w->work, &o, &log);
 		w->opens++;
-		CHECK_INT(err, crc[m]);
+		EXPECT_INT(err, crc[m]);
 		if (err) {
-			CHECK(log == NULL);
+			EXPECT(log == NULL);
 			expect_last_error_names(p[m].dfile, p[m].doff);
 			expect_dir_is(w->work, dmg, 1, 0, "a refused ringlog_open");
 			continue;
 		}
 		struct ringlog_recovery rep;
-		CHECK_INT(ringlog_recovery_report(log, &rep), 0);
-		CHECK(memcmp(&rep, &crep[m], sizeof(rep)) == 0);
-		CHECK_U64(ringlog_next_lsn(log), p[m].next_lsn);
-		CHECK_U64(ringlog_durable_lsn(log), p[m].next_lsn - 1);
+		EXPECT_INT(ringlog_recovery_report(log, &rep), 0);
+		EXPECT(memcmp(&rep, &crep[m], sizeof(rep)) == 0);
+		EXPECT_U64(ringlog_next_lsn(log), p[m].next_lsn);
+		EXPECT_U64(ringlog_durable_lsn(log), p[m].next_lsn - 1);
 		expect_dir_is(w->work, &p[m].after, 0, 1, "the open");
 
 		/* Appends go right after the kept LSNs and survive a reopen. */
@@ -1418,28 +1355,28 @@ static void verify(struct world *w, const struct snap *dmg, const struct pred *p
 		for (size_t i = 0; i < nx; i++) {
 			x[i] = (struct extra){next, TAG_EXTRA + w->extras++, spec[i].nrecs,
 					      spec[i].len};
-			CHECK_U64(tu_append_tagged(log, x[i].tag, x[i].nrecs, x[i].len), next);
+			EXPECT_U64(tu_append_tagged(log, x[i].tag, x[i].nrecs, x[i].len), next);
 			next += x[i].nrecs;
 		}
-		CHECK_INT(ringlog_wait(log, next - 1), 0);
-		CHECK_INT(ringlog_close(log), 0);
+		EXPECT_INT(ringlog_wait(log, next - 1), 0);
+		EXPECT_INT(ringlog_close(log), 0);
 		log = NULL;
-		CHECK_INT(ringlog_open(w->work, &w->o, &log), 0);
+		EXPECT_INT(ringlog_open(w->work, &w->o, &log), 0);
 		w->opens++;
-		CHECK_INT(ringlog_recovery_report(log, &rep), 0);
-		CHECK_INT(rep.damage, 0);
-		CHECK_U64(rep.cut_bytes, 0);
-		CHECK_U64(rep.dropped_segments, 0);
-		CHECK_U64(rep.first_lsn, p[m].first_lsn);
-		CHECK_U64(rep.last_lsn, next - 1);
-		CHECK_U64(rep.lost_lsns, p[m].lost_lsns);
-		CHECK_U64(ringlog_next_lsn(log), next);
-		CHECK_INT(ringlog_close(log), 0);
+		EXPECT_INT(ringlog_recovery_report(log, &rep), 0);
+		EXPECT_INT(rep.damage, 0);
+		EXPECT_U64(rep.cut_bytes, 0);
+		EXPECT_U64(rep.dropped_segments, 0);
+		EXPECT_U64(rep.first_lsn, p[m].first_lsn);
+		EXPECT_U64(rep.last_lsn, next - 1);
+		EXPECT_U64(rep.lost_lsns, p[m].lost_lsns);
+		EXPECT_U64(ringlog_next_lsn(log), next);
+		EXPECT_INT(ringlog_close(log), 0);
 		for (uint32_t c = 0; c < NMODES; c++) {
-			CHECK_INT(ringlog_check(w->work, c, &rep), 0);
-			CHECK_INT(rep.damage, 0);
-			CHECK_U64(rep.last_lsn, next - 1);
-			CHECK_U64(rep.lost_lsns, p[m].lost_lsns);
+			EXPECT_INT(ringlog_check(w->work, c, &rep), 0);
+			EXPECT_INT(rep.damage, 0);
+			EXPECT_U64(rep.last_lsn, next - 1);
+			EXPECT_U64(rep.lost_lsns, p[m].lost_lsns);
 		}
 		expect_records(w, w->work, p[m].kept, p[m].nkept, x, nx, 0);
 		free(x);
@@ -1483,7 +1420,7 @@ static void clean_close_case(struct world *w)
 	     w->label, last->name, last->start, last->end, last->size);
 	/* What parse_world established, restated: a prepared tail after the frames; and
 	 * a reader returns every batch. */
-	CHECK(last->size > last->end);
+	EXPECT(last->size > last->end);
 	uint64_t blk_end = align_up(last->end, w->align), junk = 0;
 	const struct file *f = snap_last(&w->snap);
 	for (uint64_t x = last->end; x < blk_end && x < f->size; x++)
@@ -1494,11 +1431,11 @@ static void clean_close_case(struct world *w)
 	struct pred p[NMODES];
 	predict_all(&w->snap, p);
 	for (uint32_t m = 0; m < NMODES; m++) {
-		CHECK_INT(p[m].rc, 0);
-		CHECK(!p[m].damaged);
-		CHECK_U64(p[m].cut_bytes, 0);
-		CHECK_U64(p[m].next_lsn, w->next_lsn);
-		CHECK_U64(p[m].nkept, w->nb - w->b0);
+		EXPECT_INT(p[m].rc, 0);
+		EXPECT(!p[m].damaged);
+		EXPECT_U64(p[m].cut_bytes, 0);
+		EXPECT_U64(p[m].next_lsn, w->next_lsn);
+		EXPECT_U64(p[m].nkept, w->nb - w->b0);
 	}
 	verify(w, &w->snap, p, OPEN(TOL) | OPEN(ABS) | OPEN(PIT) | OPEN(SALV), NULL, 0);
 	preds_free(p);
@@ -1508,8 +1445,8 @@ static void clean_close_is_clean_in_every_mode(void **state)
 {
 	struct fixture *fx = *state;
 	/* The bursts really made groups of several frames, and the steps log recycled. */
-	CHECK(fx->bursts.stats.groups < fx->bursts.stats.batches);
-	CHECK(fx->steps.stats.segments_recycled > 0);
+	EXPECT(fx->bursts.stats.groups < fx->bursts.stats.batches);
+	EXPECT(fx->steps.stats.segments_recycled > 0);
 	clean_close_case(&fx->bursts);
 	clean_close_case(&fx->steps);
 }
@@ -1538,10 +1475,10 @@ static void zero_tail_case(struct world *w, unsigned count)
 		predict_all(&d, p);
 		uint64_t want_next = i < last->nfr ? last->fr[i].lsn : w->next_lsn;
 		for (uint32_t m = 0; m < NMODES; m++) { /* the construction agrees */
-			CHECK_INT(p[m].rc, 0);
-			CHECK(!p[m].damaged);
-			CHECK_U64(p[m].cut_bytes, 0);
-			CHECK_U64(p[m].next_lsn, want_next);
+			EXPECT_INT(p[m].rc, 0);
+			EXPECT(!p[m].damaged);
+			EXPECT_U64(p[m].cut_bytes, 0);
+			EXPECT_U64(p[m].next_lsn, want_next);
 		}
 		verify(w, &d, p, it % 4 == 0 ? OPEN(ABS) | OPEN(SALV) : 0, NULL, 0);
 		preds_free(p);
@@ -1568,7 +1505,7 @@ static size_t extras_over(uint64_t end, uint64_t reach, struct xspec *xs, size_t
 		bytes += RINGLOG_FRAME_BYTES(4, 1200);
 		n++;
 	}
-	CHECK(bytes >= need);
+	EXPECT(bytes >= need);
 	return n;
 }
 
@@ -1585,11 +1522,11 @@ static int stale_case(struct world *w, struct snap *d, unsigned open_mask)
 	struct pred p[NMODES];
 	predict_all(d, p);
 	for (uint32_t m = 0; m < NMODES; m++) {
-		CHECK_INT(p[m].rc, 0);
-		CHECK(!p[m].damaged);
-		CHECK_U64(p[m].cut_bytes, 0);
-		CHECK_U64(p[m].next_lsn, next);
-		CHECK_U64(p[m].lost_lsns, 0);
+		EXPECT_INT(p[m].rc, 0);
+		EXPECT(!p[m].damaged);
+		EXPECT_U64(p[m].cut_bytes, 0);
+		EXPECT_U64(p[m].next_lsn, next);
+		EXPECT_U64(p[m].lost_lsns, 0);
 	}
 	struct xspec xs[32];
 	size_t nx = extras_over(end, reach, xs, 32);
@@ -1606,7 +1543,7 @@ static void stale_frames_after_the_end_are_never_read(void **state)
 	SCEN("steps log as closed: %s is a recycled file", w->seg[w->nseg - 1].name);
 	struct snap d;
 	snap_clone(&w->snap, &d);
-	CHECK(stale_case(w, &d, OPEN(ABS) | OPEN(PIT) | OPEN(SALV)));
+	EXPECT(stale_case(w, &d, OPEN(ABS) | OPEN(PIT) | OPEN(SALV)));
 	snap_free(&d);
 
 	/* A power loss right after an earlier step: its version of the recycled file. */
@@ -1617,9 +1554,9 @@ static void stale_frames_after_the_end_are_never_read(void **state)
 		     (size_t)(s - w->st), s->nb);
 		snap_clone(&w->snap, &d);
 		struct file *f = snap_last(&d);
-		CHECK(f->size == s->size);
+		EXPECT(f->size == s->size);
 		memcpy(f->data, s->data, s->size);
-		CHECK(stale_case(w, &d, it % 3 == 0 ? OPEN(SALV) : 0));
+		EXPECT(stale_case(w, &d, it % 3 == 0 ? OPEN(SALV) : 0));
 		snap_free(&d);
 	}
 
@@ -1653,7 +1590,7 @@ static void stale_frames_after_the_end_are_never_read(void **state)
 		crafted += stale_case(a, &d, it % 4 == 0 ? OPEN(SALV) | OPEN(ABS) : 0);
 		snap_free(&d);
 	}
-	CHECK(crafted > 0);
+	EXPECT(crafted > 0);
 }
 
 /* ---- the writes themselves ---- */
@@ -1671,10 +1608,10 @@ static void aligned_writes_touch_only_their_blocks(void **state)
 		if (strcmp(a->name, b->name) != 0)
 			continue;
 		SCEN("steps log: %s from step %zu to %zu", a->name, t - 1, t);
-		CHECK_U64(a->size, b->size);
+		EXPECT_U64(a->size, b->size);
 		uint64_t start = data_end(a->data, a->size, NULL);
 		uint64_t stop = data_end(b->data, b->size, NULL);
-		CHECK(stop > start);
+		EXPECT(stop > start);
 		uint64_t lo = align_down(start, w->align), hi = align_up(stop, w->align);
 		for (uint64_t x = 0; x < b->size; x++)
 			if (a->data[x] != b->data[x] && (x < start || x >= hi))
@@ -1686,7 +1623,7 @@ static void aligned_writes_touch_only_their_blocks(void **state)
 		shared += start % w->align != 0;
 	}
 	printf("    %u steps checked, %u of them rewrote a shared block\n", pairs, shared);
-	CHECK(pairs > 10 && shared > 0);
+	EXPECT(pairs > 10 && shared > 0);
 }
 
 /* ---- 4. a tail block rewritten and torn ---- */
@@ -1713,18 +1650,18 @@ static int torn_setup(struct world *w, size_t t, unsigned m, struct torn_ctx *c)
 	c->size = last->size;
 	c->off_g = data_end(c->v[0]->data, c->v[0]->size, NULL);
 	struct shdr h;
-	CHECK(parse_shdr(last->data, last->size, &h));
+	EXPECT(parse_shdr(last->data, last->size, &h));
 	struct seg_scan s;
 	scan_seg(last->data, last->size, h.id, h.first, &s);
 	for (size_t i = 0; i < s.n; i++)
 		if (s.e[i].off >= c->off_g && c->nfr < 128)
 			c->fr[c->nfr++] = s.e[i];
 	scan_free(&s);
-	CHECK(c->nfr > 0);
+	EXPECT(c->nfr > 0);
 	/* Every version holds the acknowledged bytes [0, off_g) unchanged. */
 	for (unsigned r = 1; r < c->nv; r++) {
-		CHECK_U64(c->v[r]->size, c->size);
-		CHECK(memcmp(c->v[r]->data, c->v[0]->data, c->off_g) == 0);
+		EXPECT_U64(c->v[r]->size, c->size);
+		EXPECT(memcmp(c->v[r]->data, c->v[0]->data, c->off_g) == 0);
 	}
 	return 1;
 }
@@ -1761,22 +1698,22 @@ static void torn_verify(struct world *w, struct snap *d, const struct torn_ctx *
 	size_t whole;
 	uint64_t want = whole_prefix(c, f->data, &whole);
 	/* Acknowledged batches all survive; the construction's whole frames are kept. */
-	CHECK_INT(p[TOL].rc, 0);
-	CHECK_U64(p[TOL].next_lsn, want);
-	CHECK(p[TOL].next_lsn >= c->fr[0].lsn);
+	EXPECT_INT(p[TOL].rc, 0);
+	EXPECT_U64(p[TOL].next_lsn, want);
+	EXPECT(p[TOL].next_lsn >= c->fr[0].lsn);
 	if (whole < c->nfr) {
 		const struct ent *e = &c->fr[whole];
 		const uint8_t *fin = c->v[c->nv - 1]->data;
 		/* The first frame not whole, with its 32 header bytes new: torn, cut. */
 		if (memcmp(f->data + e->off, fin + e->off, 32) == 0) {
-			CHECK(p[TOL].damaged);
-			CHECK_U64(p[TOL].doff, e->off);
-			CHECK(p[TOL].cut_end >=
+			EXPECT(p[TOL].damaged);
+			EXPECT_U64(p[TOL].doff, e->off);
+			EXPECT(p[TOL].cut_end >=
 			      (e->off + e->len < f->size ? e->off + e->len : f->size));
 		}
 	}
 	if (p[TOL].damaged) {
-		CHECK_INT(p[ABS].rc, -EBADMSG);
+		EXPECT_INT(p[ABS].rc, -EBADMSG);
 		(*cut)++;
 	} else {
 		(*clean)++;
@@ -1809,12 +1746,12 @@ static void torn_targeted(struct world *w, size_t t, unsigned *cut, unsigned *cl
 		for (uint64_t q = s0; q < hdr_end; q += SECTOR)
 			take_sector(&c, f->data, q, 1);
 		predict_all(&d, p);
-		CHECK(p[TOL].damaged);
-		CHECK_U64(p[TOL].doff, c.off_g);
-		CHECK_U64(p[TOL].dlsn, f0->lsn);
-		CHECK_U64(p[TOL].cut_end, f0->off + f0->len);
-		CHECK_U64(p[TOL].cut_bytes, f0->len);
-		CHECK_U64(p[TOL].next_lsn, f0->lsn);
+		EXPECT(p[TOL].damaged);
+		EXPECT_U64(p[TOL].doff, c.off_g);
+		EXPECT_U64(p[TOL].dlsn, f0->lsn);
+		EXPECT_U64(p[TOL].cut_end, f0->off + f0->len);
+		EXPECT_U64(p[TOL].cut_bytes, f0->len);
+		EXPECT_U64(p[TOL].next_lsn, f0->lsn);
 		preds_free(p);
 		torn_verify(w, &d, &c, cut, clean, OPEN(SALV) | OPEN(PIT) | OPEN(ABS));
 		snap_free(&d);
@@ -1836,9 +1773,9 @@ static void torn_targeted(struct world *w, size_t t, unsigned *cut, unsigned *cl
 		memcpy(f->data, c.v[0]->data, c.size);
 		take_sector(&c, f->data, q, 1);
 		predict_all(&d, p);
-		CHECK(!p[TOL].damaged);
-		CHECK_U64(p[TOL].next_lsn, f0->lsn);
-		CHECK_U64(p[TOL].cut_bytes, 0);
+		EXPECT(!p[TOL].damaged);
+		EXPECT_U64(p[TOL].next_lsn, f0->lsn);
+		EXPECT_U64(p[TOL].cut_bytes, 0);
 		preds_free(p);
 		torn_verify(w, &d, &c, cut, clean, OPEN(ABS));
 		snap_free(&d);
@@ -1851,8 +1788,8 @@ static void torn_targeted(struct world *w, size_t t, unsigned *cut, unsigned *cl
 	struct file *f = snap_last(&d);
 	memcpy(f->data, c.v[1]->data, c.size);
 	predict_all(&d, p);
-	CHECK(!p[TOL].damaged);
-	CHECK_U64(p[TOL].next_lsn, c.fr[c.nfr - 1].lsn + c.fr[c.nfr - 1].nrecs);
+	EXPECT(!p[TOL].damaged);
+	EXPECT_U64(p[TOL].next_lsn, c.fr[c.nfr - 1].lsn + c.fr[c.nfr - 1].nrecs);
 	preds_free(p);
 	torn_verify(w, &d, &c, cut, clean, 0);
 	snap_free(&d);
@@ -1872,10 +1809,10 @@ static void torn_targeted(struct world *w, size_t t, unsigned *cut, unsigned *cl
 		memcpy(f->data + s0, c.v[1]->data + s0, stop - s0);
 		predict_all(&d, p);
 		if (part == 0 && get64(c.v[0]->data + c.off_g + 24) != w->log_id)
-			CHECK(!p[TOL].damaged);
+			EXPECT(!p[TOL].damaged);
 		if (part == 1) {
-			CHECK(p[TOL].damaged);
-			CHECK_U64(p[TOL].doff, c.off_g);
+			EXPECT(p[TOL].damaged);
+			EXPECT_U64(p[TOL].doff, c.off_g);
 		}
 		preds_free(p);
 		torn_verify(w, &d, &c, cut, clean, 0);
@@ -1895,7 +1832,7 @@ static void torn_rewrite_of_a_shared_tail_block(void **state)
 		if (off % SECTOR != 0)
 			cand[nc++] = t;
 	}
-	CHECK(nc >= 3);
+	EXPECT(nc >= 3);
 	for (unsigned k = 0; k < iters(6); k++)
 		torn_targeted(w, cand[below(&w->rng, nc)], &cut, &clean);
 
@@ -1957,7 +1894,7 @@ static void torn_rewrite_of_a_shared_tail_block(void **state)
 		snap_free(&d);
 	}
 	printf("    torn tails cut %u, clean ends (stale or whole) %u\n", cut, clean);
-	CHECK(cut > 0 && clean > 0);
+	EXPECT(cut > 0 && clean > 0);
 }
 
 /* ---- 5. a pipelined gap: group N lost, group N+1 landed ---- */
@@ -2022,25 +1959,25 @@ static void gap_expect(const struct world *w, const struct seginfo *sg, const st
 	static const uint32_t cutting[] = {TOL, PIT};
 	for (size_t q = 0; q < 2; q++) {
 		uint32_t m = cutting[q];
-		CHECK_INT(p[m].rc, 0);
-		CHECK(p[m].damaged);
-		CHECK_U64(p[m].doff, n->off);
-		CHECK_U64(p[m].dlsn, n->lsn);
-		CHECK_U64(p[m].next_lsn, n->lsn);
-		CHECK(p[m].cut_end >= end_k);
+		EXPECT_INT(p[m].rc, 0);
+		EXPECT(p[m].damaged);
+		EXPECT_U64(p[m].doff, n->off);
+		EXPECT_U64(p[m].dlsn, n->lsn);
+		EXPECT_U64(p[m].next_lsn, n->lsn);
+		EXPECT(p[m].cut_end >= end_k);
 		if (!g->filler)
-			CHECK(p[m].reason && strcmp(p[m].reason, REASON_GAP) == 0);
+			EXPECT(p[m].reason && strcmp(p[m].reason, REASON_GAP) == 0);
 		const struct file *a = snap_last((struct snap *)&p[m].after);
-		CHECK_U64(a->size, g->cut_file ? n->off : f->size);
+		EXPECT_U64(a->size, g->cut_file ? n->off : f->size);
 	}
-	CHECK_INT(p[ABS].rc, -EBADMSG);
+	EXPECT_INT(p[ABS].rc, -EBADMSG);
 	/* Salvage: a hole for N, N+1 kept. */
-	CHECK_INT(p[SALV].rc, 0);
-	CHECK_U64(p[SALV].holes, 1);
-	CHECK_U64(p[SALV].lost_lsns, n->nrecs);
-	CHECK(p[SALV].damaged);
-	CHECK_U64(p[SALV].doff, n->off);
-	CHECK(p[SALV].next_lsn >= sg->fr[g->k - 1].lsn + sg->fr[g->k - 1].nrecs);
+	EXPECT_INT(p[SALV].rc, 0);
+	EXPECT_U64(p[SALV].holes, 1);
+	EXPECT_U64(p[SALV].lost_lsns, n->nrecs);
+	EXPECT(p[SALV].damaged);
+	EXPECT_U64(p[SALV].doff, n->off);
+	EXPECT(p[SALV].next_lsn >= sg->fr[g->k - 1].lsn + sg->fr[g->k - 1].nrecs);
 	(void)w;
 }
 
@@ -2068,7 +2005,7 @@ static void gap_case(struct world *w, unsigned it, int salvage)
 	if (!salvage) {
 		/* After recovery, a batch of N's size ends exactly where N+1 was. */
 		const struct batch *bn = find_batch(w, n->lsn);
-		CHECK(bn != NULL);
+		EXPECT(bn != NULL);
 		struct xspec x = {bn->nrecs, bn->len};
 		verify(w, &d, p, OPEN(ABS) | OPEN(PIT), &x, 1);
 		/* The work directory holds the result: the new frame at N's place, then
@@ -2076,13 +2013,13 @@ static void gap_case(struct world *w, unsigned it, int salvage)
 		struct snap now;
 		snap_load(w->work, &now, 1);
 		struct file *f = snap_last(&now);
-		CHECK(strcmp(f->name, sg->name) == 0);
+		EXPECT(strcmp(f->name, sg->name) == 0);
 		uint64_t next;
 		uint64_t end = data_end(f->data, f->size, &next);
-		CHECK_U64(end, sg->fr[g.j].off);
-		CHECK_U64(next, n->lsn + n->nrecs);
+		EXPECT_U64(end, sg->fr[g.j].off);
+		EXPECT_U64(next, n->lsn + n->nrecs);
 		uint64_t te;
-		CHECK(!torn_tail(f->data, f->size, w->log_id, end, next, &te));
+		EXPECT(!torn_tail(f->data, f->size, w->log_id, end, next, &te));
 		snap_free(&now);
 	} else {
 		/* Salvage keeps N+1 behind a hole (docs/recovery.md: valid frames after damage
@@ -2091,7 +2028,7 @@ static void gap_case(struct world *w, unsigned it, int salvage)
 		for (size_t q = 0; q < p[SALV].nkept; q++)
 			c += p[SALV].kept[q].lsn >= sg->fr[g.j].lsn &&
 			     p[SALV].kept[q].lsn <= sg->fr[g.k - 1].lsn;
-		CHECK_U64(c, g.k - g.j);
+		EXPECT_U64(c, g.k - g.j);
 		verify(w, &d, p, OPEN(SALV), NULL, 0);
 	}
 	preds_free(p);
@@ -2129,26 +2066,26 @@ static void pad_header_case(struct world *w, size_t s, uint64_t at, uint8_t x)
 	predict_all(&d, p);
 	/* Damage in a sealed segment: refused by default and by ABSOLUTE. */
 	for (uint32_t m = TOL; m <= ABS; m++) {
-		CHECK_INT(p[m].rc, -EBADMSG);
-		CHECK_U64(p[m].doff, HDR);
-		CHECK_U64(p[m].dlsn, sg->first_lsn);
-		CHECK(strcmp(p[m].dfile, sg->name) == 0);
+		EXPECT_INT(p[m].rc, -EBADMSG);
+		EXPECT_U64(p[m].doff, HDR);
+		EXPECT_U64(p[m].dlsn, sg->first_lsn);
+		EXPECT(strcmp(p[m].dfile, sg->name) == 0);
 	}
 	/* Point-in-time keeps what came before that segment. */
-	CHECK_INT(p[PIT].rc, 0);
-	CHECK_U64(p[PIT].next_lsn, sg->first_lsn);
-	CHECK_U64(p[PIT].dropped, w->nseg - s - 1);
+	EXPECT_INT(p[PIT].rc, 0);
+	EXPECT_U64(p[PIT].next_lsn, sg->first_lsn);
+	EXPECT_U64(p[PIT].dropped, w->nseg - s - 1);
 	/* Salvage: a hole over the pad that stands for no LSN; every batch kept. */
-	CHECK_INT(p[SALV].rc, 0);
-	CHECK_U64(p[SALV].holes, 1);
-	CHECK_U64(p[SALV].lost_lsns, 0);
-	CHECK_U64(p[SALV].cut_bytes, 0);
-	CHECK_U64(p[SALV].next_lsn, w->next_lsn);
-	CHECK_U64(p[SALV].nkept, w->nb - w->b0);
+	EXPECT_INT(p[SALV].rc, 0);
+	EXPECT_U64(p[SALV].holes, 1);
+	EXPECT_U64(p[SALV].lost_lsns, 0);
+	EXPECT_U64(p[SALV].cut_bytes, 0);
+	EXPECT_U64(p[SALV].next_lsn, w->next_lsn);
+	EXPECT_U64(p[SALV].nkept, w->nb - w->b0);
 	const uint8_t *h = snap_seg(&p[SALV].after, s)->data + HDR;
-	CHECK_U64(get32(h), M_HOLE);
-	CHECK_U64(get32(h + 8), sg->start - HDR);
-	CHECK_U64(get32(h + 12), 0);
+	EXPECT_U64(get32(h), M_HOLE);
+	EXPECT_U64(get32(h + 8), sg->start - HDR);
+	EXPECT_U64(get32(h + 12), 0);
 	verify(w, &d, p, OPEN(ABS) | OPEN(PIT) | OPEN(SALV), NULL, 0);
 	preds_free(p);
 	snap_free(&d);
@@ -2189,9 +2126,9 @@ static void pad_body_is_never_checked(void **state)
 			struct pred p[NMODES];
 			predict_all(&d, p);
 			for (uint32_t m = 0; m < NMODES; m++) {
-				CHECK_INT(p[m].rc, 0);
-				CHECK(!p[m].damaged);
-				CHECK_U64(p[m].next_lsn, w->next_lsn);
+				EXPECT_INT(p[m].rc, 0);
+				EXPECT(!p[m].damaged);
+				EXPECT_U64(p[m].next_lsn, w->next_lsn);
 			}
 			verify(w, &d, p, it == 0 ? OPEN(ABS) : 0, NULL, 0);
 			preds_free(p);
@@ -2221,7 +2158,7 @@ static void big_batch_after_a_power_loss_right_after_a_rotation(void **state)
 	const struct seginfo *last = &w->seg[w->nseg - 1];
 	const unsigned nrecs = 40, len = 400;
 	uint64_t frame = RINGLOG_FRAME_BYTES(nrecs, (uint64_t)nrecs * len);
-	CHECK(frame > SEG_BYTES - last->start && frame <= w->o.max_batch_bytes);
+	EXPECT(frame > SEG_BYTES - last->start && frame <= w->o.max_batch_bytes);
 	SCEN("bursts log: %s holds only its header and pad (frames would start at %" PRIu64
 	     "); then a batch of %" PRIu64 " frame bytes",
 	     last->name, last->start, frame);
@@ -2232,16 +2169,16 @@ static void big_batch_after_a_power_loss_right_after_a_rotation(void **state)
 	struct pred p[NMODES];
 	predict_all(&d, p);
 	for (uint32_t m = 0; m < NMODES; m++) {
-		CHECK_INT(p[m].rc, 0);
-		CHECK(!p[m].damaged);
-		CHECK_U64(p[m].next_lsn, last->first_lsn);
+		EXPECT_INT(p[m].rc, 0);
+		EXPECT(!p[m].damaged);
+		EXPECT_U64(p[m].next_lsn, last->first_lsn);
 	}
 	snap_write(&d, w->work);
 	struct ringlog *log = tu_open(w->work, &w->o);
 	w->opens++;
-	CHECK_U64(ringlog_next_lsn(log), last->first_lsn);
+	EXPECT_U64(ringlog_next_lsn(log), last->first_lsn);
 	struct extra x = {last->first_lsn, TAG_EXTRA + w->extras++, nrecs, len};
-	CHECK_U64(tu_append_tagged(log, x.tag, nrecs, len), x.first);
+	EXPECT_U64(tu_append_tagged(log, x.tag, nrecs, len), x.first);
 	int werr = ringlog_wait(log, x.first + nrecs - 1);
 	char msg[512];
 	snprintf(msg, sizeof(msg), "%s", werr ? ringlog_last_error() : "");
@@ -2322,22 +2259,11 @@ static void reader_before_recovery_returns_whole_batches(void **state)
 		w->scenarios++;
 		snap_free(&d);
 	}
-	CHECK(sealed > 0);
+	EXPECT(sealed > 0);
 }
 
 /* ---- main ---- */
 
-static uint64_t pick_seed(void)
-{
-	const char *env = getenv("RINGLOG_PREPARED_SEED");
-	if (env && *env)
-		return strtoull(env, NULL, 0);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t s =
-	    (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
-	return rnd(&s);
-}
 
 int main(void)
 {
@@ -2347,10 +2273,10 @@ int main(void)
 		fprintf(stderr, "test_prepared: this file's CRC32C is wrong\n");
 		return 1;
 	}
-	g_seed = pick_seed();
+	g_seed = pick_seed("RINGLOG_PREPARED_SEED");
 	printf("test_prepared: seed 0x%016" PRIx64 " (RINGLOG_PREPARED_SEED=0x%016" PRIx64
 	       " repeats this run)%s\n",
-	       g_seed, g_seed, PR_SANITIZED ? "; sanitizer build: fewer scenarios" : "");
+	       g_seed, g_seed, SCN_SANITIZED ? "; sanitizer build: fewer scenarios" : "");
 	fflush(stdout);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(clean_close_is_clean_in_every_mode),

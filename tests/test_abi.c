@@ -6,6 +6,8 @@
  */
 #include "testutil.h"
 
+#include "ringlog_nats.h" /* (its structs only: nothing of libringlog-nats is linked) */
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +128,10 @@ static void structs_keep_their_size(void **state)
 	assert_true(RINGLOG_STAGES <= RINGLOG_STAGES_MAX);
 	assert_int_equal(RINGLOG_STAGES_MAX, 10);
 	assert_int_equal(sizeof(struct ringlog_latency), 784);
+	/* libringlog-nats's public structs, which grow from their reserved words too. */
+	assert_int_equal(sizeof(struct ringlog_nats_options), 112);
+	assert_int_equal(sizeof(struct ringlog_nats_stats), 232);
+	assert_int_equal(sizeof(struct ringlog_nats_restore_stats), 120);
 }
 
 int main(int argc, char **argv)

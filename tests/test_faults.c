@@ -25,7 +25,10 @@
 enum mode { SET, SHORT };
 
 static struct {
-	int op;	   /* RL_IO_WRITE, RL_IO_FSYNC or RL_IO_WAKE, 0 = off */
+	/* RL_IO_WRITE, RL_IO_FSYNC or RL_IO_WAKE, 0 = off.  Atomic and stored last by arm():
+	 * the hook runs on the consumer, which may complete a wake read while the test
+	 * thread arms a fault. */
+	_Atomic int op;
 	int nth;   /* first occurrence (1-based) it applies to */
 	int times; /* how many occurrences from nth (0 = all) */
 	enum mode mode;
@@ -70,7 +73,8 @@ static int fx_complete(void *arg, enum rl_io_op op, int res, uint32_t len)
 		fx.cancel_next_fsync = 0;
 		return -ECANCELED;
 	}
-	if ((int)op != fx.op || n < fx.nth || (fx.times && n >= fx.nth + fx.times))
+	if ((int)op != atomic_load_explicit(&fx.op, memory_order_acquire) || n < fx.nth ||
+	    (fx.times && n >= fx.nth + fx.times))
 		return res;
 	await_sleepers();
 	if (fx.mode == SHORT) {
@@ -128,11 +132,11 @@ static int teardown(void **state)
 
 static void arm(int op, int nth, int times, enum mode mode, int value)
 {
-	fx.op = op;
 	fx.nth = nth;
 	fx.times = times;
 	fx.mode = mode;
 	fx.value = value;
+	atomic_store_explicit(&fx.op, op, memory_order_release);
 }
 
 struct waiter {

@@ -556,6 +556,7 @@ out:
 void *rl_consumer_main(void *arg)
 {
 	struct ringlog *log = arg;
+	rl_faults_enter(log->faults); /* this log's fault tables, if it has its own */
 	log->start_err = rl_io_init(&log->io, log->ring.buf, 2 * log->ring.capacity,
 				    (int)log->opts.no_registered_buffer);
 	sem_post(&log->started);

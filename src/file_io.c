@@ -16,9 +16,23 @@
 
 struct rl_file_faults *_Atomic rl_file_faults;
 
+static _Thread_local const struct rl_faults *thread_faults;
+
+const struct rl_faults *rl_faults_enter(const struct rl_faults *f)
+{
+	const struct rl_faults *prev = thread_faults;
+	thread_faults = f;
+	return prev;
+}
+
+const struct rl_faults *rl_faults_current(void)
+{
+	return thread_faults;
+}
+
 static int injected(enum rl_file_op op, const char *name, uint64_t off, uint64_t len)
 {
-	struct rl_file_faults *f = rl_file_faults;
+	struct rl_file_faults *f = thread_faults ? thread_faults->file : rl_file_faults;
 	if (!f || !f->fail)
 		return 0;
 	int err = f->fail(f->arg, op, name, off, len);

@@ -44,6 +44,24 @@ struct rl_file_faults {
 extern struct rl_file_faults *_Atomic rl_file_faults;
 
 /*
+ * One log's fault tables, for tests that run several logs at once and fail only one
+ * (rl_log_open in log_internal.h).  The threads that work for such a log -- its
+ * opener during ringlog_open, its consumer, its preparer, a caller inside its
+ * ringlog_truncate_before or ringlog_close -- consult these instead of the process-wide
+ * rl_file_faults and rl_io_faults (uring_io.h); a NULL member means no faults of that
+ * kind for this log.  Logs opened with ringlog_open use the process-wide tables.
+ */
+struct rl_io_faults;
+struct rl_faults {
+	struct rl_file_faults *file;
+	struct rl_io_faults *io;
+};
+/* Make `f` (NULL: the process-wide tables) this thread's; returns the one it replaces. */
+const struct rl_faults *rl_faults_enter(const struct rl_faults *f);
+/* This thread's log tables, or NULL. */
+const struct rl_faults *rl_faults_current(void);
+
+/*
  * Open the log directory `path` (RL_FOP_OPEN with name = path); when it does not exist
  * and `create` is set, create it (RL_FOP_MKDIR) and make its entry durable in its
  * parent (RL_FOP_DIRSYNC).  Returns the fd, or -errno (-ENOENT, -ENOTDIR as such) with

@@ -212,8 +212,8 @@ static void free_log(struct ringlog *log)
 	free(log);
 }
 
-RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts,
-			     struct ringlog **out)
+static int open_log(const char *dir, const struct ringlog_options *opts,
+		    const struct rl_faults *faults, struct ringlog **out)
 {
 	struct ringlog_options defaults;
 	if (!dir || !out)
@@ -231,6 +231,7 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 	if (!log)
 		return rl_fail(-ENOMEM, "allocating the log");
 	log->opts = *opts;
+	log->faults = faults;
 	log->seg.fd = log->event_fd = log->lock_fd = -1;
 	log->published.fd = log->published.notify_fd = -1;
 	log->spin_max_ns = (uint64_t)opts->spin_us * 1000;
@@ -316,6 +317,22 @@ RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts
 fail:
 	free_log(log);
 	return err;
+}
+
+int rl_log_open(const char *dir, const struct ringlog_options *opts,
+		const struct rl_faults *faults, struct ringlog **out)
+{
+	/* The opener's file operations, and the preparer it starts, use the log's tables. */
+	const struct rl_faults *prev = rl_faults_enter(faults);
+	int err = open_log(dir, opts, faults, out);
+	rl_faults_enter(prev);
+	return err;
+}
+
+RINGLOG_API int ringlog_open(const char *dir, const struct ringlog_options *opts,
+			     struct ringlog **out)
+{
+	return rl_log_open(dir, opts, NULL, out);
 }
 
 static int wait_durable(struct ringlog *log, uint64_t lsn, int64_t timeout_ns);
@@ -529,7 +546,9 @@ RINGLOG_API int ringlog_close(struct ringlog *log)
 	rl_ring_kick(&log->ring);
 	pthread_join(log->consumer, NULL);
 	int err = ringlog_error(log);
+	const struct rl_faults *prev = rl_faults_enter(log->faults);
 	free_log(log);
+	rl_faults_enter(prev);
 	return err;
 }
 

@@ -22,6 +22,8 @@
 struct ringlog {
 	struct rl_ring ring;
 	struct ringlog_options opts;
+	/* Fault tables of this log only (tests; file_io.h), or NULL: the process-wide. */
+	const struct rl_faults *faults;
 
 	/* The short path (spin.h).  group_ns: average time from a group's submission to
 	 * its durability, kept by the consumer; spinners: waiters spinning now, at most
@@ -107,6 +109,11 @@ void rl_wake_waiters(struct ringlog *log, uint64_t from, uint64_t to);
 
 /* consumer.c: the thread that writes, syncs, publishes and rotates. */
 void *rl_consumer_main(void *log);
+
+/* ringlog_open with fault tables of this log's own (tests: several logs at once, one
+ * failing; file_io.h).  `faults` must outlive the log; NULL is ringlog_open. */
+int rl_log_open(const char *dir, const struct ringlog_options *opts,
+		const struct rl_faults *faults, struct ringlog **out);
 /* Fail the log with `err` (once; later calls keep the first error) and wake every
  * waiter and blocked producer. */
 void rl_log_fail(struct ringlog *log, int err, const char *msg);

@@ -175,6 +175,7 @@ static int prepare(struct rl_pool *p, const struct rl_pool_entry *e, uint64_t se
 static void *preparer_main(void *arg)
 {
 	struct rl_pool *p = arg;
+	rl_faults_enter(p->faults);
 	uint8_t *zeros = NULL;
 	if (posix_memalign((void **)&zeros, p->align > 4096 ? p->align : 4096, RL_FILL_CHUNK))
 		zeros = NULL;
@@ -241,6 +242,7 @@ int rl_pool_start(struct rl_pool *p, int dir_fd, uint64_t file_bytes, int direct
 {
 	memset(p, 0, sizeof(*p));
 	p->dir_fd = dir_fd;
+	p->faults = rl_faults_current();
 	p->file_bytes = file_bytes;
 	p->direct = direct;
 	p->align = align;

@@ -41,6 +41,7 @@ struct rl_pool_entry {
 
 struct rl_pool {
 	int dir_fd;
+	const struct rl_faults *faults; /* the opener's (file_io.h), for the preparer */
 	uint64_t file_bytes; /* size of a prepared file */
 	int direct;	     /* zero-fill with O_DIRECT */
 	uint32_t align;	     /* direct-I/O alignment */

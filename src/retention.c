@@ -13,6 +13,7 @@
 
 RINGLOG_API int ringlog_truncate_before(struct ringlog *log, uint64_t lsn)
 {
+	const struct rl_faults *prev = rl_faults_enter(log->faults);
 	pthread_mutex_lock(&log->retention_lock);
 	uint64_t *lsns;
 	size_t n;
@@ -66,5 +67,6 @@ RINGLOG_API int ringlog_truncate_before(struct ringlog *log, uint64_t lsn)
 		rl_pool_kick(&log->pool); /* space was freed, or a file came to reuse */
 out:
 	pthread_mutex_unlock(&log->retention_lock);
+	rl_faults_enter(prev);
 	return err ? err : removed;
 }

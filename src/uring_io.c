@@ -1,12 +1,21 @@
 /* io_uring calls of the consumer.  Contract in uring_io.h. */
 #include "uring_io.h"
 
+#include "file_io.h"
+
 #include <errno.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct rl_io_faults *rl_io_faults;
+
+/* The tables of the log this thread works for (file_io.h), else the process-wide one. */
+static struct rl_io_faults *faults(void)
+{
+	const struct rl_faults *f = rl_faults_current();
+	return f ? f->io : rl_io_faults;
+}
 
 /* Queue depth: two entries (write + fsync) per group in flight, one for the wake
  * read; RL_MAX_PIPELINE_DEPTH groups at most. */
@@ -15,8 +24,9 @@ struct rl_io_faults *rl_io_faults;
 int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register)
 {
 	memset(io, 0, sizeof(*io));
-	if (rl_io_faults && rl_io_faults->setup) {
-		int err = rl_io_faults->setup(rl_io_faults->arg);
+	struct rl_io_faults *hooks = faults();
+	if (hooks && hooks->setup) {
+		int err = hooks->setup(hooks->arg);
 		if (err < 0)
 			return err;
 	}
@@ -43,8 +53,8 @@ int rl_io_init(struct rl_io *io, void *buf, size_t len, int no_register)
 	io->uring = ring;
 	if (!no_register) {
 		int rerr = 0;
-		if (rl_io_faults && rl_io_faults->register_buffer)
-			rerr = rl_io_faults->register_buffer(rl_io_faults->arg);
+		if (hooks && hooks->register_buffer)
+			rerr = hooks->register_buffer(hooks->arg);
 		if (rerr == 0) {
 			struct iovec iov = {.iov_base = buf, .iov_len = len};
 			rerr = io_uring_register_buffers(io->uring, &iov, 1);
@@ -63,11 +73,13 @@ void rl_io_exit(struct rl_io *io)
 	memset(io, 0, sizeof(*io));
 }
 
-/* Submit what is queued (`expect` entries) after the fault hook `hook` (NULL: none). */
-static int submit(struct rl_io *io, unsigned expect, int (*hook)(void *))
+/* Submit what is queued (`expect` entries) after the fault hook `hook` of `hooks`
+ * (NULL: none). */
+static int submit(struct rl_io *io, unsigned expect, const struct rl_io_faults *hooks,
+		  int (*hook)(void *))
 {
 	if (hook) {
-		int err = hook(rl_io_faults->arg);
+		int err = hook(hooks->arg);
 		/* The prepared entries stay unsubmitted: a failed submit fails the log,
 		 * and nothing submits on this ring again. */
 		if (err < 0)
@@ -109,13 +121,15 @@ int rl_io_write_sync(struct rl_io *io, int fd, const void *src, uint32_t len, ui
 		sqe->flags |= IOSQE_IO_LINK;
 		prep_fsync(io_uring_get_sqe(io->uring), fd, tag);
 	}
-	return submit(io, sync ? 2 : 1, rl_io_faults ? rl_io_faults->submit : NULL);
+	struct rl_io_faults *hooks = faults();
+	return submit(io, sync ? 2 : 1, hooks, hooks ? hooks->submit : NULL);
 }
 
 int rl_io_sync(struct rl_io *io, int fd, unsigned tag)
 {
 	prep_fsync(io_uring_get_sqe(io->uring), fd, tag);
-	return submit(io, 1, rl_io_faults ? rl_io_faults->submit : NULL);
+	struct rl_io_faults *hooks = faults();
+	return submit(io, 1, hooks, hooks ? hooks->submit : NULL);
 }
 
 int rl_io_arm_wake(struct rl_io *io, int efd)
@@ -123,7 +137,8 @@ int rl_io_arm_wake(struct rl_io *io, int efd)
 	struct io_uring_sqe *sqe = io_uring_get_sqe(io->uring);
 	io_uring_prep_read(sqe, efd, &io->wake_buf, sizeof(io->wake_buf), 0);
 	io_uring_sqe_set_data64(sqe, user_data(RL_IO_WAKE, 0, 0));
-	return submit(io, 1, rl_io_faults ? rl_io_faults->arm_wake : NULL);
+	struct rl_io_faults *hooks = faults();
+	return submit(io, 1, hooks, hooks ? hooks->arm_wake : NULL);
 }
 
 int rl_io_wait(struct rl_io *io, enum rl_io_op *op, unsigned *tag, int *res)
@@ -140,7 +155,8 @@ int rl_io_wait(struct rl_io *io, enum rl_io_op *op, unsigned *tag, int *res)
 	*tag = (unsigned)(ud >> 8 & 0xff);
 	*res = cqe->res;
 	io_uring_cqe_seen(io->uring, cqe);
-	if (rl_io_faults && rl_io_faults->complete)
-		*res = rl_io_faults->complete(rl_io_faults->arg, *op, *res, (uint32_t)(ud >> 32));
+	struct rl_io_faults *hooks = faults();
+	if (hooks && hooks->complete)
+		*res = hooks->complete(hooks->arg, *op, *res, (uint32_t)(ud >> 32));
 	return 0;
 }

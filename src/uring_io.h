@@ -26,7 +26,8 @@ struct rl_io {
 
 /*
  * Fault-injection seam for tests (SQLite's test_vfs in spirit).  NULL in
- * production; a test points rl_io_faults at its table before ringlog_open().
+ * production; a test points rl_io_faults at its table before ringlog_open(), or gives
+ * one log a table of its own (struct rl_faults in file_io.h).
  * Each hook may be NULL.  Hooks run on the consumer thread.
  */
 struct rl_io_faults {

@@ -133,17 +133,25 @@ static int stopping(struct ringlog_nats_shipper *s)
 	return stop;
 }
 
+/* The deadline `ns` from now for s->cond, on CLOCK_MONOTONIC (the clock s->cond waits
+ * on: a change of the wall clock neither stretches nor cuts a wait). */
+static struct timespec deadline_in(uint64_t ns)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += (time_t)(ns / 1000000000);
+	t.tv_nsec += (long)(ns % 1000000000);
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
+	}
+	return t;
+}
+
 /* Sleep up to ms, waking early on stop.  Returns whether stop was asked. */
 static int pause_ms(struct ringlog_nats_shipper *s, uint32_t ms)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
+	struct timespec until = deadline_in((uint64_t)ms * 1000000);
 	pthread_mutex_lock(&s->lock);
 	while (!s->stop && pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
 		;
@@ -290,13 +298,7 @@ static int publish(struct ringlog_nats_shipper *s, const void *data, size_t len,
 		err = s->stop ? -ECANCELED : s->pub_failed ? -EAGAIN : 0;
 		if (err || s->q_len < cap)
 			break;
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 100000000; /* look at the oldest every 100 ms */
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
+		struct timespec until = deadline_in(100000000); /* look at the oldest every 100 ms */
 		pthread_cond_timedwait(&s->cond, &s->lock, &until);
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -844,7 +846,11 @@ static int start(struct ringlog *log, const char *dir, const struct ringlog_nats
 	if (!s)
 		return rln_fail(-ENOMEM, "ringlog-nats: allocating the shipper");
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	int err = rln_config(o, &s->cfg);
 	if (err)
 		goto fail;
@@ -964,16 +970,7 @@ RINGLOG_NATS_API int ringlog_nats_shipper_wait(struct ringlog_nats_shipper *s,
 		if (err)
 			return err;
 	}
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	if (timeout_ns >= 0) {
-		until.tv_sec += timeout_ns / 1000000000;
-		until.tv_nsec += timeout_ns % 1000000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
-	}
+	struct timespec until = deadline_in(timeout_ns > 0 ? (uint64_t)timeout_ns : 0);
 	int err = 0;
 	pthread_mutex_lock(&s->lock);
 	for (;;) {

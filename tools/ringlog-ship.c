@@ -12,6 +12,7 @@
  */
 #include "ringlog.h"
 #include "ringlog_nats.h"
+#include "nats_cli.h"
 #include "tool_common.h"
 
 #include <nats/nats.h>
@@ -90,16 +91,7 @@ static void usage(FILE *f)
 }
 
 /* A usage error: the message, a pointer to --help, exit 2. */
-static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, TOOL ": ");
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '" TOOL " --help' for the options.\n");
-	exit(EXIT_USAGE);
-}
+#define usage_error(...) nats_cli_usage_error(TOOL, __VA_ARGS__)
 
 /* An unsigned number in [min, max], with k/M/G suffixes (powers of 1024) if `sizes`. */
 static uint64_t parse_uint(const char *flag, const char *v, uint64_t min, uint64_t max, int sizes)
@@ -351,16 +343,10 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
 		switch (c) {
 		case O_SERVERS:
-			if (!*optarg)
-				usage_error("--servers takes a comma-separated list of URLs");
-			o.servers = optarg;
+			o.servers = nats_cli_servers(TOOL, optarg);
 			break;
 		case O_STREAM:
-			if (!tool_name_ok(optarg, "-_", 200))
-				usage_error("--stream: '%s' is not a stream name (1 to 200 "
-					    "letters, digits, '-' and '_')",
-					    optarg);
-			o.stream = optarg;
+			o.stream = nats_cli_stream(TOOL, optarg);
 			break;
 		case O_REPLICAS:
 			o.replicas = (uint32_t)parse_uint("--replicas", optarg, 1, 5, 0);
@@ -419,21 +405,13 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return EXIT_OK;
 		case O_VERSION:
-			printf(TOOL " (ringlog %d.%d, libnats %s)\n", RINGLOG_VERSION_MAJOR,
-			       RINGLOG_VERSION_MINOR, nats_GetVersion());
+			nats_cli_version(TOOL);
 			return EXIT_OK;
-		case ':':
-			usage_error("%s needs a value", argv[optind - 1]);
 		default:
-			usage_error("unknown option '%s'", argv[optind - 1]);
+			nats_cli_bad_option(TOOL, c, argv, optind);
 		}
 	}
-	if (!o.stream)
-		usage_error("--stream NAME is required: the JetStream stream to ship into");
-	if (optind == argc)
-		usage_error("no log directory given");
-	if (optind + 1 != argc)
-		usage_error("one log directory, not %d", argc - optind);
+	const char *dir = nats_cli_dir(TOOL, o.stream, "to ship into", argc, argv, optind);
 	char default_slot[80];
 	if (!o.slot) {
 		snprintf(default_slot, sizeof(default_slot), "nats-%s", o.stream);
@@ -442,7 +420,7 @@ int main(int argc, char **argv)
 				    "nats-STREAM (64 characters at most): give --slot");
 	}
 	struct run r = {
-	    .dir = argv[optind],
+	    .dir = dir,
 	    .servers = o.servers ? o.servers : RINGLOG_NATS_DEFAULT_SERVERS,
 	    .stream = o.stream,
 	    .slot = o.slot ? o.slot : default_slot,

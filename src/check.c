@@ -46,9 +46,9 @@ RINGLOG_API int ringlog_check_plan(const char *dir, uint32_t mode, struct ringlo
 			err = rl_fail(-ENOMEM, "check: allocating the plan");
 		for (size_t i = 0; !err && i < plan.nactions; i++)
 			rl_action_export(&plan.actions[i], &(*actions)[i]);
-		if (!err && count)
-			*count = plan.nactions;
 	}
+	if (!err && count)
+		*count = plan.nactions; /* (also when only the count is asked for) */
 	rl_plan_free(&plan);
 	return err;
 }

@@ -178,6 +178,9 @@ static void plan_names_files_and_offsets(void **state)
 	size_t n;
 	assert_int_equal(ringlog_check_plan(dir, RINGLOG_RECOVER_SKIP_CORRUPTED, &rep, &a, &n), 0);
 	assert_int_equal(n, 5);
+	size_t only = 0; /* the count alone, without the steps */
+	assert_int_equal(ringlog_check_plan(dir, RINGLOG_RECOVER_SKIP_CORRUPTED, &rep, NULL, &only), 0);
+	assert_int_equal(only, 5);
 	char name[RL_SEG_NAME_LEN + 1];
 	rl_seg_name(name, SEG(0));
 	assert_string_equal(a[0].file, name);

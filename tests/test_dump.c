@@ -142,17 +142,25 @@ static void clean_log_lists_reads_and_verifies(void **state)
 	assert_int_equal(count_lines(out, "\"status\":\"ok\"") > 0, 1);
 }
 
+/* make_log, then a byte flipped in the 4th frame of the second segment (path into
+ * seg1, the number of segments into *nseg).  Returns that frame's offset. */
+static uint64_t damaged_log(const char *dir, char seg1[4096], size_t *nseg)
+{
+	make_log(dir);
+	second_segment(dir, seg1, nseg);
+	uint64_t off = tu_data_start(seg1) + 3 * FRAME;
+	flip(seg1, off + 100);
+	return off;
+}
+
 /* A damaged sealed segment: --verify names it; the default mode refuses the repair
  * and changes nothing; point-in-time repairs, keeping a copy of what it cuts. */
 static void damage_verify_and_repair_point_in_time(void **state)
 {
 	const char *dir = *state;
-	make_log(dir);
 	char seg1[4096];
 	size_t nseg;
-	second_segment(dir, seg1, &nseg);
-	uint64_t off = tu_data_start(seg1) + 3 * FRAME;
-	flip(seg1, off + 100);
+	uint64_t off = damaged_log(dir, seg1, &nseg);
 	size_t dlen;
 	uint8_t *damaged = slurp(seg1, &dlen);
 
@@ -269,12 +277,9 @@ static size_t entries(const char *path)
 static void dry_run_prints_the_plan_and_backup_holds_what_it_touches(void **state)
 {
 	const char *dir = *state;
-	make_log(dir);
 	char seg1[4096];
 	size_t nseg;
-	second_segment(dir, seg1, &nseg);
-	uint64_t off = tu_data_start(seg1) + 3 * FRAME;
-	flip(seg1, off + 100);
+	uint64_t off = damaged_log(dir, seg1, &nseg);
 	size_t len0, len1;
 	char *before = tu_dir_digest(dir, &len0);
 	int st;

@@ -581,6 +581,16 @@ ST_UNUSED static void st_scan_stream(struct st_client *cl, const char *stream, u
 	st_scan_stream_ex(cl, stream, log_id, src_dir, 0, out);
 }
 
+/* st_scan_stream through a client of its own on `urls`. */
+ST_UNUSED static void st_scan_with(const char *urls, const char *stream, uint64_t log_id,
+				   const char *dir, struct st_scan *out)
+{
+	struct st_client cl;
+	st_client_open(&cl, urls);
+	st_scan_stream(&cl, stream, log_id, dir, out);
+	st_client_close(&cl);
+}
+
 /* ---- shippers ---- */
 
 ST_UNUSED static void st_ship_options(struct ringlog_nats_options *o, const char *urls,

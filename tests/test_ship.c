@@ -205,11 +205,8 @@ static void a_directory_written_by_another_process_is_shipped(void **state)
 	struct st_log_info li;
 	st_log_info(src, &li);
 	assert_int_equal(li.last_lsn, durable);
-	struct st_client cl;
-	st_client_open(&cl, urls);
 	struct st_scan sc;
-	st_scan_stream(&cl, "fromdir", id, src, &sc);
-	st_client_close(&cl);
+	st_scan_with(urls, "fromdir", id, src, &sc);
 	assert_int_equal(sc.first_lsn, 1);
 	assert_int_equal(sc.last_lsn, durable);
 	assert_int_equal(sc.frames, 300);
@@ -376,11 +373,8 @@ static void a_restarted_shipper_resumes_without_duplicates(void **state)
 		stored += st.messages - st.duplicates;
 		st_ship_stop(s);
 	}
-	struct st_client cl;
-	st_client_open(&cl, urls);
 	struct st_scan sc;
-	st_scan_stream(&cl, "resume", id, dir, &sc);
-	st_client_close(&cl);
+	st_scan_with(urls, "resume", id, dir, &sc);
 	assert_int_equal(sc.msgs, stored);
 	assert_int_equal(sc.first_lsn, 1);
 	assert_int_equal(sc.last_lsn, last);
@@ -415,11 +409,8 @@ static void a_shipper_resumes_from_the_stream_not_the_slot(void **state)
 	assert_int_equal(ringlog_slot_open(dir, "nats-noslot", 0, 0, &slot), 0);
 	assert_int_equal(ringlog_slot_lsn(slot), last);
 	ringlog_slot_close(slot);
-	struct st_client cl;
-	st_client_open(&cl, urls);
 	struct st_scan sc;
-	st_scan_stream(&cl, "noslot", id, dir, &sc);
-	st_client_close(&cl);
+	st_scan_with(urls, "noslot", id, dir, &sc);
 	assert_true(first_part < last);
 	assert_int_equal(sc.first_lsn, 1);
 	assert_int_equal(sc.last_lsn, last);
@@ -448,11 +439,8 @@ static void large_frames_are_chunked_and_restored_whole(void **state)
 	st_ship_all(log, &o);
 	assert_int_equal(ringlog_close(log), 0);
 
-	struct st_client cl;
-	st_client_open(&cl, urls);
 	struct st_scan sc;
-	st_scan_stream(&cl, "chunks", id, src, &sc);
-	st_client_close(&cl);
+	st_scan_with(urls, "chunks", id, src, &sc);
 	printf("# %" PRIu64 " messages, %" PRIu64 " chunks, largest payload %" PRIu64 "\n", sc.msgs,
 	       sc.chunk_msgs, sc.max_payload);
 	assert_int_equal(sc.last_lsn, last);
@@ -490,11 +478,8 @@ static void a_frame_over_the_server_payload_limit_is_chunked(void **state)
 	st_ship_all(log, &o);
 	assert_int_equal(ringlog_close(log), 0);
 
-	struct st_client cl;
-	st_client_open(&cl, urls);
 	struct st_scan sc;
-	st_scan_stream(&cl, "bigframe", id, src, &sc);
-	st_client_close(&cl);
+	st_scan_with(urls, "bigframe", id, src, &sc);
 	assert_int_equal(sc.last_lsn, last);
 	assert_int_equal(sc.chunked_frames, 1);
 	assert_true(sc.max_payload <= (1u << 20) - 4096);
@@ -526,11 +511,8 @@ static void holes_are_shipped_and_restored(void **state)
 	st_ship_all(log, &o);
 	assert_int_equal(ringlog_close(log), 0);
 
-	struct st_client cl;
-	st_client_open(&cl, urls);
 	struct st_scan sc;
-	st_scan_stream(&cl, "holes", id, src, &sc);
-	st_client_close(&cl);
+	st_scan_with(urls, "holes", id, src, &sc);
 	assert_int_equal(sc.first_lsn, 1);
 	assert_int_equal(sc.last_lsn, last);
 	assert_int_equal(sc.holes, 1);
@@ -644,11 +626,8 @@ static void restore_continues_below_a_chunked_frame(void **state)
 	o.max_message_bytes = 4096;
 	st_ship_all(log, &o);
 	assert_int_equal(ringlog_close(log), 0);
-	struct st_client cl;
-	st_client_open(&cl, urls);
 	struct st_scan sc;
-	st_scan_stream(&cl, "bisect", log_id_of(src), src, &sc);
-	st_client_close(&cl);
+	st_scan_with(urls, "bisect", log_id_of(src), src, &sc);
 	assert_int_equal(sc.chunked_frames, 1);
 	assert_int_equal(sc.msgs, 7); /* (the layout the comment above assumes) */
 
@@ -798,11 +777,8 @@ static void a_standby_follows_and_then_takes_over(void **state)
 	st_ship_stop(s);
 	assert_int_equal(ringlog_close(taken), 0);
 
-	struct st_client cl;
-	st_client_open(&cl, urls);
 	struct st_scan sc;
-	st_scan_stream(&cl, "standby", id, standby, &sc);
-	st_client_close(&cl);
+	st_scan_with(urls, "standby", id, standby, &sc);
 	assert_int_equal(sc.first_lsn, 1);
 	assert_int_equal(sc.last_lsn, end);
 	assert_int_equal(sc.frames, 50);
@@ -1014,11 +990,8 @@ static void a_once_shipper_ships_what_was_durable_at_its_start(void **state)
 	ringlog_nats_shipper_stats(s, &st);
 	assert_int_equal(st.shipped_lsn, first_part);
 	st_ship_stop(s);
-	struct st_client cl;
-	st_client_open(&cl, urls);
 	struct st_scan sc;
-	st_scan_stream(&cl, "once", ringlog_log_id(log), dir, &sc);
-	st_client_close(&cl);
+	st_scan_with(urls, "once", ringlog_log_id(log), dir, &sc);
 	assert_int_equal(sc.last_lsn, first_part);
 	assert_int_equal(ringlog_close(log), 0);
 }
